@@ -1,0 +1,1 @@
+"""Datasets: the IDX format, downloads with checksums, and the named datasets mnistlab knows."""

@@ -1,0 +1,17 @@
+"""Errors a user can fix. The CLI prints them as one line and exits with status 2."""
+
+
+class MnistlabError(Exception):
+    """Bad input or a missing resource: the message says what is wrong and what to do."""
+
+
+class DataError(MnistlabError):
+    """A dataset file is missing, corrupt, or could not be downloaded."""
+
+
+class CheckpointError(MnistlabError):
+    """A checkpoint is missing, of the wrong kind, or unsafe to load."""
+
+
+class TrainingDiverged(MnistlabError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
