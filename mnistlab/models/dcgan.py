@@ -1,0 +1,103 @@
+"""The DCGAN: the seed notebook's generator and discriminator, and our default pair.
+
+Seed generator (noise: 100 numbers uniform on [−1, 1]), layer for layer as the seed README lists it:
+
+    dense 7·7·64                                        → 3136
+    reshape                                             → 64 x 7 x 7
+    conv_transpose 3x3, 64, stride 1, same, leaky ReLU  → 64 x 7 x 7
+    conv_transpose 5x5, 64, stride 2, same              → 64 x 14 x 14
+    conv_transpose 5x5, 32, stride 2, same, leaky ReLU  → 32 x 28 x 28
+    conv_transpose 3x3, 32, stride 1, same, ReLU        → 32 x 28 x 28
+    conv_transpose 3x3,  1, stride 1, same, tanh        → 1 x 28 x 28        (516,897 parameters)
+
+Seed discriminator:
+
+    conv 3x3,  32, stride 1, same                       → 32 x 28 x 28
+    conv 5x5,  64, stride 2, same                       → 64 x 14 x 14
+    conv 5x5,  64, stride 2, same, leaky ReLU           → 64 x 7 x 7
+    conv 3x3, 128, stride 1, same, leaky ReLU           → 128 x 7 x 7
+    flatten                                             → 6272
+    dense 100                                           → 100
+    dense 2, tanh                                       → 2 "logits" in [−1, 1]  (855,406 parameters)
+
+Leaky ReLU is tf.nn.leaky_relu (α = 0.2); kernels Glorot-uniform and biases zero, as tf.layers does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mnistlab.config import DCGANConfig
+from mnistlab.models.layers import init_weights, same_conv2d, same_conv_transpose2d
+
+
+def seed_generator(nz: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(nz, 7 * 7 * 64),  # → 3136
+        nn.Unflatten(1, (64, 7, 7)),  # → 64 x 7 x 7
+        same_conv_transpose2d(64, 64, 3, 1), nn.LeakyReLU(0.2),  # → 64 x 7 x 7
+        same_conv_transpose2d(64, 64, 5, 2),  # → 64 x 14 x 14
+        same_conv_transpose2d(64, 32, 5, 2), nn.LeakyReLU(0.2),  # → 32 x 28 x 28
+        same_conv_transpose2d(32, 32, 3, 1), nn.ReLU(),  # → 32 x 28 x 28
+        same_conv_transpose2d(32, 1, 3, 1), nn.Tanh(),  # → 1 x 28 x 28
+    )
+
+
+def seed_discriminator() -> nn.Sequential:
+    return nn.Sequential(
+        same_conv2d(1, 32, 3, 1, 28)[0],  # → 32 x 28 x 28
+        same_conv2d(32, 64, 5, 2, 28)[0],  # → 64 x 14 x 14
+        same_conv2d(64, 64, 5, 2, 14)[0], nn.LeakyReLU(0.2),  # → 64 x 7 x 7
+        same_conv2d(64, 128, 3, 1, 7)[0], nn.LeakyReLU(0.2),  # → 128 x 7 x 7
+        nn.Flatten(),  # → 6272
+        nn.Linear(128 * 7 * 7, 100),  # → 100
+        nn.Linear(100, 2), nn.Tanh(),  # → 2
+    )
+
+
+def default_generator(nz: int, width: int) -> nn.Sequential:
+    """DCGAN-paper style: batch norm and ReLU in every hidden layer, two stride-2 upsamplings."""
+    return nn.Sequential(
+        nn.Linear(nz, width * 7 * 7, bias=False), nn.BatchNorm1d(width * 7 * 7), nn.ReLU(),  # → width·49
+        nn.Unflatten(1, (width, 7, 7)),  # → width x 7 x 7
+        nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(),
+        # → width/2 x 14 x 14
+        nn.ConvTranspose2d(width // 2, 1, 4, 2, 1), nn.Tanh(),  # → 1 x 28 x 28
+    )
+
+
+def default_discriminator(width: int) -> nn.Sequential:
+    """Strided convs with leaky ReLU, batch norm after the first, one logit out."""
+    return nn.Sequential(
+        nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2),  # → width x 14 x 14
+        nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2),
+        # → 2·width x 7 x 7
+        nn.Flatten(),  # → 2·width·49
+        nn.Linear(width * 2 * 7 * 7, 1),  # → 1 logit
+    )
+
+
+class DCGAN(nn.Module):
+    """Holds `netG` and `netD` and knows how to draw the generator's noise."""
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__()
+        self.config = config
+        if config.arch == "seed":
+            self.netG, self.netD = seed_generator(config.nz), seed_discriminator()
+        else:
+            self.netG, self.netD = default_generator(config.nz, config.g_width), default_discriminator(config.d_width)
+        init_weights(self, config.init)
+
+    def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(n, nz) latent vectors from the configured distribution."""
+        if self.config.noise == "uniform":
+            z = torch.rand(n, self.config.nz, generator=generator, device=device) * 2 - 1
+        else:
+            z = torch.randn(n, self.config.nz, generator=generator, device=device)
+        return z
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, nz) noise → (N, 1, 28, 28) images in [−1, 1]."""
+        return self.netG(z)
