@@ -1,0 +1,40 @@
+# The README's first two commands: `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+# A pinned CPU wheel by default; `make quickstart TORCH=torch` (or a CUDA index) for other builds.
+TORCH  ?= torch==2.13.0
+BIN     = $(VENV)/bin
+STAMP  := $(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: install quickstart test bench browser clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+# Train the seed CNN and the default DCGAN on the default dataset, evaluate both, print where it all is.
+quickstart: install
+	$(BIN)/mnistlab train cnn --preset seed --out runs/quickstart-$(STAMP)/cnn
+	$(BIN)/mnistlab evaluate cnn runs/quickstart-$(STAMP)/cnn
+	$(BIN)/mnistlab train gan --preset default --time-budget 240 --out runs/quickstart-$(STAMP)/gan
+	$(BIN)/mnistlab evaluate gan runs/quickstart-$(STAMP)/gan --classifier runs/quickstart-$(STAMP)/cnn -n 5000
+	@echo "quickstart done: runs/quickstart-$(STAMP)/  (mnistlab serve --cnn runs/quickstart-$(STAMP)/cnn --gan runs/quickstart-$(STAMP)/gan)"
+
+# Debian's Chromium for the browser test, when apt can install it (skipped with a reason otherwise).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "no chromium: the browser test will be skipped"; }
+
+test: install browser
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m mnistlab.bench all
+
+clean:
+	rm -rf $(VENV) build *.egg-info

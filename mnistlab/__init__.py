@@ -1,0 +1,41 @@
+"""mnistlab: the seed notebooks' CNN and DCGAN in PyTorch, with real data, a CLI, metrics, a web app and export.
+
+The public API (the CLI, the notebooks and the web app all call these):
+
+    >>> import mnistlab
+    >>> data = mnistlab.load_dataset("mnist-sample")
+    >>> run = mnistlab.train_classifier("seed", data, epochs=1)
+    >>> model = mnistlab.load(run.dir)
+    >>> model.predict(["my_digit.png"])
+
+Heavy modules are imported on first use, so `import mnistlab` and `mnistlab --help` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_dataset": "mnistlab.data.datasets",
+    "as_torch_dataset": "mnistlab.data.datasets",
+    "build_cnn": "mnistlab.models.build",
+    "build_dcgan": "mnistlab.models.build",
+    "train_classifier": "mnistlab.train.classifier",
+    "train_gan": "mnistlab.train.gan",
+    "load": "mnistlab.inference",
+    "evaluate_classifier": "mnistlab.evaluate",
+    "evaluate_gan": "mnistlab.evaluate",
+    "list_runs": "mnistlab.runs",
+    "MnistlabError": "mnistlab.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")

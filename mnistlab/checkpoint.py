@@ -1,0 +1,146 @@
+"""Checkpoints: one safetensors file per run, written atomically, loaded without ever unpickling.
+
+A checkpoint is a plain nested dict (model weights, optimiser state, RNG state, epoch, step, config,
+metrics so far), as nanoGPT keeps it. `pack` splits it into the tensors, stored as safetensors, and
+a JSON skeleton that points at them, stored in the file's metadata. Loading reverses that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_tensors
+
+from mnistlab.errors import CheckpointError, MnistlabError
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.safetensors"
+_TENSOR = "__tensor__"
+
+
+def pack(obj: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
+    """The JSON skeleton of `obj`; its tensors go into `tensors` under their dotted path."""
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().cpu().contiguous().clone()
+        return {_TENSOR: path}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_key(k), pack(v, tensors, f"{path}.{k}" if path else str(k))] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [pack(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
+    return obj
+
+
+def unpack(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(skeleton, dict) and _TENSOR in skeleton:
+        return tensors[skeleton[_TENSOR]]
+    if isinstance(skeleton, dict):
+        return {_unkey(k): unpack(v, tensors) for k, v in skeleton["__dict__"]}
+    if isinstance(skeleton, list):
+        return [unpack(v, tensors) for v in skeleton]
+    return skeleton
+
+
+def _key(k: Any) -> Any:
+    # Optimiser state is keyed by int parameter ids; JSON would turn them into strings.
+    return {"int": k} if isinstance(k, int) else k
+
+
+def _unkey(k: Any) -> Any:
+    return k["int"] if isinstance(k, dict) else k
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename: a crash leaves the old file or the new."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path: str | Path, kind: str, state: dict[str, Any]) -> None:
+    """Save `state` (a nested dict holding tensors) as a `kind` ("cnn" or "gan") checkpoint, atomically."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = pack(state, tensors)
+    header = {"format_version": FORMAT_VERSION, "kind": kind, "state": skeleton}
+    atomic_write_bytes(path, save_tensors(tensors, metadata={"mnistlab": json.dumps(header)}))
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory or a checkpoint file → the checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; give a run directory or its {CHECKPOINT_NAME}")
+    return path
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint's state dict, checking its kind and format version. Never executes code."""
+    path = resolve_checkpoint(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{path} is not a mnistlab safetensors checkpoint ({_first_line(e)}); "
+            "mnistlab never unpickles files, so .pt/.pkl files from elsewhere cannot be loaded"
+        ) from None
+    if "mnistlab" not in meta:
+        raise CheckpointError(f"{path} is a safetensors file but not a mnistlab checkpoint (no mnistlab metadata)")
+    header = json.loads(meta["mnistlab"])
+    if header.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {header['format_version']}, newer than this mnistlab reads "
+            f"({FORMAT_VERSION}); upgrade mnistlab"
+        )
+    if kind is not None and header.get("kind") != kind:
+        raise CheckpointError(f"{path} is a {header.get('kind')} checkpoint, but a {kind} checkpoint is needed here")
+    state = unpack(header["state"], tensors)
+    state["kind"] = header["kind"]
+    return state
+
+
+def check_writable(directory: str | Path, need_bytes: int = 50 * 2**20) -> Path:
+    """Create `directory` if needed and fail fast when it cannot be written or the disk is nearly full."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-")
+        probe.close()
+    except OSError as e:
+        raise MnistlabError(f"cannot write to {directory}: {e.strerror or e}; choose another --out") from None
+    free = shutil.disk_usage(directory).free
+    if free < need_bytes:
+        raise MnistlabError(
+            f"only {free / 2**20:.0f} MiB free at {directory}; a run needs about {need_bytes / 2**20:.0f} MiB"
+        )
+    return directory
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

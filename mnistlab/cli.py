@@ -1,0 +1,321 @@
+"""The `mnistlab` command: it parses arguments, calls the public API, and prints. Nothing more.
+
+Errors a user can fix (`MnistlabError`) print as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """examples:
+  mnistlab train cnn --preset seed                 the seed notebook's CNN, 5 epochs
+  mnistlab train gan --preset default --time-budget 240
+  mnistlab evaluate cnn runs/cnn-seed-...          accuracy, per class, confusion matrix
+  mnistlab predict runs/cnn-seed-... my_digit.png  read your own handwriting
+  mnistlab generate runs/gan-default-... --out digits.png
+  mnistlab serve                                   draw digits in the browser
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from mnistlab.errors import MnistlabError
+
+    try:
+        return args.handler(args) or 0
+    except MnistlabError as e:
+        print(f"mnistlab: error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("mnistlab: interrupted", file=sys.stderr)
+        return 130
+
+
+# ----------------------------------------------------------------------------------------------
+# Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnistlab", description="Deep learning on MNIST-style digits: train, evaluate, predict, generate, serve.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mnistlab {_version()}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    data = commands.add_parser("data", help="list or download datasets", description="List or download datasets.")
+    data_commands = data.add_subparsers(title="data commands", metavar="ACTION")
+    p = data_commands.add_parser("list", help="datasets available locally, their sizes and where they are")
+    p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
+    p.set_defaults(handler=cmd_data_list)
+    p = data_commands.add_parser("download", help="download a dataset and check its MD5s")
+    p.add_argument("name", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
+    p.set_defaults(handler=cmd_data_download)
+
+    train = commands.add_parser("train", help="train a CNN or a DCGAN", description="Train a CNN or a DCGAN.")
+    train_kinds = train.add_subparsers(title="what to train", metavar="KIND")
+    p = train_kinds.add_parser("cnn", help="train a digit classifier", description=(
+        "Train a CNN. Presets: seed (the notebook's network), gorner (the network it was based on), "
+        "best (ours). Any setting can be overridden with --set or a TOML --config."))
+    p.add_argument("--preset", default="seed", help="seed, gorner or best (default: seed)")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--bias-init", choices=["zeros", "truncated-normal", "constant"],
+                   help="bias initialisation (a seed 'future improvement')")
+    p.add_argument("--dilations", help="dilation per conv layer, e.g. 1,2,1 (a seed 'future improvement')")
+    _add_run_options(p)
+    p.set_defaults(handler=cmd_train, kind="cnn")
+    p = train_kinds.add_parser("gan", help="train a DCGAN that draws digits", description=(
+        "Train a DCGAN. Presets: seed (the notebook's, quirks included), default (ours: reliable and fast)."))
+    p.add_argument("--preset", default="default", help="seed or default (default: default)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="train for this long instead of --epochs (stops at the first epoch end past it)")
+    _add_run_options(p)
+    p.set_defaults(handler=cmd_train, kind="gan")
+
+    evaluate = commands.add_parser("evaluate", help="measure a trained model", description="Measure a trained model.")
+    eval_kinds = evaluate.add_subparsers(title="what to evaluate", metavar="KIND")
+    p = eval_kinds.add_parser("cnn", help="accuracy, per-class accuracy, confusion matrix on a test split")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--dataset", help="test on this dataset instead of the one the run was trained on")
+    p.add_argument("--data-root", help="dataset cache")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_evaluate_cnn)
+    p = eval_kinds.add_parser("gan", help="FCD, Inception Score and mode coverage of generated digits")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--classifier", metavar="CNN_RUN",
+                   help="CNN run used as the feature extractor (default: the evaluator shipped with mnistlab)")
+    p.add_argument("-n", type=int, default=10000, help="number of generated samples (default: 10000)")
+    p.add_argument("--dataset", help="real data to compare against (default: the GAN's training dataset)")
+    p.add_argument("--data-root", help="dataset cache")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_evaluate_gan)
+
+    p = commands.add_parser("predict", help="read digits from your own image files", description=(
+        "Classify PNG/JPEG images of single digits (dark on light or light on dark, any size). Each image gets "
+        "MNIST's own normalisation first: crop to the ink, fit in 20x20, pad to 28x28, centre the mass."))
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {file, digit, probabilities}")
+    p.set_defaults(handler=cmd_predict)
+
+    p = commands.add_parser("generate", help="draw new digits with a trained DCGAN", description=(
+        "Draw digits with a trained generator. --out FILE.png writes a grid, --out FILE.npy a uint8 array "
+        "(N, 28, 28) with 0 = background and 255 = ink; --out-dir writes one PNG per digit."))
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("-n", type=int, default=64, help="how many digits (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", metavar="FILE", help="FILE.png (a grid) or FILE.npy (an array)")
+    target.add_argument("--out-dir", metavar="DIR", help="one PNG per digit")
+    p.add_argument("--interpolate", action="store_true",
+                   help="instead, a strip of n steps walking the latent space between two random points")
+    p.set_defaults(handler=cmd_generate)
+
+    p = commands.add_parser("serve", help="web app: draw a digit and watch it read; watch the generator draw")
+    p.add_argument("--cnn", metavar="RUN_OR_CHECKPOINT", help="classifier (default: newest CNN run under runs/)")
+    p.add_argument("--gan", metavar="RUN_OR_CHECKPOINT", help="generator (default: newest GAN run under runs/)")
+    p.add_argument("--runs-dir", default="runs", help="where to look for the newest runs (default: runs)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.set_defaults(handler=cmd_serve)
+
+    p = commands.add_parser("export", help="export a CNN or a GAN generator to ONNX, verified with onnxruntime")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--onnx", required=True, metavar="FILE.onnx", help="where to write the ONNX model")
+    p.set_defaults(handler=cmd_export)
+
+    p = commands.add_parser("runs", help="list runs as a table, or compare some: runs [DIR] | runs compare RUN...",
+                            description="mnistlab runs [DIR]: list runs. mnistlab runs compare RUN...: side by side.")
+    p.add_argument("paths", nargs="*", metavar="DIR | compare RUN...")
+    p.add_argument("--plot", metavar="FILE.png", default="runs-compare.png",
+                   help="with compare: where to write the comparison plot (default: runs-compare.png)")
+    p.set_defaults(handler=cmd_runs)
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="auto, mnist, fashion-mnist, mnist-sample or idx:PATH (default: auto)")
+    p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
+    p.add_argument("--epochs", type=int, help="passes over the training split")
+    p.add_argument("--batch-size", type=int, help="images per step")
+    p.add_argument("--seed", type=int, help="random seed (default: 0)")
+    p.add_argument("--device", help="auto, cpu, cuda or mps (default: auto)")
+    p.add_argument("--precision", help="auto, fp32 or bf16 (default: auto = bf16 where the hardware is fast at it)")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="deterministic kernels: the same seed gives the same numbers on the same device type")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also checkpoint every STEPS steps")
+    p.add_argument("--config", metavar="FILE.toml", help="TOML overrides: [model], [train] and [run] tables")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set filters=[8,16,32] --set model.batch_norm=true")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<kind>-<preset>-<timestamp>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue that run from its checkpoint, with its own config")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+
+
+# ----------------------------------------------------------------------------------------------
+# Handlers
+
+
+def cmd_data_list(args: argparse.Namespace) -> None:
+    from mnistlab.data.datasets import list_datasets
+
+    rows = [[d["name"], "yes" if d["available"] else "no", _size(d.get("size_bytes")),
+             str(d.get("n_train") or "-"), str(d.get("n_test") or "-"), str(d.get("where") or "-")]
+            for d in list_datasets(args.data_root)]
+    _table(["dataset", "available", "size", "train", "test", "where"], rows)
+
+
+def cmd_data_download(args: argparse.Namespace) -> None:
+    from mnistlab.data.datasets import download_dataset
+
+    for path in download_dataset(args.name, args.data_root):
+        print(path)
+
+
+def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from mnistlab.config import load_toml, parse_assignment
+
+    overrides: dict[str, Any] = load_toml(args.config) if args.config else {}
+    overrides.update(parse_assignment(item) for item in args.set)
+    named = {
+        "run.dataset": args.dataset, "run.data_root": args.data_root, "train.epochs": args.epochs,
+        "train.batch_size": args.batch_size, "run.seed": args.seed, "run.device": args.device,
+        "run.precision": args.precision, "run.deterministic": args.deterministic,
+        "run.checkpoint_every": args.checkpoint_every, "run.out": args.out,
+        "train.lr": getattr(args, "lr", None), "model.bias_init": getattr(args, "bias_init", None),
+        "model.dilations": getattr(args, "dilations", None), "train.time_budget": getattr(args, "time_budget", None),
+    }
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from mnistlab.config import preset, with_overrides
+    from mnistlab.errors import MnistlabError
+
+    overrides = _train_overrides(args)
+    if args.resume and overrides:
+        raise MnistlabError(f"--resume continues a run with its own config; drop {', '.join(sorted(overrides))}")
+    if args.kind == "cnn":
+        from mnistlab.train.classifier import train_classifier as train
+    else:
+        from mnistlab.train.gan import train_gan as train
+    config = None if args.resume else with_overrides(preset(args.kind, args.preset), overrides)
+    run = train(config, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, rank 0 reports
+        print(run.summary())
+
+
+def cmd_evaluate_cnn(args: argparse.Namespace) -> None:
+    from mnistlab.evaluate import evaluate_classifier
+
+    report = evaluate_classifier(args.checkpoint, args.dataset, args.data_root, args.device)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"{report['checkpoint']} on {report['dataset']} test ({report['n']} images)")
+    print(f"accuracy {report['accuracy']:.4f}")
+    _table(["class", "accuracy"], [[c, f"{a:.4f}"] for c, a in report["per_class"].items()])
+    print("confusion matrix (rows: true, columns: predicted)")
+    _table([""] + report["classes"], [[c] + [str(v) for v in row] for c, row in zip(report["classes"], report["confusion"])])
+
+
+def cmd_evaluate_gan(args: argparse.Namespace) -> None:
+    from mnistlab.evaluate import evaluate_gan
+
+    report = evaluate_gan(args.checkpoint, classifier=args.classifier, n=args.n, dataset=args.dataset,
+                          data_root=args.data_root, seed=args.seed, device=args.device)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"{report['checkpoint']}: {report['n']} samples vs {report['dataset']}; features: {report['feature_extractor']}"
+          f" ({report['feature_dim']}-d)")
+    print(f"FCD {report['fcd']:.3f}   (real-data floor {report['fcd_real_floor']:.3f}, "
+          f"{report['fcd'] / max(report['fcd_real_floor'], 1e-9):.1f}x)")
+    print(f"Inception Score {report['inception_score']:.3f}   (real test set {report['inception_score_real']:.3f})")
+    print(f"class entropy {report['class_entropy']:.3f} of ln 10 = 2.303;  confident (p >= 0.9) "
+          f"{report['confident_fraction']:.3f}")
+    print("predicted digits: " + "  ".join(f"{d}:{c}" for d, c in enumerate(report["class_histogram"])))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from mnistlab.inference import load
+
+    classifier = load(args.checkpoint, device="cpu", kind="cnn")
+    results = classifier.predict([Path(p) for p in args.images])
+    if args.json:
+        print(json.dumps([{"file": f, "digit": r["digit"], "label": r["label"], "probabilities": r["probabilities"]}
+                          for f, r in zip(args.images, results)]))
+        return
+    for f, r in zip(args.images, results):
+        top = sorted(range(len(r["probabilities"])), key=lambda i: -r["probabilities"][i])[:3]
+        alternatives = ", ".join(f"{classifier.classes[i]} {r['probabilities'][i]:.3f}" for i in top)
+        print(f"{f}: {r['label']}   ({alternatives})")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from mnistlab.generate import write_samples
+
+    for path in write_samples(args.checkpoint, n=args.n, seed=args.seed, out=args.out, out_dir=args.out_dir,
+                              interpolate=args.interpolate):
+        print(path)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from mnistlab.serve.app import serve
+
+    serve(cnn=args.cnn, gan=args.gan, runs_dir=args.runs_dir, host=args.host, port=args.port)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from mnistlab.export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.onnx)
+    print(f"wrote {result['path']} ({result['kind']}, input {result['input']}, output {result['output']}); "
+          f"onnxruntime max |difference| vs PyTorch: {result['max_abs_diff']:.2e}")
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    from mnistlab import runs
+
+    if args.paths[:1] == ["compare"]:
+        table, plot = runs.compare_runs(args.paths[1:], args.plot)
+        _table(table[0], table[1:])
+        print(f"plot: {plot}")
+        return
+    rows = runs.list_runs(args.paths[0] if args.paths else "runs")
+    _table(["kind", "preset", "dataset", "epochs", "headline", "wall", "path"],
+           [[r["kind"], r["preset"], r["dataset"], str(r["epochs"]), r["headline"], r["wall"], r["path"]] for r in rows])
+
+
+# ----------------------------------------------------------------------------------------------
+# Printing
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    for row in [header] + rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def _size(n: int | None) -> str:
+    return f"{n / 2**20:.1f} MiB" if n else "-"
+
+
+def _version() -> str:
+    from mnistlab import __version__
+
+    return __version__

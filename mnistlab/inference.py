@@ -1,0 +1,126 @@
+"""Trained models, ready for use: `load(run_or_checkpoint)` gives a `Classifier` or a `Generator`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from mnistlab.checkpoint import load_checkpoint, resolve_checkpoint
+from mnistlab.config import from_dict
+from mnistlab.errors import MnistlabError
+from mnistlab.models.cnn import CNN
+from mnistlab.models.dcgan import DCGAN
+from mnistlab.train.common import autocast_dtype, resolve_device
+
+
+@dataclass
+class Classifier:
+    """A trained CNN. `predict` takes what a person has: files, PIL images, arrays or tensors."""
+
+    model: CNN
+    classes: list[str]
+    path: Path
+    dataset: str
+    summary: dict[str, Any]
+    device: torch.device
+    dtype: torch.dtype | None
+
+    def predict(self, images: Sequence[Any] | Any) -> list[dict[str, Any]]:
+        """One dict per image: `digit` (the class index), `label`, `probabilities` (10 floats), and `image`,
+        the normalised 28x28 float array the model saw (MNIST's own normalisation, see `preprocess`).
+
+        >>> Classifier.predict(["seven.png"])[0]["digit"]
+        7
+        """
+        from mnistlab.evaluate import classify
+        from mnistlab.preprocess import to_mnist_batch
+
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        batch = to_mnist_batch(images)
+        logits, _ = classify(self.model, batch, self.device, self.dtype)
+        probs = torch.softmax(logits, 1)
+        return [
+            {"digit": int(p.argmax()), "label": self.classes[int(p.argmax())],
+             "probabilities": [round(float(v), 6) for v in p], "image": img.numpy()}
+            for p, img in zip(probs, batch)
+        ]
+
+
+@dataclass
+class Generator:
+    """A trained DCGAN generator: `generate` draws digits, `interpolate` walks between two of them."""
+
+    gan: DCGAN
+    real_range: str
+    path: Path
+    summary: dict[str, Any]
+    device: torch.device
+
+    @torch.no_grad()
+    def images(self, z: torch.Tensor) -> np.ndarray:
+        """Noise (N, nz) → uint8 (N, 28, 28), 0 = background, 255 = ink."""
+        self.gan.eval()
+        x = self.gan(z.to(self.device)).float().cpu()[:, 0]
+        return to_uint8(x, self.real_range)
+
+    def generate(self, n: int, seed: int | None = None) -> np.ndarray:
+        """`n` new digits as uint8 (n, 28, 28); the same seed gives the same digits.
+
+        >>> load("runs/gan-default-...").generate(16, seed=1).shape
+        (16, 28, 28)
+        """
+        if n < 1:
+            raise MnistlabError(f"the number of images must be at least 1, got {n}")
+        g = torch.Generator().manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
+        return self.images(self.gan.noise(n, generator=g))
+
+    def interpolate(self, seed_a: int, seed_b: int, steps: int = 8) -> np.ndarray:
+        """uint8 (steps, 28, 28): a straight walk through latent space from seed_a's digit to seed_b's."""
+        if steps < 2:
+            raise MnistlabError(f"an interpolation needs at least 2 steps, got {steps}")
+        za = self.gan.noise(1, generator=torch.Generator().manual_seed(seed_a))
+        zb = self.gan.noise(1, generator=torch.Generator().manual_seed(seed_b))
+        t = torch.linspace(0, 1, steps).unsqueeze(1)
+        return self.images(za + t * (zb - za))
+
+
+def to_uint8(x: torch.Tensor, real_range: str) -> np.ndarray:
+    """Generator output → uint8 pixels, mapping the range the discriminator saw real images in to 0..255."""
+    x = x.clamp(0, 1) if real_range == "0,1" else (x.clamp(-1, 1) + 1) / 2
+    return (x * 255).round().to(torch.uint8).numpy()
+
+
+def load(run_or_checkpoint: str | Path, device: str = "cpu", kind: str | None = None) -> Classifier | Generator:
+    """Load a run directory or checkpoint file for inference: a `Classifier` (CNN) or a `Generator` (GAN).
+
+    >>> model = load("runs/cnn-seed-20260101-120000")
+    >>> model.predict("digit.png")[0]["digit"]
+    3
+    """
+    path = resolve_checkpoint(run_or_checkpoint)
+    state = load_checkpoint(path, kind=kind)
+    config = from_dict(state["kind"], state["config"])
+    dev = resolve_device(device)
+    summary = state["metrics"][-1] if state.get("metrics") else {}
+    if state["kind"] == "cnn":
+        model = CNN(config.model)
+        _load_weights(model, state["model"], path)
+        model.to(dev, memory_format=torch.channels_last).eval()
+        return Classifier(model, state["classes"], path, state["dataset"]["name"], summary, dev,
+                          autocast_dtype(dev, "auto"))
+    gan = DCGAN(config.model)
+    _load_weights(gan, state["model"], path)
+    gan.to(dev).eval()
+    return Generator(gan, config.train.real_range, path, summary, dev)
+
+
+def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise MnistlabError(f"{path} does not match its own recorded architecture: {str(e).splitlines()[0]}") from None

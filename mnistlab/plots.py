@@ -1,0 +1,157 @@
+"""Figures for run directories and notebooks. matplotlib is imported here only, on first use."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from mnistlab.checkpoint import atomic_write_bytes
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: str | Path, dpi: int = 110) -> None:
+    """Write a figure as PNG atomically, then close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    _pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def grid_image(images: np.ndarray, ncol: int | None = None, pad: int = 2, scale: int = 1) -> Image.Image:
+    """uint8 (N, 28, 28) → one grayscale grid image, light ink on dark, `pad` px between tiles."""
+    n, h, w = images.shape
+    ncol = ncol or math.ceil(math.sqrt(n))
+    nrow = math.ceil(n / ncol)
+    canvas = np.zeros((nrow * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncol)
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = img
+    grid = Image.fromarray(canvas, mode="L")
+    return grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST) if scale > 1 else grid
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_gif(frames: Sequence[Image.Image], path: str | Path, ms_per_frame: int = 300) -> None:
+    """An animated GIF of equally sized frames, the last held longer; written atomically."""
+    buf = io.BytesIO()
+    durations = [ms_per_frame] * (len(frames) - 1) + [ms_per_frame * 5]
+    frames[0].save(buf, format="GIF", save_all=True, append_images=list(frames[1:]), duration=durations, loop=0)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def classifier_curves(history: list[dict[str, Any]]):
+    """Training loss, and validation / test accuracy, per epoch."""
+    plt = _pyplot()
+    epochs = [m["epoch"] for m in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot(epochs, [m["train_loss"] for m in history], "o-", label="train loss")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Training loss")
+    for key, label in (("val_acc", "validation"), ("test_acc", "test")):
+        values = [m.get(key) for m in history]
+        if any(v is not None for v in values):
+            ax_acc.plot(epochs, [v if v is not None else np.nan for v in values], "o-", label=label)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(report: dict[str, Any]):
+    """The confusion matrix as a heat map with counts, rows true and columns predicted."""
+    plt = _pyplot()
+    cm = np.array(report["confusion"])
+    classes = report["classes"]
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    im = ax.imshow(np.log1p(cm), cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        if v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if np.log1p(v) > 0.6 * np.log1p(cm.max()) else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45 if len(max(classes, key=len)) > 2 else 0)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true",
+           title=f"Confusion matrix — accuracy {report['accuracy']:.4f} on {report['n']} images")
+    fig.colorbar(im, ax=ax, label="log(1 + count)")
+    fig.tight_layout()
+    return fig
+
+
+def mistakes_grid(npz_path: str | Path, limit: int = 64):
+    """Misclassified test digits, each titled true → predicted."""
+    plt = _pyplot()
+    data = np.load(npz_path)
+    images, true, predicted, classes = data["images"], data["true"], data["predicted"], list(data["classes"])
+    n = min(limit, len(images))
+    ncol = 8
+    nrow = max(1, math.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 1.2, nrow * 1.35), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray_r")
+            ax.set_title(f"{classes[true[i]]}→{classes[predicted[i]]}", fontsize=8, color="firebrick")
+    fig.suptitle(f"{len(images)} misclassified test images (true→predicted), first {n} shown", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def gan_curves(history: list[dict[str, Any]]):
+    """Both networks' losses, D(x) and D(G(z)), and the quality metrics when they were measured."""
+    plt = _pyplot()
+    epochs = [m["epoch"] for m in history]
+    quality = [m for m in history if m.get("fcd") is not None]
+    fig, axes = plt.subplots(1, 3 if quality else 2, figsize=(14 if quality else 10, 3.6))
+    axes[0].plot(epochs, [m["loss_d"] for m in history], "o-", label="discriminator")
+    axes[0].plot(epochs, [m["loss_g"] for m in history], "o-", label="generator")
+    axes[0].set(xlabel="epoch", ylabel="loss", title="Losses")
+    axes[1].plot(epochs, [m["d_x"] for m in history], "o-", label="D(x), real")
+    axes[1].plot(epochs, [m["d_g_z"] for m in history], "o-", label="D(G(z)), generated")
+    axes[1].set(xlabel="epoch", ylabel="probability 'real'", title="Discriminator outputs", ylim=(0, 1))
+    if quality:
+        q_epochs = [m["epoch"] for m in quality]
+        axes[2].plot(q_epochs, [m["fcd"] for m in quality], "o-", color="purple", label="FCD (lower is better)")
+        axes[2].set(xlabel="epoch", ylabel="FCD", title="Sample quality", yscale="log")
+        twin = axes[2].twinx()
+        twin.plot(q_epochs, [m["class_entropy"] for m in quality], "s--", color="green", label="class entropy")
+        twin.set_ylabel("class entropy (ln 10 = 2.303)")
+        twin.legend(loc="upper right")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def compare_runs(runs: list[dict[str, Any]], key: str, label: str):
+    """One metric per epoch for several runs on one axis."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for run in runs:
+        points = [(m["epoch"], m[key]) for m in run["metrics"] if m.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), "o-", label=run["name"])
+    ax.set(xlabel="epoch", ylabel=label, title=f"{label} per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,224 @@
+"""What both trainers share: device and precision, seeding and data order, run directories,
+interruption, divergence checks, and the distributed set-up for torchrun."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import platform
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+
+import mnistlab
+from mnistlab.checkpoint import check_writable
+from mnistlab.errors import MnistlabError, TrainingDiverged
+
+
+# ----------------------------------------------------------------------------------------------
+# Device and precision
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MnistlabError("--device cuda, but PyTorch sees no CUDA GPU; use --device cpu or install a CUDA build")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise MnistlabError("--device mps, but this PyTorch has no MPS backend; use --device cpu")
+    if name == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(name)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AVX-512-BF16 or AMX: bf16 convolutions run faster than fp32 on such CPUs."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device`, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The shuffled sample order of one epoch, a pure function of (seed, epoch): resume needs no state for it."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).to(device)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Distributed data parallel (torchrun)
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, indices: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a global batch: every world-th index, so the global batch is unchanged."""
+        return indices[self.rank :: self.world]
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over ranks (a no-op in a single process)."""
+        if self.world > 1:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group torchrun describes in the environment; a plain run is rank 0 of 1."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world == 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def average_gradients(module: torch.nn.Module, world: Dist) -> None:
+    """Average gradients over ranks by hand, for the GAN whose two networks take turns (see train/gan.py)."""
+    if world.world == 1:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world.world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+# ----------------------------------------------------------------------------------------------
+# Run directories and provenance
+
+
+def new_run_dir(kind: str, preset: str, out: str | None) -> Path:
+    """The run directory, created and checked writable before any training starts."""
+    if out is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = f"runs/{kind}-{preset}-{stamp}"
+    path = Path(out)
+    if (path / "checkpoint.safetensors").exists():
+        raise MnistlabError(f"{path} already holds a run; resume it with --resume {path} or choose another --out")
+    return check_writable(path)
+
+
+def environment(device: torch.device, precision: torch.dtype | None, world: Dist) -> dict[str, Any]:
+    """What a reader needs to reproduce a run: versions, commit, device."""
+    return {
+        "mnistlab_version": mnistlab.__version__,
+        "git_commit": _git_commit(),
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+        or platform.machine(),
+        "precision": str(precision).replace("torch.", "") if precision else "float32",
+        "threads": torch.get_num_threads(),
+        "world_size": world.world,
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+# ----------------------------------------------------------------------------------------------
+# Interruption and divergence
+
+
+class Interrupted(MnistlabError):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint; `exit_code` is 130 or 143."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[dict[str, int]]:
+    """Turn Ctrl-C and SIGTERM into a flag the loop checks between steps, so it can checkpoint first."""
+    flag: dict[str, int] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["signal"] = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def check_finite(losses: torch.Tensor, first_step: int, what: str = "loss") -> None:
+    """Raise TrainingDiverged naming the first step whose loss is NaN or infinite."""
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        row = int(bad[0, 0])
+        raise TrainingDiverged(
+            f"{what} became {losses[row].tolist()} at step {first_step + row}; training stopped and the last "
+            "good checkpoint is kept (try a lower learning rate or --precision fp32)"
+        )
