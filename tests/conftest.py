@@ -1,0 +1,87 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# ----------------------------------------------------------------------------------------------
+# Data: tiny IDX files and a local HTTP mirror
+
+IDX_STEMS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@pytest.fixture
+def make_idx_files() -> Callable[..., dict[str, str]]:
+    """A factory writing tiny MNIST-named IDX files into a directory; returns {file name: md5}.
+
+    Images are random uint8 (seeded), labels cycle 0..9; `parts` picks "train" and/or "test".
+    """
+    from mnistlab.data.idx import write_idx
+
+    def make(directory: Path, n_train: int = 24, n_test: int = 12, gz: bool = True, parts=("train", "test")):
+        directory.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        md5s = {}
+        for part in parts:
+            n = n_train if part == "train" else n_test
+            images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+            labels = (np.arange(n) % 10).astype(np.uint8)
+            for stem, array in zip(IDX_STEMS[part], (images, labels)):
+                name = stem + (".gz" if gz else "")
+                write_idx(directory / name, array)
+                md5s[name] = hashlib.md5((directory / name).read_bytes()).hexdigest()
+        return md5s
+
+    return make
+
+
+class _MirrorHandler(SimpleHTTPRequestHandler):
+    """Serves files; under /hangup/ it promises more bytes than it sends, then closes the connection."""
+
+    def do_GET(self) -> None:
+        if not self.path.startswith("/hangup/"):
+            return super().do_GET()
+        body = Path(self.directory, self.path.removeprefix("/hangup/")).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) + 1000))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def http_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """(directory, base URL) of an HTTP server on 127.0.0.1 serving that (empty, writable) directory."""
+    directory = tmp_path_factory.mktemp("mirror")  # not in tmp_path, which tests use as a destination
+    handler = functools.partial(_MirrorHandler, directory=str(directory))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    # A short poll interval so that shutdown() returns quickly.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield directory, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def dead_mirror() -> str:
+    """A base URL on a 127.0.0.1 port nothing listens on: connections are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
