@@ -58,6 +58,7 @@ class Generator:
     gan: DCGAN
     real_range: str
     path: Path
+    dataset: str
     summary: dict[str, Any]
     device: torch.device
 
@@ -116,7 +117,7 @@ def load(run_or_checkpoint: str | Path, device: str = "cpu", kind: str | None = 
     gan = DCGAN(config.model)
     _load_weights(gan, state["model"], path)
     gan.to(dev).eval()
-    return Generator(gan, config.train.real_range, path, summary, dev)
+    return Generator(gan, config.train.real_range, path, state["dataset"]["name"], summary, dev)
 
 
 def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:

@@ -31,7 +31,8 @@ def draw(digit: str, box=(40, 60, 140, 240), canvas=(200, 300), ink=0, paper=255
     w, h = x1 - x0, y1 - y0
     width = max(1, round(h / 8))
     if digit == "1":
-        pen.line([(x0 + 0.3 * w, y0 + 0.2 * h), (x0 + 0.6 * w, y0), (x0 + 0.6 * w, y1)], fill=ink, width=width)
+        stroke = [(x0 + 0.3 * w, y0 + 0.2 * h), (x0 + 0.6 * w, y0), (x0 + 0.6 * w, y1)]  # flag and stem
+        pen.line(stroke, fill=ink, width=width)
     elif digit == "0":
         pen.ellipse(box, outline=ink, width=width)
     elif digit == "7":
@@ -112,6 +113,16 @@ def test_photo_taken_sideways_is_turned_upright_from_its_exif_tag(tmp_path):
     assert difference(to_mnist(path), to_mnist(upright)) < 0.01
 
 
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "F"])
+def test_every_pil_mode(mode):
+    image = draw("0")
+    converted = image.convert(mode)
+    if mode == "F":
+        converted = Image.fromarray(np.asarray(image, np.float32) / 255)  # mode "F" holds 0..1
+    assert converted.mode == mode
+    assert np.abs(to_mnist(converted) - to_mnist(image)).max() < 1e-3
+
+
 def test_sixteen_bit_greyscale_png(tmp_path):
     path = tmp_path / "deep.png"
     Image.fromarray((np.asarray(draw("1"), np.uint16) * 257)).save(path)
@@ -147,6 +158,8 @@ def test_arrays_and_tensors_match_pil_images():
         torch.from_numpy(grey / 255).float(),  # (H, W)
         torch.from_numpy(grey / 255).float()[None],  # (1, H, W)
         torch.tensor(rgb).permute(2, 0, 1) / 255,  # (3, H, W)
+        torch.tensor(grey),  # uint8 tensor
+        (torch.tensor(grey) / 255).bfloat16(),
     ]
     for x in inputs:
         assert np.abs(to_mnist(x) - reference).max() < 1e-3
@@ -160,7 +173,7 @@ def test_blank_images_give_zeros():
         np.zeros((28, 28)),
         np.full((10, 10, 3), 0.5),
         torch.ones(1, 64, 64),
-        np.full((100, 100), 200, np.uint8) + np.random.default_rng(0).integers(0, 3, (100, 100), dtype=np.uint8),
+        np.random.default_rng(0).integers(200, 203, (100, 100), dtype=np.uint8),  # paper with faint grain
     ]
     for blank in blanks:
         x = to_mnist(blank)
@@ -226,7 +239,8 @@ def check_refused(path: Path) -> str:
         load_image(path)
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"cannot read image {path}: ") and message.endswith("; give a PNG or JPEG of one digit")
+    assert message.startswith(f"cannot read image {path}: ")
+    assert message.endswith("; give a PNG or JPEG of one digit")
     return message
 
 

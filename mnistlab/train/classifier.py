@@ -80,9 +80,9 @@ def lr_at(train: TrainConfig, step: int, total_steps: int) -> float:
     return train.lr
 
 
-def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) → float (N, 1, 28, 28) in [0, 1], channels_last: what the CNN reads."""
-    return images.unsqueeze(1).float().div_(255).contiguous(memory_format=torch.channels_last)
+def to_input(images: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """uint8 (N, 28, 28) → float (N, 1, 28, 28) in [0, 1]: what the CNN reads."""
+    return images.unsqueeze(1).float().div_(255).contiguous(memory_format=memory_format)
 
 
 def augment(x: torch.Tensor, shift: int, rotate: float) -> torch.Tensor:
@@ -130,6 +130,7 @@ def train_classifier(
     device = common.resolve_device(config.run.device)
     world = common.init_distributed(device)
     dtype = common.autocast_dtype(device, config.run.precision)
+    memory_format = common.memory_format(config.run.channels_last)
     common.seed_everything(config.run.seed, config.run.deterministic)
     say = tqdm.write if progress and world.is_main else (lambda _msg: None)
 
@@ -142,7 +143,7 @@ def train_classifier(
     run_dir = Path(run_dir or config.run.out or ".")
 
     train_x, train_y = dataset.train.images.to(device), dataset.train.labels.to(device)
-    model = CNN(config.model).to(device, memory_format=torch.channels_last)
+    model = CNN(config.model).to(device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.train.lr, betas=(0.9, 0.999), eps=1e-8,
         weight_decay=config.train.weight_decay, foreach=True,
@@ -191,7 +192,7 @@ def train_classifier(
                        disable=not (progress and world.is_main), leave=False, unit="step")
             for step in bar:
                 idx = world.shard(order[step * batch : (step + 1) * batch])
-                x, y = to_input(train_x[idx]), train_y[idx]
+                x, y = to_input(train_x[idx], memory_format), train_y[idx]
                 if config.train.augment_shift or config.train.augment_rotate:
                     x = augment(x, config.train.augment_shift, config.train.augment_rotate)
                 for group in optimizer.param_groups:

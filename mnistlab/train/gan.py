@@ -1,0 +1,327 @@
+"""Training the DCGAN: an explicit loop with the discriminator and generator steps labelled by objective.
+
+Two update orders:
+- simultaneous (the seed): one forward pass, both losses, both gradients taken at the same
+  parameters, both optimisers step — what the notebook's single `sess.run([d_opt, g_opt])` did;
+- alternating (default): the usual DCGAN order, D first, then G against the updated D.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
+from mnistlab.config import GANConfig, from_dict, preset, to_dict, to_json, with_overrides
+from mnistlab.data.datasets import Dataset, load_dataset
+from mnistlab.errors import MnistlabError
+from mnistlab.inference import to_uint8
+from mnistlab.models.dcgan import DCGAN
+from mnistlab.train import common
+from mnistlab.train.common import Interrupted
+
+FIXED_SAMPLES = 64  # digits in each epoch's sample grid, drawn from the same noise every epoch
+
+
+@dataclass
+class GANRun:
+    """What `train_gan` returns: the run directory, the trained pair and its metrics per epoch."""
+
+    dir: Path
+    config: GANConfig
+    gan: DCGAN
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    dataset: str = ""
+
+    def summary(self) -> str:
+        last = self.metrics[-1] if self.metrics else {}
+        quality = next((m for m in reversed(self.metrics) if m.get("fcd") is not None), None)
+        headline = (f"FCD {quality['fcd']:.2f}, class entropy {quality['class_entropy']:.3f} "
+                    f"({quality['n']} samples, epoch {quality['epoch']})" if quality else "no quality metrics")
+        lines = [f"trained gan/{self.config.preset} on {self.dataset}: {len(self.metrics)} epochs, "
+                 f"{sum(m['time_s'] for m in self.metrics):.0f}s of training; {headline}; "
+                 f"D(x) {last.get('d_x', 0):.3f}, D(G(z)) {last.get('d_g_z', 0):.3f}"]
+        lines += [f"  {name:<11}{self.dir / file}" for name, file in (
+            ("checkpoint", CHECKPOINT_NAME), ("metrics", "metrics.jsonl"), ("config", "config.json"),
+            ("samples", "samples/"), ("gif", "progress.gif"), ("curves", "curves.png"))]
+        return "\n".join(lines)
+
+    def plot_curves(self):
+        """Losses, D outputs and quality per epoch, as a matplotlib figure."""
+        from mnistlab import plots
+
+        return plots.gan_curves(self.metrics)
+
+    def samples(self, epoch: int | None = None):
+        """The fixed-noise sample grid of an epoch (default: the last) as a PIL image."""
+        from PIL import Image
+
+        return Image.open(self.dir / "samples" / f"epoch_{epoch or len(self.metrics):03d}.png")
+
+
+def gan_loss(out: torch.Tensor, real_target: float, kind: str) -> torch.Tensor:
+    """The loss of discriminator outputs against a target probability of 'real'.
+
+    seed-softmax: the seed's two tanh outputs taken as softmax logits, class 1 = real (floor ≈ 0.127).
+    bce: one logit, binary cross-entropy (with real_target = 1 for G, this is the non-saturating loss).
+    """
+    out = out.float()
+    if kind == "seed-softmax":
+        target = torch.tensor([1.0 - real_target, float(real_target)], device=out.device).expand_as(out)
+        return F.cross_entropy(out, target)
+    return F.binary_cross_entropy_with_logits(out.view(-1), torch.full((len(out),), float(real_target), device=out.device))
+
+
+def prob_real(out: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean probability of 'real' the discriminator gives a batch: D(x) or D(G(z))."""
+    out = out.float().detach()
+    return (torch.softmax(out, 1)[:, 1] if kind == "seed-softmax" else torch.sigmoid(out.view(-1))).mean()
+
+
+def train_gan(
+    config: GANConfig | str = "default",
+    dataset: Dataset | None = None,
+    *,
+    resume: str | Path | None = None,
+    classifier: str | Path | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> GANRun:
+    """Train a DCGAN and write its run directory: config, metrics, a sample grid per epoch, a GIF, curves,
+    and a checkpoint with both networks, both optimisers and the RNG state.
+
+    `classifier` is the CNN run that scores sample quality during training (default: the shipped
+    evaluator). Overrides set any config field by name (`epochs=3`, `time_budget=120`, `batch_size=64`).
+
+    >>> run = train_gan("default", time_budget=60, dataset="mnist-sample")
+    >>> run.samples()  # the last epoch's grid
+    """
+    state: dict[str, Any] | None = None
+    if resume is not None:
+        state = load_checkpoint(resume, kind="gan")
+        config = from_dict("gan", state["config"])
+        run_dir = Path(resume)
+    else:
+        if isinstance(config, str):
+            config = preset("gan", config)
+        config = with_overrides(config, overrides)
+        run_dir = None
+    tc = config.train
+
+    device = common.resolve_device(config.run.device)
+    world = common.init_distributed(device)
+    dtype = common.autocast_dtype(device, config.run.precision)
+    memory_format = common.memory_format(config.run.channels_last)
+    common.seed_everything(config.run.seed, config.run.deterministic)
+    say = tqdm.write if progress and world.is_main else (lambda _msg: None)
+
+    if dataset is None:
+        dataset = load_dataset(config.run.dataset, config.run.data_root, val_size=0, splits=("train", "test"))
+    if dataset.notice:
+        say(f"NOTE: {dataset.notice}")
+    if run_dir is None and world.is_main:
+        run_dir = common.new_run_dir("gan", config.preset, config.run.out)
+    run_dir = Path(run_dir or config.run.out or ".")
+    if world.is_main:
+        (run_dir / "samples").mkdir(exist_ok=True)
+
+    judge = None
+    if tc.eval_every and world.is_main:
+        from mnistlab.evaluate import quality_judge
+
+        try:
+            judge = quality_judge(dataset, classifier, n_floor=tc.eval_samples, device=str(device))
+        except MnistlabError as e:
+            say(f"NOTE: no quality metrics during training: {e}")
+
+    train_x = dataset.train.images.to(device)
+    gan = DCGAN(config.model).to(device, memory_format=memory_format)
+    netG, netD = gan.netG, gan.netD
+    optD = torch.optim.Adam(netD.parameters(), lr=tc.lr_d, betas=(tc.beta1_d, 0.999), eps=1e-8, foreach=True)
+    optG = torch.optim.Adam(netG.parameters(), lr=tc.lr_g, betas=(tc.beta1_g, 0.999), eps=1e-8, foreach=True)
+    fixed_noise = gan.noise(FIXED_SAMPLES, generator=torch.Generator().manual_seed(config.run.seed)).to(device)
+    history: list[dict[str, Any]] = []
+    start_epoch, start_step, done_stats, elapsed = 0, 0, torch.empty(0, 4), 0.0
+    if state is not None:
+        gan.load_state_dict(state["model"])
+        optD.load_state_dict(state["optimizer_d"])
+        optG.load_state_dict(state["optimizer_g"])
+        common.set_rng_state(state["rng"])
+        start_epoch, start_step = state["epoch"], state["step_in_epoch"]
+        history, done_stats, elapsed = state["metrics"], state["epoch_stats"], state["elapsed_s"]
+        say(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step}")
+
+    batch = tc.batch_size
+    steps_per_epoch = len(train_x) // batch
+    if steps_per_epoch == 0:
+        raise MnistlabError(f"batch size {batch} is larger than the {len(train_x)} training images")
+    max_epochs = 10**6 if tc.time_budget else tc.epochs
+    env = common.environment(device, dtype, world)
+    scale, shift = (1 / 255, 0.0) if tc.real_range == "0,1" else (2 / 255, -1.0)
+    smooth = 1.0 - tc.label_smoothing
+
+    def checkpoint(epoch: int, step_in_epoch: int, stats: torch.Tensor) -> None:
+        if world.is_main:
+            save_checkpoint(run_dir / CHECKPOINT_NAME, "gan", {
+                "config": to_dict(config), "model": gan.state_dict(), "optimizer_d": optD.state_dict(),
+                "optimizer_g": optG.state_dict(), "rng": common.rng_state(), "epoch": epoch,
+                "step_in_epoch": step_in_epoch, "epoch_stats": stats, "elapsed_s": elapsed, "metrics": history,
+                "dataset": dataset.provenance, "environment": env,
+            })
+
+    if world.is_main:
+        atomic_write_text(run_dir / "config.json", to_json(config))
+    with common.stop_on_signals() as stop:
+        epoch = start_epoch
+        while epoch < max_epochs and not (tc.time_budget and elapsed >= tc.time_budget):
+            gan.train()
+            t0 = time.perf_counter()
+            order = common.epoch_order(len(train_x), config.run.seed, epoch, device)
+            stats = torch.zeros(steps_per_epoch, 4, device=device)  # loss_D, loss_G, D(x), D(G(z)) per step
+            first = start_step if epoch == start_epoch else 0
+            if first:
+                stats[:first] = done_stats.to(device)
+            bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, unit="step",
+                       disable=not (progress and world.is_main))
+            for step in bar:
+                idx = world.shard(order[step * batch : (step + 1) * batch])
+                real = (train_x[idx].unsqueeze(1).float() * scale + shift).contiguous(memory_format=memory_format)
+                z = gan.noise(len(idx), device=device)
+
+                if tc.simultaneous:
+                    # (1)+(2) The seed's single sess.run: D minimises CE(D([x; G(z)]), [real; fake]) while G
+                    # minimises CE(D(G(z)), real), both gradients taken from this one forward pass.
+                    optD.zero_grad(set_to_none=True)
+                    optG.zero_grad(set_to_none=True)
+                    with common.autocast(device, dtype):
+                        fake = netG(z)
+                        out = netD(torch.cat([real, fake]))
+                    out_real, out_fake = out[: len(real)], out[len(real):]
+                    loss_D = (gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)) / 2
+                    loss_G = gan_loss(out_fake, 1.0, tc.loss)
+                    loss_D.backward(inputs=list(netD.parameters()), retain_graph=True)
+                    loss_G.backward(inputs=list(netG.parameters()))
+                    common.average_gradients(netD, world)
+                    common.average_gradients(netG, world)
+                    optD.step()
+                    optG.step()
+                else:
+                    # (1) Update D: maximise log D(x) + log(1 − D(G(z)))
+                    optD.zero_grad(set_to_none=True)
+                    with common.autocast(device, dtype):
+                        fake = netG(z)
+                        out_real = netD(real)
+                        out_fake = netD(fake.detach())
+                    loss_D = gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)
+                    loss_D.backward()
+                    common.average_gradients(netD, world)
+                    optD.step()
+                    # (2) Update G: maximise log D(G(z)), against the discriminator just updated
+                    optG.zero_grad(set_to_none=True)
+                    with common.autocast(device, dtype):
+                        out_gen = netD(fake)
+                    loss_G = gan_loss(out_gen, 1.0, tc.loss)
+                    loss_G.backward(inputs=list(netG.parameters()))
+                    common.average_gradients(netG, world)
+                    optG.step()
+
+                stats[step] = torch.stack([loss_D.detach(), loss_G.detach(), prob_real(out_real, tc.loss),
+                                           prob_real(out_fake, tc.loss)])
+                if stop or (config.run.checkpoint_every and (step + 1) % config.run.checkpoint_every == 0):
+                    common.check_finite(stats[: step + 1, :2], epoch * steps_per_epoch, "GAN loss")
+                    elapsed += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    checkpoint(epoch, step + 1, stats[: step + 1])
+                    if stop:
+                        code = 130 if stop["signal"] == signal.SIGINT else 143
+                        raise Interrupted(f"interrupted; checkpoint saved. Resume with: mnistlab train gan "
+                                          f"--resume {run_dir}", code)
+            common.check_finite(stats[:, :2], epoch * steps_per_epoch, "GAN loss")
+            train_time = time.perf_counter() - t0
+            elapsed += train_time
+            epoch += 1
+
+            means = world.sum(stats.mean(0)) / world.world
+            metrics = {
+                "epoch": epoch, "loss_d": means[0].item(), "loss_g": means[1].item(), "d_x": means[2].item(),
+                "d_g_z": means[3].item(), "time_s": round(train_time, 3), "elapsed_s": round(elapsed, 3),
+                "images_per_s": round((steps_per_epoch - first) * batch / train_time, 1),
+            }
+            if world.is_main:
+                grid = _sample_grid(gan, fixed_noise, tc.real_range, run_dir, epoch)
+                if judge is not None and (epoch % tc.eval_every == 0 or _last_epoch(tc, epoch, elapsed)):
+                    metrics.update(_quality(gan, judge, tc, config.run.seed + epoch, device))
+                history.append(metrics)
+                checkpoint(epoch, 0, torch.empty(0, 4))
+                atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+                _write_gif(run_dir, epoch, grid)
+            else:
+                history.append(metrics)
+            say(_epoch_line(metrics))
+            if callback is not None:
+                callback(metrics)
+
+    if world.is_main:
+        from mnistlab import plots
+
+        plots.save(plots.gan_curves(history), run_dir / "curves.png")
+    return GANRun(run_dir, config, gan, history, dataset.name)
+
+
+def _last_epoch(tc, epoch: int, elapsed: float) -> bool:
+    return (tc.time_budget is not None and elapsed >= tc.time_budget) or (tc.time_budget is None and epoch == tc.epochs)
+
+
+@torch.no_grad()
+def _generate(gan: DCGAN, z: torch.Tensor, real_range: str) -> np.ndarray:
+    was_training = gan.training
+    gan.eval()
+    images = to_uint8(gan(z).float().cpu()[:, 0], real_range)
+    gan.train(was_training)
+    return images
+
+
+def _sample_grid(gan: DCGAN, fixed_noise: torch.Tensor, real_range: str, run_dir: Path, epoch: int):
+    from mnistlab import plots
+
+    grid = plots.grid_image(_generate(gan, fixed_noise, real_range), ncol=8, scale=2)
+    from mnistlab.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
+    return grid
+
+
+def _write_gif(run_dir: Path, epoch: int, last) -> None:
+    from PIL import Image
+
+    from mnistlab import plots
+
+    frames = [Image.open(run_dir / "samples" / f"epoch_{e:03d}.png") for e in range(1, epoch)]
+    plots.save_gif(frames + [last], run_dir / "progress.gif")
+
+
+def _quality(gan: DCGAN, judge, tc, seed: int, device: torch.device) -> dict[str, Any]:
+    z = gan.noise(tc.eval_samples, generator=torch.Generator().manual_seed(seed)).to(device)
+    quality = judge(_generate(gan, z, tc.real_range))
+    return {"fcd": quality["fcd"], "fcd_real_floor": judge.floor, "inception_score": quality["inception_score"],
+            "class_entropy": quality["class_entropy"], "confident_fraction": quality["confident_fraction"],
+            "n": quality["n"]}
+
+
+def _epoch_line(m: dict[str, Any]) -> str:
+    line = (f"epoch {m['epoch']:3d}  loss D {m['loss_d']:.4f}  loss G {m['loss_g']:.4f}  D(x) {m['d_x']:.3f}  "
+            f"D(G(z)) {m['d_g_z']:.3f}  {m['time_s']:.1f}s  {m['images_per_s']:.0f} img/s")
+    if m.get("fcd") is not None:
+        line += (f"  | FCD {m['fcd']:.2f} (floor {m['fcd_real_floor']:.2f})  IS {m['inception_score']:.2f}  "
+                 f"entropy {m['class_entropy']:.3f}  confident {m['confident_fraction']:.2f}")
+    return line
