@@ -23,6 +23,8 @@ from mnistlab.errors import CheckpointError, MnistlabError
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.safetensors"
 _TENSOR = "__tensor__"
+_UMASK = os.umask(0o22)
+os.umask(_UMASK)
 
 
 def pack(obj: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
@@ -61,6 +63,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -116,7 +116,7 @@ def quality_judge(data: Any, classifier: str | Path | None = None, n_floor: int 
             raise MnistlabError(f"the shipped evaluator reads digits, not {data.name}; pass --classifier CNN_RUN "
                                 f"trained on {data.name}")
         classifier = EVALUATOR
-    judge = load(classifier, device=device, kind="cnn")
+    judge = load(classifier, device=device, kind="cnn", precision="fp32")  # fp32: comparable on any machine
     test_logits, test_features = classify(judge.model, data.test.images, judge.device, judge.dtype)
     reference = feature_stats(test_features)
     train = data.train.images[:n_floor]

@@ -96,8 +96,12 @@ def to_uint8(x: torch.Tensor, real_range: str) -> np.ndarray:
     return (x * 255).round().to(torch.uint8).numpy()
 
 
-def load(run_or_checkpoint: str | Path, device: str = "cpu", kind: str | None = None) -> Classifier | Generator:
+def load(
+    run_or_checkpoint: str | Path, device: str = "cpu", kind: str | None = None, precision: str = "auto"
+) -> Classifier | Generator:
     """Load a run directory or checkpoint file for inference: a `Classifier` (CNN) or a `Generator` (GAN).
+
+    `kind` ("cnn" or "gan") refuses a checkpoint of the other kind; `precision` is "auto", "fp32" or "bf16".
 
     >>> model = load("runs/cnn-seed-20260101-120000")
     >>> model.predict("digit.png")[0]["digit"]
@@ -113,7 +117,7 @@ def load(run_or_checkpoint: str | Path, device: str = "cpu", kind: str | None = 
         _load_weights(model, state["model"], path)
         model.to(dev, memory_format=torch.channels_last).eval()
         return Classifier(model, state["classes"], path, state["dataset"]["name"], summary, dev,
-                          autocast_dtype(dev, "auto"))
+                          autocast_dtype(dev, precision))
     gan = DCGAN(config.model)
     _load_weights(gan, state["model"], path)
     gan.to(dev).eval()

@@ -85,3 +85,47 @@ def dead_mirror() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiny real data and tiny trained runs, shared by the model, CLI, API and app tests
+
+
+@pytest.fixture(scope="session")
+def sample_data():
+    """The real mnist-sample (4,000 train / 1,000 test digits), loaded once."""
+    from mnistlab.data.datasets import load_dataset
+
+    return load_dataset("mnist-sample", val_size=200)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(sample_data):
+    """1,000 real training digits, 200 validation, 500 test: enough for the loss to fall in seconds."""
+    from dataclasses import replace
+
+    from mnistlab.data.datasets import Split
+
+    def head(split, n):
+        return Split(split.images[:n].clone(), split.labels[:n].clone())
+
+    return replace(sample_data, train=head(sample_data.train, 1000), val=head(sample_data.val, 200),
+                   test=head(sample_data.test, 500))
+
+
+@pytest.fixture(scope="session")
+def cnn_run(tiny_data, tmp_path_factory):
+    """A seed CNN trained 3 epochs on tiny real data: a real run directory with a real checkpoint."""
+    from mnistlab.train.classifier import train_classifier
+
+    out = tmp_path_factory.mktemp("runs") / "cnn"
+    return train_classifier("seed", tiny_data, epochs=3, lr=3e-3, out=str(out), progress=False)
+
+
+@pytest.fixture(scope="session")
+def gan_run(tiny_data, tmp_path_factory):
+    """A default DCGAN trained 2 short epochs on tiny real data (quality metrics on 200 samples)."""
+    from mnistlab.train.gan import train_gan
+
+    out = tmp_path_factory.mktemp("runs") / "gan"
+    return train_gan("default", tiny_data, epochs=2, batch_size=50, eval_samples=200, out=str(out), progress=False)

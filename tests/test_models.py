@@ -1,0 +1,97 @@
+"""The seed networks, layer for layer, and every preset's shapes and gradients (timm-style)."""
+
+import pytest
+import torch
+
+from mnistlab.config import CNN_PRESETS, GAN_PRESETS, CNNConfig
+from mnistlab.models import CNN, DCGAN
+from mnistlab.models.build import build_cnn, build_dcgan
+from mnistlab.models.layers import same_padding
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_seed_cnn_matches_the_notebook_layer_for_layer():
+    model = build_cnn("seed")
+    assert n_params(model) == 121_982
+    x = torch.zeros(2, 1, 28, 28)
+    shapes = []
+    for layer in model.features:
+        x = layer(x)
+        if isinstance(layer, torch.nn.ReLU):
+            shapes.append(tuple(x.shape[1:]))
+    assert shapes == [(4, 28, 28), (8, 14, 14), (12, 7, 7)]
+    assert model.flatten(x).shape == (2, 588)
+    assert model.embed(torch.zeros(2, 1, 28, 28)).shape == (2, 200)
+    weights = torch.cat([m.weight.view(-1) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+    biases = torch.cat([m.bias.view(-1) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+    assert weights.abs().max() <= 0.2 + 1e-6  # truncated at 2 std of 0.1
+    assert 0.07 < weights.std() < 0.1  # a 2-std truncated normal has std ≈ 0.088
+    assert torch.all(biases == 0)
+
+
+@pytest.mark.parametrize(("size", "k", "s", "expected"), [
+    (28, 5, 1, (2, 2, 28)), (28, 4, 2, (1, 1, 14)), (14, 4, 2, (1, 1, 7)),
+    (28, 5, 2, (1, 2, 14)), (28, 6, 1, (2, 3, 28)), (7, 3, 1, (1, 1, 7)),
+])
+def test_same_padding_follows_tensorflow(size, k, s, expected):
+    assert same_padding(size, k, s) == expected
+
+
+def test_seed_dcgan_matches_the_notebook_layer_for_layer():
+    gan = build_dcgan("seed")
+    assert n_params(gan.netG) == 516_897
+    assert n_params(gan.netD) == 855_406
+    z = gan.noise(5)
+    assert z.shape == (5, 100) and z.min() >= -1 and z.max() <= 1
+    x = z
+    g_shapes = []
+    for layer in gan.netG:
+        x = layer(x)
+        g_shapes.append(tuple(x.shape[1:]))
+    assert g_shapes[1] == (64, 7, 7) and (64, 14, 14) in g_shapes and g_shapes[-1] == (1, 28, 28)
+    assert x.min() >= -1 and x.max() <= 1  # tanh
+    out = gan.netD(x)
+    assert out.shape == (5, 2) and out.abs().max() <= 1  # two tanh "logits"
+    convs = [m for m in gan.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    assert all(torch.all(m.bias == 0) for m in convs)  # tf.layers: zero biases
+
+
+@pytest.mark.parametrize("name", sorted(CNN_PRESETS))
+def test_every_cnn_preset_gives_logits_and_gradients(name):
+    model = CNN(CNN_PRESETS[name].model)
+    out = model(torch.rand(4, 1, 28, 28))
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters()), "some parameters are missing gradients"
+
+
+@pytest.mark.parametrize("name", sorted(GAN_PRESETS))
+def test_every_gan_preset_gives_images_and_gradients(name):
+    gan = DCGAN(GAN_PRESETS[name].model)
+    images = gan(gan.noise(4))
+    assert images.shape == (4, 1, 28, 28)
+    gan.netD(images).sum().backward()
+    assert all(p.grad is not None for p in gan.parameters()), "some parameters are missing gradients"
+
+
+def test_future_improvements_are_options():
+    dilated = build_cnn("seed", dilations=(1, 2, 1))
+    assert dilated(torch.rand(1, 1, 28, 28)).shape == (1, 10)
+    assert any(getattr(m, "dilation", None) == (2, 2) for m in dilated.modules())
+    biased = build_cnn("seed", bias_init="truncated-normal")
+    assert any(m.bias.abs().sum() > 0 for m in biased.modules() if isinstance(m, torch.nn.Conv2d))
+    constant = build_cnn("seed", bias_init="constant", bias_constant=0.1)
+    assert all(torch.allclose(m.bias, torch.tensor(0.1)) for m in constant.modules() if isinstance(m, torch.nn.Conv2d))
+    wider = build_cnn("seed", filters=(8, 16, 32, 64), kernels=(3, 3, 3, 3), strides=(1, 2, 2, 1),
+                      dilations=(1, 1, 1, 1), batch_norm=True, fc=64)
+    assert wider(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_inconsistent_layer_lists_are_a_clear_error():
+    from mnistlab.errors import MnistlabError
+
+    with pytest.raises(MnistlabError, match="one entry per conv layer"):
+        CNNConfig(filters=(4, 8), kernels=(5, 4, 4))

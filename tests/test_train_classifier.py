@@ -1,0 +1,103 @@
+"""Training the CNN: the loss falls, the run directory is complete, resume equals an uninterrupted run."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from mnistlab.checkpoint import load_checkpoint
+from mnistlab.errors import MnistlabError, TrainingDiverged
+from mnistlab.inference import load
+from mnistlab.train.classifier import lr_at, train_classifier
+from mnistlab.train.common import Interrupted
+
+
+def test_the_loss_falls_and_the_run_directory_is_complete(cnn_run):
+    losses = [m["train_loss"] for m in cnn_run.metrics]
+    assert len(losses) == 3 and losses[-1] < losses[0] * 0.7
+    assert cnn_run.metrics[-1]["test_acc"] > 0.6  # 3 short epochs on 1,000 real digits
+    names = {p.name for p in cnn_run.dir.iterdir()}
+    assert {"config.json", "metrics.jsonl", "checkpoint.safetensors", "curves.png", "confusion.png",
+            "mistakes.png", "report.json"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    config = json.loads((cnn_run.dir / "config.json").read_text())
+    assert config["preset"] == "seed" and config["train"]["epochs"] == 3 and config["model"]["filters"] == [4, 8, 12]
+    assert [json.loads(line)["epoch"] for line in (cnn_run.dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_the_checkpoint_is_safetensors_with_json_metadata_and_round_trips(cnn_run):
+    path = cnn_run.dir / "checkpoint.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["mnistlab"])
+    assert meta["kind"] == "cnn" and meta["format_version"] == 1
+    state = load_checkpoint(path)
+    assert state["epoch"] == 3 and state["dataset"]["name"] == "mnist-sample"
+    assert state["environment"]["torch_version"] == torch.__version__
+    classifier = load(cnn_run.dir)
+    for key, value in cnn_run.model.state_dict().items():
+        assert torch.equal(classifier.model.state_dict()[key].cpu(), value.cpu()), key
+
+
+def test_ctrl_c_checkpoints_mid_epoch_and_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
+    settings = dict(epochs=2, batch_size=100, deterministic=True, progress=False)
+    straight = train_classifier("seed", tiny_data, out=str(tmp_path / "a"), **settings)
+
+    def ctrl_c_after_epoch_1(metrics):  # the loop sees the flag at the next step: step 1 of epoch 2
+        if metrics["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted) as stopped:
+        train_classifier("seed", tiny_data, out=str(tmp_path / "b"), callback=ctrl_c_after_epoch_1, **settings)
+    assert stopped.value.exit_code == 130 and "--resume" in str(stopped.value)
+    state = load_checkpoint(tmp_path / "b")
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 1)
+
+    resumed = train_classifier(resume=tmp_path / "b", dataset=tiny_data, progress=False)
+    strip = lambda ms: [{k: v for k, v in m.items() if k not in ("time_s", "images_per_s")} for m in ms]  # noqa: E731
+    assert strip(resumed.metrics) == strip(straight.metrics)
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def test_same_seed_same_numbers_and_another_seed_differs(tiny_data, tmp_path):
+    runs = [train_classifier("seed", tiny_data, epochs=1, seed=s, deterministic=True, out=str(tmp_path / f"{i}"),
+                             progress=False) for i, s in enumerate((7, 7, 8))]
+    losses = [r.metrics[0]["train_loss"] for r in runs]
+    assert losses[0] == losses[1] != losses[2]
+
+
+def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    from mnistlab.train import classifier
+
+    normal = classifier.lr_at
+    monkeypatch.setattr(classifier, "lr_at", lambda train, step, total: normal(train, step, total) if step < 10 else 1e30)
+    saved = {}
+
+    def keep_epoch_1_checkpoint(metrics):
+        saved[metrics["epoch"]] = (tmp_path / "nan" / "checkpoint.safetensors").read_bytes()
+
+    with pytest.raises(TrainingDiverged, match=r"at step (1\d|2\d)\b"):  # epoch 2 is steps 10..19
+        train_classifier("seed", tiny_data, epochs=3, batch_size=100, out=str(tmp_path / "nan"), progress=False,
+                         callback=keep_epoch_1_checkpoint)
+    assert list(saved) == [1]
+    assert (tmp_path / "nan" / "checkpoint.safetensors").read_bytes() == saved[1]
+    assert load_checkpoint(tmp_path / "nan")["epoch"] == 1
+
+
+def test_lr_schedules():
+    from mnistlab.config import CNN_PRESETS
+
+    gorner = CNN_PRESETS["gorner"].train
+    assert lr_at(gorner, 0, 1000) == pytest.approx(0.0031)
+    assert lr_at(gorner, 2000, 1000) == pytest.approx(0.0001 + 0.003 / 2.718281828)
+    best = CNN_PRESETS["best"].train
+    peak = max(lr_at(best, s, 1000) for s in range(1000))
+    assert peak == pytest.approx(best.lr) and lr_at(best, 999, 1000) < best.lr * 0.01
+
+
+def test_a_batch_larger_than_the_data_is_a_clear_error(tiny_data, tmp_path):
+    with pytest.raises(MnistlabError, match="larger than the 1000 training images"):
+        train_classifier("seed", tiny_data, batch_size=5000, out=str(tmp_path / "x"), progress=False)
