@@ -108,6 +108,8 @@ class GANTrainConfig:
     simultaneous: bool = True  # both updates from one forward pass, as the seed's single sess.run did
     real_range: str = "0,1"  # real images fed in "0,1" (the seed's mismatch with tanh) or "-1,1"
     label_smoothing: float = 0.0  # one-sided: real target = 1 − this
+    ema: float = 0.0  # decay of the moving average of G's weights that draws the samples; 0 = sample G itself
+    augment_shift: int = 0  # DiffAugment: shift real and generated images by up to this many px before D
     eval_every: int = 1  # epochs between quality metrics during training; 0 = never
     eval_samples: int = 1000  # samples for the in-training quality metrics (cheap; reports use 10,000)
 

@@ -120,6 +120,9 @@ def load(
                           autocast_dtype(dev, precision))
     gan = DCGAN(config.model)
     _load_weights(gan, state["model"], path)
+    if "ema" in state:  # the moving average of G's weights is what draws the digits
+        ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+        _load_weights(gan.netG, ema, path)
     gan.to(dev).eval()
     return Generator(gan, config.train.real_range, path, state["dataset"]["name"], summary, dev)
 

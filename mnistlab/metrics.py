@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +36,12 @@ def feature_stats(features: torch.Tensor) -> FeatureStats:
 def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     """‖μa − μb‖² + Tr(Σa + Σb − 2 (Σa Σb)^½), with the usual ε-jitter when the product is singular."""
     diff = a.mean - b.mean
-    covmean, _ = scipy.linalg.sqrtm(a.cov @ b.cov, disp=False)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(len(a.cov)) * 1e-6
-        covmean = scipy.linalg.sqrtm((a.cov + offset) @ (b.cov + offset))
+    with warnings.catch_warnings():  # dead ReLU units make Σ singular; the jitter below handles it
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(a.cov @ b.cov)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(len(a.cov)) * 1e-6
+            covmean = scipy.linalg.sqrtm((a.cov + offset) @ (b.cov + offset))
     covmean = covmean.real
     return float(max(diff @ diff + np.trace(a.cov) + np.trace(b.cov) - 2 * np.trace(covmean), 0.0))
 

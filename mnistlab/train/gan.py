@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
@@ -26,6 +27,7 @@ from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.errors import MnistlabError
 from mnistlab.inference import to_uint8
 from mnistlab.models.dcgan import DCGAN
+from mnistlab.train.classifier import augment
 from mnistlab.train import common
 from mnistlab.train.common import Interrupted
 
@@ -149,6 +151,9 @@ def train_gan(
     netG, netD = gan.netG, gan.netD
     optD = torch.optim.Adam(netD.parameters(), lr=tc.lr_d, betas=(tc.beta1_d, 0.999), eps=1e-8, foreach=True)
     optG = torch.optim.Adam(netG.parameters(), lr=tc.lr_g, betas=(tc.beta1_g, 0.999), eps=1e-8, foreach=True)
+    # An exponential moving average of G's weights draws smoother, better digits than G's latest step.
+    ema = AveragedModel(netG, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True) if tc.ema else None
+    sampler = ema.module if ema else netG
     fixed_noise = gan.noise(FIXED_SAMPLES, generator=torch.Generator().manual_seed(config.run.seed)).to(device)
     history: list[dict[str, Any]] = []
     start_epoch, start_step, done_stats, elapsed = 0, 0, torch.empty(0, 4), 0.0
@@ -156,6 +161,8 @@ def train_gan(
         gan.load_state_dict(state["model"])
         optD.load_state_dict(state["optimizer_d"])
         optG.load_state_dict(state["optimizer_g"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         common.set_rng_state(state["rng"])
         start_epoch, start_step = state["epoch"], state["step_in_epoch"]
         history, done_stats, elapsed = state["metrics"], state["epoch_stats"], state["elapsed_s"]
@@ -170,11 +177,15 @@ def train_gan(
     scale, shift = (1 / 255, 0.0) if tc.real_range == "0,1" else (2 / 255, -1.0)
     smooth = 1.0 - tc.label_smoothing
 
+    def view(x: torch.Tensor) -> torch.Tensor:
+        """What D sees: with DiffAugment, every image it judges, real or generated, randomly shifted."""
+        return augment(x, tc.augment_shift, 0.0) if tc.augment_shift else x
+
     def checkpoint(epoch: int, step_in_epoch: int, stats: torch.Tensor) -> None:
         if world.is_main:
             save_checkpoint(run_dir / CHECKPOINT_NAME, "gan", {
                 "config": to_dict(config), "model": gan.state_dict(), "optimizer_d": optD.state_dict(),
-                "optimizer_g": optG.state_dict(), "rng": common.rng_state(), "epoch": epoch,
+                "optimizer_g": optG.state_dict(), **({"ema": ema.state_dict()} if ema else {}), "rng": common.rng_state(), "epoch": epoch,
                 "step_in_epoch": step_in_epoch, "epoch_stats": stats, "elapsed_s": elapsed, "metrics": history,
                 "dataset": dataset.provenance, "environment": env,
             })
@@ -205,7 +216,7 @@ def train_gan(
                     optG.zero_grad(set_to_none=True)
                     with common.autocast(device, dtype):
                         fake = netG(z)
-                        out = netD(torch.cat([real, fake]))
+                        out = netD(view(torch.cat([real, fake])))
                     out_real, out_fake = out[: len(real)], out[len(real):]
                     loss_D = (gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)) / 2
                     loss_G = gan_loss(out_fake, 1.0, tc.loss)
@@ -215,13 +226,15 @@ def train_gan(
                     common.average_gradients(netG, world)
                     optD.step()
                     optG.step()
+                    if ema is not None:
+                        ema.update_parameters(netG)
                 else:
                     # (1) Update D: maximise log D(x) + log(1 − D(G(z)))
                     optD.zero_grad(set_to_none=True)
                     with common.autocast(device, dtype):
                         fake = netG(z)
-                        out_real = netD(real)
-                        out_fake = netD(fake.detach())
+                        out_real = netD(view(real))
+                        out_fake = netD(view(fake.detach()))
                     loss_D = gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)
                     loss_D.backward()
                     common.average_gradients(netD, world)
@@ -229,11 +242,13 @@ def train_gan(
                     # (2) Update G: maximise log D(G(z)), against the discriminator just updated
                     optG.zero_grad(set_to_none=True)
                     with common.autocast(device, dtype):
-                        out_gen = netD(fake)
+                        out_gen = netD(view(fake))
                     loss_G = gan_loss(out_gen, 1.0, tc.loss)
                     loss_G.backward(inputs=list(netG.parameters()))
                     common.average_gradients(netG, world)
                     optG.step()
+                    if ema is not None:
+                        ema.update_parameters(netG)
 
                 stats[step] = torch.stack([loss_D.detach(), loss_G.detach(), prob_real(out_real, tc.loss),
                                            prob_real(out_fake, tc.loss)])
@@ -258,9 +273,9 @@ def train_gan(
                 "images_per_s": round((steps_per_epoch - first) * batch / train_time, 1),
             }
             if world.is_main:
-                grid = _sample_grid(gan, fixed_noise, tc.real_range, run_dir, epoch)
+                grid = _sample_grid(sampler, fixed_noise, tc.real_range, run_dir, epoch)
                 if judge is not None and (epoch % tc.eval_every == 0 or _last_epoch(tc, epoch, elapsed)):
-                    metrics.update(_quality(gan, judge, tc, config.run.seed + epoch, device))
+                    metrics.update(_quality(sampler, gan, judge, tc, config.run.seed + epoch, device))
                 history.append(metrics)
                 checkpoint(epoch, 0, torch.empty(0, 4))
                 atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
@@ -283,18 +298,18 @@ def _last_epoch(tc, epoch: int, elapsed: float) -> bool:
 
 
 @torch.no_grad()
-def _generate(gan: DCGAN, z: torch.Tensor, real_range: str) -> np.ndarray:
-    was_training = gan.training
-    gan.eval()
-    images = to_uint8(gan(z).float().cpu()[:, 0], real_range)
-    gan.train(was_training)
+def _generate(netG: torch.nn.Module, z: torch.Tensor, real_range: str) -> np.ndarray:
+    was_training = netG.training
+    netG.eval()
+    images = to_uint8(netG(z).float().cpu()[:, 0], real_range)
+    netG.train(was_training)
     return images
 
 
-def _sample_grid(gan: DCGAN, fixed_noise: torch.Tensor, real_range: str, run_dir: Path, epoch: int):
+def _sample_grid(netG: torch.nn.Module, fixed_noise: torch.Tensor, real_range: str, run_dir: Path, epoch: int):
     from mnistlab import plots
 
-    grid = plots.grid_image(_generate(gan, fixed_noise, real_range), ncol=8, scale=2)
+    grid = plots.grid_image(_generate(netG, fixed_noise, real_range), ncol=8, scale=2)
     from mnistlab.checkpoint import atomic_write_bytes
 
     atomic_write_bytes(run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
@@ -310,9 +325,9 @@ def _write_gif(run_dir: Path, epoch: int, last) -> None:
     plots.save_gif(frames + [last], run_dir / "progress.gif")
 
 
-def _quality(gan: DCGAN, judge, tc, seed: int, device: torch.device) -> dict[str, Any]:
+def _quality(netG: torch.nn.Module, gan: DCGAN, judge, tc, seed: int, device: torch.device) -> dict[str, Any]:
     z = gan.noise(tc.eval_samples, generator=torch.Generator().manual_seed(seed)).to(device)
-    quality = judge(_generate(gan, z, tc.real_range))
+    quality = judge(_generate(netG, z, tc.real_range))
     return {"fcd": quality["fcd"], "fcd_real_floor": judge.floor, "inception_score": quality["inception_score"],
             "class_entropy": quality["class_entropy"], "confident_fraction": quality["confident_fraction"],
             "n": quality["n"]}

@@ -1,0 +1,164 @@
+"""Benchmarks: training throughput, side by side in one run, on the same model, data and machine.
+
+    python -m mnistlab.bench cnn    # mnistlab's loop vs the PyTorch MNIST example's DataLoader loop
+    python -m mnistlab.bench gan    # each DCGAN preset in plain fp32 vs mnistlab's fast path
+    python -m mnistlab.bench all
+
+Each configuration runs `--repeats` times, interleaved so that load on a shared machine hits all
+alike; the table gives the median images/second, the spread (min–max) and the ratio of medians.
+The mnistlab figures come from the real trainers (`images_per_s` of a training epoch, evaluation
+excluded), so what is measured is what `mnistlab train` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+WARMUP_STEPS = 10
+
+from mnistlab.config import CNN_PRESETS, preset, with_overrides
+from mnistlab.data.datasets import Dataset, as_torch_dataset, load_dataset
+from mnistlab.models.cnn import CNN
+
+
+def plain_pytorch_loop(dataset: Dataset, preset_name: str, batch_size: int, steps: int) -> float:
+    """Images/second of the loop the official PyTorch MNIST example writes: a DataLoader over a Dataset
+    that returns one normalised sample at a time, fp32, NCHW, Adam."""
+    torch.manual_seed(0)
+    model = CNN(CNN_PRESETS[preset_name].model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(as_torch_dataset(dataset.train), batch_size=batch_size, shuffle=True,
+                                         drop_last=True)
+    model.train()
+    done, start = 0, time.perf_counter()
+    while done < WARMUP_STEPS + steps:
+        for data, target in loader:
+            optimizer.zero_grad()
+            output = model(data)
+            loss = F.cross_entropy(output, target)
+            loss.backward()
+            optimizer.step()
+            done += 1
+            if done == WARMUP_STEPS:  # the first steps pay for kernel selection and allocation
+                start = time.perf_counter()
+            if done == WARMUP_STEPS + steps:
+                break
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def mnistlab_loop(kind: str, dataset: Dataset, preset_name: str, **overrides) -> float:
+    """Images/second of the second training epoch of the real mnistlab trainer (the first warms up)."""
+    from mnistlab.train.classifier import train_classifier
+    from mnistlab.train.gan import train_gan
+
+    config = with_overrides(preset(kind, preset_name), {"epochs": 2, **overrides})
+    with tempfile.TemporaryDirectory() as tmp:
+        if kind == "cnn":
+            run = train_classifier(config, dataset, out=f"{tmp}/run", progress=False)
+        else:
+            run = train_gan(config, dataset, eval_every=0, out=f"{tmp}/run", progress=False)
+    return run.metrics[1]["images_per_s"]
+
+
+def measure(candidates: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            results[name].append(fn())
+    return results
+
+
+def report(title: str, results: dict[str, list[float]], baseline: str) -> None:
+    base = statistics.median(results[baseline])
+    print(f"\n{title}")
+    print(f"{'configuration':<48}{'median img/s':>13}{'spread':>18}{'vs ' + baseline[:14]:>20}")
+    for name, values in results.items():
+        median = statistics.median(values)
+        spread = f"{min(values):.0f}–{max(values):.0f}"
+        print(f"{name:<48}{median:>13.0f}{spread:>18}{median / base:>19.2f}x")
+
+
+def bench_cnn(dataset: Dataset, repeats: int, presets: list[str], batch_sizes: list[int | None]) -> None:
+    for name in presets:
+        for batch in batch_sizes:
+            batch = batch or CNN_PRESETS[name].train.batch_size
+            # An epoch of at most 300 steps; the plain loop times as many, after its own warm-up.
+            subset = _head(dataset, 300 * batch)
+            steps = len(subset.train) // batch
+            candidates = {
+                f"plain PyTorch loop (DataLoader, fp32, NCHW)": lambda: plain_pytorch_loop(subset, name, batch, steps),
+                f"mnistlab fp32, NCHW": lambda: mnistlab_loop("cnn", subset, name, batch_size=batch, precision="fp32",
+                                                              channels_last=False),
+                f"mnistlab defaults (precision auto, channels_last)": lambda: mnistlab_loop(
+                    "cnn", subset, name, batch_size=batch),
+            }
+            results = measure(candidates, repeats)
+            report(f"CNN preset {name}, batch {batch}, {steps} steps on {dataset.name}", results,
+                   "plain PyTorch loop (DataLoader, fp32, NCHW)")
+
+
+def bench_gan(dataset: Dataset, repeats: int, presets: list[str]) -> None:
+    for name in presets:
+        batch = preset("gan", name).train.batch_size
+        subset = _head(dataset, 120 * batch)
+        candidates = {
+            "fp32, NCHW": lambda: mnistlab_loop("gan", subset, name, precision="fp32", channels_last=False),
+            "bf16 autocast, NCHW": lambda: mnistlab_loop("gan", subset, name, precision="bf16", channels_last=False),
+            "fp32, channels_last": lambda: mnistlab_loop("gan", subset, name, precision="fp32", channels_last=True),
+            "bf16 autocast, channels_last": lambda: mnistlab_loop("gan", subset, name, precision="bf16",
+                                                                  channels_last=True),
+            "preset defaults": lambda: mnistlab_loop("gan", subset, name),
+        }
+        report(f"GAN preset {name}, batch {batch}, {len(subset.train) // batch} steps on {dataset.name}",
+               measure(candidates, repeats), "fp32, NCHW")
+
+
+def _head(dataset: Dataset, n: int) -> Dataset:
+    from dataclasses import replace
+
+    from mnistlab.data.datasets import Split
+
+    train = Split(dataset.train.images[:n], dataset.train.labels[:n])
+    return replace(dataset, train=train, val=None, test=Split(dataset.test.images[:1000], dataset.test.labels[:1000]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mnistlab.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["cnn", "gan", "all"])
+    parser.add_argument("--dataset", default="fashion-mnist",
+                        help="data to train on (default: fashion-mnist, 60,000 images; falls back to mnist-sample)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration (default: 3)")
+    parser.add_argument("--cnn-presets", default="seed", help="comma-separated (default: seed)")
+    parser.add_argument("--batch-sizes", default="100,512", help="CNN batch sizes, comma-separated (default: 100,512)")
+    parser.add_argument("--gan-presets", default="seed,default", help="comma-separated (default: seed,default)")
+    args = parser.parse_args(argv)
+
+    from mnistlab.errors import DataError
+
+    try:
+        dataset = load_dataset(args.dataset, val_size=0, download=False)
+    except DataError as e:
+        print(f"{args.dataset} unavailable ({e}); using mnist-sample")
+        dataset = load_dataset("mnist-sample", val_size=0)
+    from mnistlab.train.common import autocast_dtype, cpu_has_fast_bf16
+
+    print(f"mnistlab bench on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}; fast bf16 CPU: {cpu_has_fast_bf16()}; "
+          f"auto precision here: {autocast_dtype(torch.device('cpu'), 'auto')}; data: {dataset.name}")
+    if args.what in ("cnn", "all"):
+        bench_cnn(dataset, args.repeats, args.cnn_presets.split(","), [int(b) for b in args.batch_sizes.split(",")])
+    if args.what in ("gan", "all"):
+        bench_gan(dataset, args.repeats, args.gan_presets.split(","))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The command line on real runs: evaluate, predict, generate, and every kind of bad input.
+
+Bad input must give one line on stderr, exit status 2, no traceback, and leave good files alone.
+"""
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab.cli import main
+from mnistlab.evaluate import classify
+
+
+def run_cli(*args):
+    """Run `python -m mnistlab` in a subprocess: real exit status, real stderr."""
+    return subprocess.run([sys.executable, "-m", "mnistlab", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def assert_clean_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mnistlab: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_evaluate_json(cnn_run, capsys):
+    assert main(["evaluate", "cnn", str(cnn_run.dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 1000 and report["dataset"] == "mnist-sample"  # the run's own dataset's test split
+    assert 0 <= report["accuracy"] <= 1 and set(report["per_class"]) == {str(d) for d in range(10)}
+    assert sum(map(sum, report["confusion"])) == 1000
+
+
+def test_evaluate_on_an_idx_directory_with_only_the_test_pair(cnn_run, tiny_data, tmp_path, capsys):
+    from mnistlab.data.idx import write_idx
+
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", tiny_data.test.images.numpy())
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", tiny_data.test.labels.numpy().astype(np.uint8))
+    assert main(["evaluate", "cnn", str(cnn_run.dir / "checkpoint.safetensors"), "--dataset", f"idx:{tmp_path}",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    logits, _ = classify(cnn_run.model, tiny_data.test.images, "cpu", None)
+    assert report["n"] == 500
+    assert report["accuracy"] == pytest.approx((logits.argmax(1) == tiny_data.test.labels).float().mean().item(), abs=0.01)
+
+
+def as_a_person_would_write_it(digit: np.ndarray, size: int, offset: tuple[int, int], dark_on_light: bool):
+    """A real MNIST digit redrawn the way a photo or scan would have it: bigger, off-centre, maybe inverted."""
+    ink = Image.fromarray(digit).resize((size, size), Image.BICUBIC)
+    canvas = Image.new("L", (size * 2, size * 2), 0)
+    canvas.paste(ink, offset)
+    array = np.array(canvas)
+    return Image.fromarray(255 - array if dark_on_light else array)
+
+
+def test_predict_reads_digits_as_people_make_them(cnn_run, tiny_data, tmp_path, capsys):
+    logits, _ = classify(cnn_run.model, tiny_data.test.images, "cpu", None)
+    confident = (logits.softmax(1).max(1).values > 0.99).nonzero().view(-1)[:4]
+    files, expected = [], []
+    for i, index in enumerate(confident.tolist()):
+        image = as_a_person_would_write_it(tiny_data.test.images[index].numpy(), 140 + 40 * i, (15 * i, 90 - 20 * i),
+                                           dark_on_light=i % 2 == 0)
+        path = tmp_path / f"digit{i}.{'jpg' if i == 3 else 'png'}"
+        image.convert("RGB").save(path)
+        files.append(str(path))
+        expected.append(int(logits[index].argmax()))
+    assert main(["predict", str(cnn_run.dir), *files, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in results] == files
+    assert [r["digit"] for r in results] == expected
+    assert all(abs(sum(r["probabilities"]) - 1) < 1e-4 for r in results)
+
+
+def test_generate_writes_png_grid_npy_array_one_png_per_digit_and_a_walk(gan_run, tmp_path):
+    assert main(["generate", str(gan_run.dir), "-n", "10", "--seed", "3", "--out", str(tmp_path / "g.npy")]) == 0
+    array = np.load(tmp_path / "g.npy")
+    assert array.shape == (10, 28, 28) and array.dtype == np.uint8
+    assert main(["generate", str(gan_run.dir), "-n", "10", "--seed", "3", "--out", str(tmp_path / "again.npy")]) == 0
+    assert np.array_equal(array, np.load(tmp_path / "again.npy"))  # same seed, same digits
+    assert main(["generate", str(gan_run.dir), "-n", "9", "--out", str(tmp_path / "g.png")]) == 0
+    assert Image.open(tmp_path / "g.png").size == (2 * (3 * 30 + 2),) * 2  # 3x3 tiles of 28 + 2 px, scaled 2x
+    assert main(["generate", str(gan_run.dir), "-n", "3", "--out-dir", str(tmp_path / "each")]) == 0
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["digit_0000.png", "digit_0001.png",
+                                                                      "digit_0002.png"]
+    assert main(["generate", str(gan_run.dir), "-n", "8", "--interpolate", "--out", str(tmp_path / "walk.png")]) == 0
+    assert Image.open(tmp_path / "walk.png").size == (2 * (8 * 30 + 2), 2 * 32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_unknown_preset_and_dataset_and_setting(tmp_path):
+    assert_clean_error(run_cli("train", "cnn", "--preset", "huge", "--out", tmp_path / "a"), "unknown cnn preset 'huge'",
+                       "seed, gorner, best")
+    assert_clean_error(run_cli("train", "cnn", "--dataset", "cifar", "--out", tmp_path / "b"), "cifar")
+    assert_clean_error(run_cli("train", "cnn", "--set", "fliters=[1]", "--out", tmp_path / "c"), "unknown setting")
+    assert_clean_error(run_cli("train", "cnn", "--set", "epochs=many", "--out", tmp_path / "d"), "bad value for epochs")
+
+
+def test_corrupt_dataset_files(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + b"\x00" * 20)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x02\x01\x02")
+    before = (tmp_path / "t10k-images-idx3-ubyte").read_bytes()
+    assert_clean_error(run_cli("evaluate", "cnn", "mnistlab/assets/evaluator-v1.safetensors", "--dataset",
+                               f"idx:{tmp_path}"), "t10k-images-idx3-ubyte")
+    assert (tmp_path / "t10k-images-idx3-ubyte").read_bytes() == before
+
+
+def test_a_pickle_crafted_to_run_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "checkpoint.pt"
+    evil.write_bytes(pickle.dumps({"model": Exploit()}))
+    for command in (["evaluate", "cnn", evil], ["predict", evil, evil], ["generate", evil, "--out", tmp_path / "x.png"]):
+        assert_clean_error(run_cli(*command), "never unpickles")
+    assert not marker.exists()
+
+
+def test_wrong_kind_and_newer_format_name_both_sides(cnn_run, gan_run, tmp_path, monkeypatch):
+    assert_clean_error(run_cli("generate", cnn_run.dir, "--out", tmp_path / "x.png"), "is a cnn checkpoint",
+                       "a gan checkpoint is needed")
+    assert_clean_error(run_cli("predict", gan_run.dir, "x.png"), "is a gan checkpoint", "a cnn checkpoint")
+    import mnistlab.checkpoint as ckpt
+
+    state = ckpt.load_checkpoint(cnn_run.dir)
+    current = ckpt.FORMAT_VERSION
+    monkeypatch.setattr(ckpt, "FORMAT_VERSION", 99)  # as a future mnistlab would write it
+    ckpt.save_checkpoint(tmp_path / "future.safetensors", "cnn", state)
+    assert_clean_error(run_cli("evaluate", "cnn", tmp_path / "future.safetensors"), "format 99", f"({current})",
+                       "upgrade")
+
+
+def test_unreadable_images_and_bad_counts_and_paths(cnn_run, gan_run, tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    assert_clean_error(run_cli("predict", cnn_run.dir, tmp_path / "notes.png"), "cannot read image")
+    assert_clean_error(run_cli("predict", cnn_run.dir, tmp_path / "missing.png"), "cannot read image")
+    assert_clean_error(run_cli("generate", gan_run.dir, "-n", "0", "--out", tmp_path / "x.png"), "-n must be at least 1")
+    assert_clean_error(run_cli("generate", gan_run.dir, "--out", tmp_path / "x.gif"), ".png", ".npy")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should be")
+    assert_clean_error(run_cli("generate", gan_run.dir, "--out", blocker / "x.png"), "cannot write")
+    assert_clean_error(run_cli("train", "cnn", "--out", blocker / "run"), "cannot write")
+    assert_clean_error(run_cli("evaluate", "cnn", tmp_path / "nowhere"), "no checkpoint at")
+
+
+def test_an_existing_run_is_never_overwritten_and_resume_takes_no_settings(cnn_run):
+    before = (cnn_run.dir / "checkpoint.safetensors").read_bytes()
+    assert_clean_error(run_cli("train", "cnn", "--out", cnn_run.dir), "already holds a run", "--resume")
+    assert_clean_error(run_cli("train", "cnn", "--resume", cnn_run.dir, "--lr", "0.1"), "drop train.lr")
+    assert (cnn_run.dir / "checkpoint.safetensors").read_bytes() == before

@@ -1,0 +1,74 @@
+"""Training the DCGAN: finite losses that move both networks, the run directory, exact resume."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mnistlab.checkpoint import load_checkpoint
+from mnistlab.config import preset
+from mnistlab.models.dcgan import DCGAN
+from mnistlab.train.common import Interrupted
+from mnistlab.train.gan import gan_loss, train_gan
+
+
+def test_a_run_writes_grids_gif_curves_metrics_and_a_full_checkpoint(gan_run):
+    d = gan_run.dir
+    assert sorted(p.name for p in (d / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    gif = Image.open(d / "progress.gif")
+    assert gif.n_frames == 2
+    assert (d / "curves.png").stat().st_size > 1000
+    metrics = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    for m in metrics:
+        assert all(np.isfinite(m[k]) for k in ("loss_d", "loss_g", "d_x", "d_g_z"))
+        assert 0 <= m["d_x"] <= 1 and 0 <= m["d_g_z"] <= 1
+    assert {"fcd", "fcd_real_floor", "inception_score", "class_entropy", "confident_fraction"} <= set(metrics[-1])
+    state = load_checkpoint(d)
+    assert state["kind"] == "gan" and state["epoch"] == 2
+    assert {"model", "optimizer_d", "optimizer_g", "rng", "metrics"} <= set(state)
+    assert any(k.startswith("netG.") for k in state["model"]) and any(k.startswith("netD.") for k in state["model"])
+
+
+@pytest.mark.parametrize("preset_name", ["seed", "default"])
+def test_a_few_steps_give_finite_losses_and_move_both_networks(preset_name, tiny_data, tmp_path):
+    torch.manual_seed(0)
+    before = DCGAN(preset("gan", preset_name).model).state_dict()
+    run = train_gan(preset_name, tiny_data, epochs=1, batch_size=100, eval_every=0, out=str(tmp_path / "r"),
+                    progress=False)
+    after = run.gan.state_dict()
+    for net in ("netG", "netD"):
+        assert any(not torch.equal(before[n], after[n].cpu()) for n in before if n.startswith(net + ".")), net
+    assert np.isfinite(run.metrics[0]["loss_d"]) and np.isfinite(run.metrics[0]["loss_g"])
+
+
+def test_seed_loss_cannot_go_below_its_tanh_floor():
+    # tanh caps the two logits at ±1, so the softmax cross-entropy is at least log(1 + e^-2) ≈ 0.127.
+    perfect = torch.tensor([[-1.0, 1.0]] * 4)
+    assert gan_loss(perfect, 1.0, "seed-softmax").item() == pytest.approx(np.log1p(np.exp(-2)), abs=1e-6)
+
+
+def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
+    settings = dict(epochs=2, batch_size=100, eval_every=0, deterministic=True, progress=False)
+    straight = train_gan("default", tiny_data, out=str(tmp_path / "a"), **settings)
+
+    def sigterm_after_epoch_1(metrics):
+        if metrics["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted) as stopped:
+        train_gan("default", tiny_data, out=str(tmp_path / "b"), callback=sigterm_after_epoch_1, **settings)
+    assert stopped.value.exit_code == 143
+    assert (load_checkpoint(tmp_path / "b")["epoch"], load_checkpoint(tmp_path / "b")["step_in_epoch"]) == (1, 1)
+
+    resumed = train_gan(resume=tmp_path / "b", dataset=tiny_data, progress=False)
+    keep = ("loss_d", "loss_g", "d_x", "d_g_z")
+    assert [[m[k] for k in keep] for m in resumed.metrics] == [[m[k] for k in keep] for m in straight.metrics]
+    for key, value in straight.gan.state_dict().items():
+        assert torch.equal(resumed.gan.state_dict()[key], value), key
+    same_grid = [np.array(Image.open(d / "samples" / "epoch_002.png")) for d in (tmp_path / "a", tmp_path / "b")]
+    assert np.array_equal(*same_grid)
