@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mnistlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mnistlab ... | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 # ----------------------------------------------------------------------------------------------

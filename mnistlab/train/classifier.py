@@ -119,6 +119,7 @@ def train_classifier(
     state: dict[str, Any] | None = None
     if resume is not None:
         state = load_checkpoint(resume, kind="cnn")
+        common.remove_stale_temp_files(Path(resume))
         config = from_dict("cnn", state["config"])
         run_dir = Path(resume)
     else:
@@ -157,6 +158,7 @@ def train_classifier(
         start_epoch, start_step = state["epoch"], state["step_in_epoch"]
         history, done_losses = state["metrics"], state["epoch_losses"]
         say(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step}")
+    common.decorrelate_ranks(world, config.run.seed, start_epoch * 10**6 + start_step)
     net = model
     if world.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -233,6 +235,7 @@ def train_classifier(
 
     if world.is_main:
         write_report(model, dataset, run_dir, device, dtype)
+    common.finish_distributed(world)
     return ClassifierRun(run_dir, config, model, history, dataset.name)
 
 

@@ -108,6 +108,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class Dist:
     rank: int = 0
     world: int = 1
+    owns_group: bool = False  # we started the process group, so we end it
 
     @property
     def is_main(self) -> bool:
@@ -129,9 +130,22 @@ def init_distributed(device: torch.device) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world == 1:
         return Dist()
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size())
+    return Dist(dist.get_rank(), dist.get_world_size(), owns)
+
+
+def decorrelate_ranks(world: Dist, seed: int, step: int) -> None:
+    """Give each rank its own random stream (noise, augmentation, dropout) once the weights are identical."""
+    if world.world > 1:
+        torch.manual_seed(seed * 1_000_003 + step * 1009 + world.rank)
+
+
+def finish_distributed(world: Dist) -> None:
+    if world.owns_group:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def average_gradients(module: torch.nn.Module, world: Dist) -> None:
@@ -161,6 +175,12 @@ def new_run_dir(kind: str, preset: str, out: str | None) -> Path:
     if (path / "checkpoint.safetensors").exists():
         raise MnistlabError(f"{path} already holds a run; resume it with --resume {path} or choose another --out")
     return check_writable(path)
+
+
+def remove_stale_temp_files(run_dir: Path) -> None:
+    """Drop half-written temporary files a killed process left beside its checkpoint (see atomic_write_bytes)."""
+    for stale in Path(run_dir).glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def environment(device: torch.device, precision: torch.dtype | None, world: Dist) -> dict[str, Any]:

@@ -111,6 +111,7 @@ def train_gan(
     state: dict[str, Any] | None = None
     if resume is not None:
         state = load_checkpoint(resume, kind="gan")
+        common.remove_stale_temp_files(Path(resume))
         config = from_dict("gan", state["config"])
         run_dir = Path(resume)
     else:
@@ -168,6 +169,7 @@ def train_gan(
         history, done_stats, elapsed = state["metrics"], state["epoch_stats"], state["elapsed_s"]
         say(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step}")
 
+    common.decorrelate_ranks(world, config.run.seed, start_epoch * 10**6 + start_step)
     batch = tc.batch_size
     steps_per_epoch = len(train_x) // batch
     if steps_per_epoch == 0:
@@ -290,6 +292,7 @@ def train_gan(
         from mnistlab import plots
 
         plots.save(plots.gan_curves(history), run_dir / "curves.png")
+    common.finish_distributed(world)
     return GANRun(run_dir, config, gan, history, dataset.name)
 
 
