@@ -85,12 +85,16 @@ class DCGANConfig:
     noise: str = "uniform"  # "uniform" on [−1, 1] (the seed) or "normal"
     g_width: int = 64  # generator channels at 7x7 (halved at 14x14)
     d_width: int = 64  # discriminator channels at 14x14 (doubled at 7x7)
+    d_norm: str = "batch"  # discriminator normalisation: "batch", "spectral" or "none" (default arch only)
+    d_dropout: float = 0.0  # dropout after each discriminator conv (default arch only)
+    d_hidden: int = 0  # width of a hidden dense layer before D's logit; 0 = none (default arch only)
     init: str = "glorot"  # "glorot" (TF layers' default, the seed) or "dcgan" (N(0, 0.02), the DCGAN paper)
 
     def __post_init__(self) -> None:
         _choice("arch", self.arch, ("seed", "default"))
         _choice("noise", self.noise, ("uniform", "normal"))
         _choice("init", self.init, ("glorot", "dcgan"))
+        _choice("d_norm", self.d_norm, ("batch", "spectral", "none"))
 
 
 @dataclass(frozen=True)
@@ -287,7 +291,7 @@ def _coerce(section: Any, name: str, value: Any, key: str) -> Any:
     hint = typing.get_type_hints(type(section))[name]
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     try:
-        if value is None or (isinstance(value, str) and value.lower() == "none"):
+        if value is None or (isinstance(value, str) and value.lower() == "none" and type(None) in args):
             if type(None) in args:
                 return None
             raise ValueError("this setting cannot be none")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from mnistlab.config import DCGANConfig
 from mnistlab.models.layers import init_weights, same_conv2d, same_conv_transpose2d
@@ -67,14 +68,24 @@ def default_generator(nz: int, width: int) -> nn.Sequential:
     )
 
 
-def default_discriminator(width: int) -> nn.Sequential:
-    """Strided convs with leaky ReLU, batch norm after the first, one logit out."""
+def default_discriminator(width: int, norm: str, dropout: float, hidden: int) -> nn.Sequential:
+    """Strided convs with leaky ReLU, normalised by `norm` ("batch", "spectral" or "none"), one logit out."""
+    sn = spectral_norm if norm == "spectral" else (lambda layer: layer)
+
+    def normed(features: int, two_d: bool) -> nn.Module:
+        if norm != "batch":
+            return nn.Identity()
+        return nn.BatchNorm2d(features) if two_d else nn.BatchNorm1d(features)
+
+    flat = width * 2 * 7 * 7
+    head = [sn(nn.Linear(flat, hidden, bias=norm != "batch")), normed(hidden, False), nn.LeakyReLU(0.2),
+            sn(nn.Linear(hidden, 1))] if hidden else [sn(nn.Linear(flat, 1))]
     return nn.Sequential(
-        nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2),  # → width x 14 x 14
-        nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2),
-        # → 2·width x 7 x 7
+        sn(nn.Conv2d(1, width, 4, 2, 1)), nn.LeakyReLU(0.2), nn.Dropout(dropout),  # → width x 14 x 14
+        sn(nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm != "batch")), normed(width * 2, True), nn.LeakyReLU(0.2),
+        nn.Dropout(dropout),  # → 2·width x 7 x 7
         nn.Flatten(),  # → 2·width·49
-        nn.Linear(width * 2 * 7 * 7, 1),  # → 1 logit
+        *head,  # (→ hidden →) 1 logit
     )
 
 
@@ -87,7 +98,8 @@ class DCGAN(nn.Module):
         if config.arch == "seed":
             self.netG, self.netD = seed_generator(config.nz), seed_discriminator()
         else:
-            self.netG, self.netD = default_generator(config.nz, config.g_width), default_discriminator(config.d_width)
+            self.netG, self.netD = default_generator(config.nz, config.g_width), default_discriminator(
+                config.d_width, config.d_norm, config.d_dropout, config.d_hidden)
         init_weights(self, config.init)
 
     def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
