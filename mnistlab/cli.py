@@ -165,6 +165,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="override any setting, e.g. --set filters=[8,16,32] --set model.batch_norm=true")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<kind>-<preset>-<timestamp>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue that run from its checkpoint, with its own config")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also log to <run>/tensorboard (needs: pip install 'mnistlab[tensorboard]')")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
 
 
@@ -197,7 +199,7 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "run.dataset": args.dataset, "run.data_root": args.data_root, "train.epochs": args.epochs,
         "train.batch_size": args.batch_size, "run.seed": args.seed, "run.device": args.device,
         "run.precision": args.precision, "run.deterministic": args.deterministic,
-        "run.checkpoint_every": args.checkpoint_every, "run.out": args.out,
+        "run.checkpoint_every": args.checkpoint_every, "run.out": args.out, "run.tensorboard": args.tensorboard,
         "train.lr": getattr(args, "lr", None), "model.bias_init": getattr(args, "bias_init", None),
         "model.dilations": getattr(args, "dilations", None), "train.time_budget": getattr(args, "time_budget", None),
     }

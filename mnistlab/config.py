@@ -139,6 +139,7 @@ class RunConfig:
     deterministic: bool = False  # deterministic kernels, so a seed reproduces bit for bit on one device type
     checkpoint_every: int = 0  # optimiser steps between mid-epoch checkpoints; 0 = at epoch ends only
     out: str | None = None  # run directory; None = runs/<kind>-<preset>-<timestamp>
+    tensorboard: bool = False  # also log scalars (and GAN sample grids) to <run>/tensorboard
 
     def __post_init__(self) -> None:
         _choice("device", self.device, ("auto", "cpu", "cuda", "mps"))

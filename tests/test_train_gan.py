@@ -72,3 +72,14 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_data, tm
         assert torch.equal(resumed.gan.state_dict()[key], value), key
     same_grid = [np.array(Image.open(d / "samples" / "epoch_002.png")) for d in (tmp_path / "a", tmp_path / "b")]
     assert np.array_equal(*same_grid)
+
+
+def test_tensorboard_logs_scalars_and_sample_grids(tiny_data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train_gan("default", tiny_data, epochs=1, batch_size=100, eval_every=0, tensorboard=True,
+                    out=str(tmp_path / "tb"), progress=False)
+    events = EventAccumulator(str(run.dir / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert {"loss_d", "loss_g", "d_x", "d_g_z"} <= set(events.Tags()["scalars"])
+    assert events.Tags()["images"] == ["samples"]

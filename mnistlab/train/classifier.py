@@ -179,6 +179,7 @@ def train_classifier(
                 "dataset": dataset.provenance, "environment": env,
             })
 
+    board = common.TensorBoard(run_dir, config.run.tensorboard and world.is_main)
     if world.is_main:
         atomic_write_text(run_dir / "config.json", to_json(config))
     with common.stop_on_signals() as stop:
@@ -229,6 +230,7 @@ def train_classifier(
             checkpoint(epoch + 1, 0, torch.empty(0))
             if world.is_main:
                 _write_metrics(run_dir, history)
+                board.log(metrics)
             say(_epoch_line(metrics))
             if callback is not None:
                 callback(metrics)

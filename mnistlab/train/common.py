@@ -183,6 +183,32 @@ def remove_stale_temp_files(run_dir: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+class TensorBoard:
+    """Optional TensorBoard logging of each epoch's scalars and images (`pip install mnistlab[tensorboard]`)."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise MnistlabError("--tensorboard needs the tensorboard package: pip install 'mnistlab[tensorboard]'") \
+                    from None
+            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+    def log(self, metrics: dict[str, Any], image: Any = None) -> None:
+        if self.writer is None:
+            return
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and key != "epoch" and value is not None:
+                self.writer.add_scalar(key, value, metrics["epoch"])
+        if image is not None:  # a PIL grid
+            import numpy as np
+
+            self.writer.add_image("samples", np.asarray(image)[None], metrics["epoch"])
+        self.writer.flush()
+
+
 def environment(device: torch.device, precision: torch.dtype | None, world: Dist) -> dict[str, Any]:
     """What a reader needs to reproduce a run: versions, commit, device."""
     return {

@@ -192,6 +192,7 @@ def train_gan(
                 "dataset": dataset.provenance, "environment": env,
             })
 
+    board = common.TensorBoard(run_dir, config.run.tensorboard and world.is_main)
     if world.is_main:
         atomic_write_text(run_dir / "config.json", to_json(config))
     with common.stop_on_signals() as stop:
@@ -282,6 +283,7 @@ def train_gan(
                 checkpoint(epoch, 0, torch.empty(0, 4))
                 atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
                 _write_gif(run_dir, epoch, grid)
+                board.log(metrics, grid)
             else:
                 history.append(metrics)
             say(_epoch_line(metrics))
