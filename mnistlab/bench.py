@@ -94,10 +94,10 @@ def bench_cnn(dataset: Dataset, repeats: int, presets: list[str], batch_sizes: l
             subset = _head(dataset, 300 * batch)
             steps = len(subset.train) // batch
             candidates = {
-                f"plain PyTorch loop (DataLoader, fp32, NCHW)": lambda: plain_pytorch_loop(subset, name, batch, steps),
-                f"mnistlab fp32, NCHW": lambda: mnistlab_loop("cnn", subset, name, batch_size=batch, precision="fp32",
+                "plain PyTorch loop (DataLoader, fp32, NCHW)": lambda: plain_pytorch_loop(subset, name, batch, steps),
+                "mnistlab fp32, NCHW": lambda: mnistlab_loop("cnn", subset, name, batch_size=batch, precision="fp32",
                                                               channels_last=False),
-                f"mnistlab defaults (precision auto, channels_last)": lambda: mnistlab_loop(
+                "mnistlab defaults (precision auto, channels_last)": lambda: mnistlab_loop(
                     "cnn", subset, name, batch_size=batch),
             }
             results = measure(candidates, repeats)

@@ -14,11 +14,11 @@ from mnistlab.data import (
     Split,
     as_torch_dataset,
     dataset_root,
+    datasets,
     download_dataset,
     list_datasets,
     load_dataset,
 )
-from mnistlab.data import datasets
 from mnistlab.data.download import MIRRORS_ENV
 from mnistlab.errors import DataError
 

@@ -1,8 +1,6 @@
 """Kill it, resume it, get the same answer; and data-parallel training under torchrun."""
 
 import importlib.util
-import json
-import random
 import subprocess
 import sys
 from pathlib import Path

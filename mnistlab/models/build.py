@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnistlab.config import with_overrides, preset
+from mnistlab.config import preset, with_overrides
 from mnistlab.models.cnn import CNN
 from mnistlab.models.dcgan import DCGAN
 

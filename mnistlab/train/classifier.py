@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
-from mnistlab.config import ClassifierConfig, TrainConfig, from_dict, preset, to_dict, to_json, with_overrides
+from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, save_checkpoint
+from mnistlab.config import ClassifierConfig, TrainConfig, to_dict
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import classification_report, classify
@@ -116,32 +115,10 @@ def train_classifier(
     >>> run.metrics[-1]["test_acc"]
     0.93...
     """
-    state: dict[str, Any] | None = None
-    if resume is not None:
-        state = load_checkpoint(resume, kind="cnn")
-        common.remove_stale_temp_files(Path(resume))
-        config = from_dict("cnn", state["config"])
-        run_dir = Path(resume)
-    else:
-        if isinstance(config, str):
-            config = preset("cnn", config)
-        config = with_overrides(config, overrides)
-        run_dir = None
-
-    device = common.resolve_device(config.run.device)
-    world = common.init_distributed(device)
-    dtype = common.autocast_dtype(device, config.run.precision)
-    memory_format = common.memory_format(config.run.channels_last)
-    common.seed_everything(config.run.seed, config.run.deterministic)
-    say = tqdm.write if progress and world.is_main else (lambda _msg: None)
-
-    if dataset is None:
-        dataset = load_dataset(config.run.dataset, config.run.data_root, val_size=config.train.val_size)
-    if dataset.notice:
-        say(f"NOTE: {dataset.notice}")
-    if run_dir is None and world.is_main:
-        run_dir = common.new_run_dir("cnn", config.preset, config.run.out)
-    run_dir = Path(run_dir or config.run.out or ".")
+    start = common.start_run("cnn", config, overrides, resume, dataset, progress, lambda c: load_dataset(
+        c.run.dataset, c.run.data_root, val_size=c.train.val_size))
+    config, state, run_dir, device, world = start.config, start.state, start.run_dir, start.device, start.world
+    dtype, memory_format, dataset, say = start.dtype, start.memory_format, start.dataset, start.say
 
     train_x, train_y = dataset.train.images.to(device), dataset.train.labels.to(device)
     model = CNN(config.model).to(device, memory_format=memory_format)
@@ -157,7 +134,6 @@ def train_classifier(
         common.set_rng_state(state["rng"])
         start_epoch, start_step = state["epoch"], state["step_in_epoch"]
         history, done_losses = state["metrics"], state["epoch_losses"]
-        say(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step}")
     common.decorrelate_ranks(world, config.run.seed, start_epoch * 10**6 + start_step)
     net = model
     if world.world > 1:
@@ -180,8 +156,6 @@ def train_classifier(
             })
 
     board = common.TensorBoard(run_dir, config.run.tensorboard and world.is_main)
-    if world.is_main:
-        atomic_write_text(run_dir / "config.json", to_json(config))
     with common.stop_on_signals() as stop:
         for epoch in range(start_epoch, config.train.epochs):
             model.train()
@@ -213,7 +187,7 @@ def train_classifier(
                     common.check_finite(losses[: step + 1], epoch * steps_per_epoch)
                     checkpoint(epoch, step + 1, losses[: step + 1])
                     if stop:
-                        raise _interrupted(stop, run_dir)
+                        raise Interrupted("cnn", run_dir, stop["signal"])
             common.check_finite(losses, epoch * steps_per_epoch)
 
             train_time = time.perf_counter() - t0
@@ -229,7 +203,7 @@ def train_classifier(
             history.append(metrics)
             checkpoint(epoch + 1, 0, torch.empty(0))
             if world.is_main:
-                _write_metrics(run_dir, history)
+                start.metrics_line(history)
                 board.log(metrics)
             say(_epoch_line(metrics))
             if callback is not None:
@@ -273,10 +247,6 @@ def _accuracy(model: CNN, split, device, dtype, world: Dist) -> float | None:
     return correct / total
 
 
-def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
-
-
 def _load_report(run_dir: Path) -> dict[str, Any]:
     return json.loads((Path(run_dir) / "report.json").read_text())
 
@@ -285,8 +255,3 @@ def _epoch_line(m: dict[str, Any]) -> str:
     val = f"{m['val_acc']:.4f}" if m["val_acc"] is not None else "-"
     return (f"epoch {m['epoch']:3d}  train loss {m['train_loss']:.4f}  val acc {val}  test acc {m['test_acc']:.4f}"
             f"  {m['time_s']:.1f}s  {m['images_per_s']:.0f} img/s")
-
-
-def _interrupted(stop: dict[str, int], run_dir: Path) -> Interrupted:
-    code = 130 if stop["signal"] == signal.SIGINT else 143
-    return Interrupted(f"interrupted; checkpoint saved. Resume with: mnistlab train cnn --resume {run_dir}", code)

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import platform
 import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 import mnistlab
-from mnistlab.checkpoint import check_writable
+from mnistlab.checkpoint import atomic_write_text, check_writable
 from mnistlab.errors import MnistlabError, TrainingDiverged
-
 
 # ----------------------------------------------------------------------------------------------
 # Device and precision
@@ -163,6 +164,66 @@ def average_gradients(module: torch.nn.Module, world: Dist) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# Starting (or resuming) a run
+
+
+@dataclass
+class RunStart:
+    """Everything a trainer needs before its loop: the config, where to write, how to compute, the data."""
+
+    config: Any  # ClassifierConfig or GANConfig
+    state: dict[str, Any] | None  # the checkpoint being resumed, if any
+    run_dir: Path
+    device: torch.device
+    world: Dist
+    dtype: torch.dtype | None  # autocast dtype, None for fp32
+    memory_format: torch.memory_format
+    dataset: Any  # data.datasets.Dataset
+    say: Callable[[str], None]  # a line for the terminal (rank 0, when progress is on)
+
+    def metrics_line(self, history: list[dict[str, Any]]) -> None:
+        """Rewrite metrics.jsonl from the history, atomically: after a resume it matches the checkpoint."""
+        atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+
+
+def start_run(
+    kind: str, config: Any, overrides: dict[str, Any], resume: str | Path | None, dataset: Any, progress: bool,
+    load_data: Callable[[Any], Any],
+) -> RunStart:
+    """Resolve the config (a preset name, a config, or the resumed run's own), set up device, precision,
+    seeds and torchrun, load the data with `load_data(config)` unless given, and create the run directory."""
+    from mnistlab.checkpoint import load_checkpoint
+    from mnistlab.config import from_dict, preset, to_json, with_overrides
+
+    state = None
+    if resume is not None:
+        state = load_checkpoint(resume, kind=kind)
+        remove_stale_temp_files(Path(resume))
+        config = from_dict(kind, state["config"])
+    else:
+        config = with_overrides(preset(kind, config) if isinstance(config, str) else config, overrides)
+    device = resolve_device(config.run.device)
+    world = init_distributed(device)
+    seed_everything(config.run.seed, config.run.deterministic)
+    say = tqdm.write if progress and world.is_main else (lambda _msg: None)
+    if dataset is None:
+        dataset = load_data(config)
+    if dataset.notice:
+        say(f"NOTE: {dataset.notice}")
+    if resume is not None:
+        run_dir = Path(resume)
+        say(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
+    elif world.is_main:
+        run_dir = new_run_dir(kind, config.preset, config.run.out)
+    else:
+        run_dir = Path(config.run.out or ".")
+    if world.is_main:
+        atomic_write_text(run_dir / "config.json", to_json(config))
+    return RunStart(config, state, run_dir, device, world, autocast_dtype(device, config.run.precision),
+                    memory_format(config.run.channels_last), dataset, say)
+
+
+# ----------------------------------------------------------------------------------------------
 # Run directories and provenance
 
 
@@ -242,9 +303,9 @@ def _git_commit() -> str | None:
 class Interrupted(MnistlabError):
     """Training stopped on SIGINT/SIGTERM after writing a checkpoint; `exit_code` is 130 or 143."""
 
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+    def __init__(self, kind: str, run_dir: Path, signum: int):
+        super().__init__(f"interrupted; checkpoint saved. Resume with: mnistlab train {kind} --resume {run_dir}")
+        self.exit_code = 130 if signum == signal.SIGINT else 143
 
 
 @contextlib.contextmanager

@@ -8,8 +8,6 @@ Two update orders:
 
 from __future__ import annotations
 
-import json
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +19,14 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
-from mnistlab.config import GANConfig, from_dict, preset, to_dict, to_json, with_overrides
+from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_bytes, save_checkpoint
+from mnistlab.config import GANConfig, to_dict
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.errors import MnistlabError
 from mnistlab.inference import to_uint8
 from mnistlab.models.dcgan import DCGAN
-from mnistlab.train.classifier import augment
 from mnistlab.train import common
+from mnistlab.train.classifier import augment
 from mnistlab.train.common import Interrupted
 
 FIXED_SAMPLES = 64  # digits in each epoch's sample grid, drawn from the same noise every epoch
@@ -108,33 +106,11 @@ def train_gan(
     >>> run = train_gan("default", time_budget=60, dataset="mnist-sample")
     >>> run.samples()  # the last epoch's grid
     """
-    state: dict[str, Any] | None = None
-    if resume is not None:
-        state = load_checkpoint(resume, kind="gan")
-        common.remove_stale_temp_files(Path(resume))
-        config = from_dict("gan", state["config"])
-        run_dir = Path(resume)
-    else:
-        if isinstance(config, str):
-            config = preset("gan", config)
-        config = with_overrides(config, overrides)
-        run_dir = None
+    start = common.start_run("gan", config, overrides, resume, dataset, progress, lambda c: load_dataset(
+        c.run.dataset, c.run.data_root, val_size=0, splits=("train", "test")))
+    config, state, run_dir, device, world = start.config, start.state, start.run_dir, start.device, start.world
+    dtype, memory_format, dataset, say = start.dtype, start.memory_format, start.dataset, start.say
     tc = config.train
-
-    device = common.resolve_device(config.run.device)
-    world = common.init_distributed(device)
-    dtype = common.autocast_dtype(device, config.run.precision)
-    memory_format = common.memory_format(config.run.channels_last)
-    common.seed_everything(config.run.seed, config.run.deterministic)
-    say = tqdm.write if progress and world.is_main else (lambda _msg: None)
-
-    if dataset is None:
-        dataset = load_dataset(config.run.dataset, config.run.data_root, val_size=0, splits=("train", "test"))
-    if dataset.notice:
-        say(f"NOTE: {dataset.notice}")
-    if run_dir is None and world.is_main:
-        run_dir = common.new_run_dir("gan", config.preset, config.run.out)
-    run_dir = Path(run_dir or config.run.out or ".")
     if world.is_main:
         (run_dir / "samples").mkdir(exist_ok=True)
 
@@ -167,7 +143,6 @@ def train_gan(
         common.set_rng_state(state["rng"])
         start_epoch, start_step = state["epoch"], state["step_in_epoch"]
         history, done_stats, elapsed = state["metrics"], state["epoch_stats"], state["elapsed_s"]
-        say(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step}")
 
     common.decorrelate_ranks(world, config.run.seed, start_epoch * 10**6 + start_step)
     batch = tc.batch_size
@@ -193,8 +168,6 @@ def train_gan(
             })
 
     board = common.TensorBoard(run_dir, config.run.tensorboard and world.is_main)
-    if world.is_main:
-        atomic_write_text(run_dir / "config.json", to_json(config))
     with common.stop_on_signals() as stop:
         epoch = start_epoch
         while epoch < max_epochs and not (tc.time_budget and elapsed >= tc.time_budget):
@@ -261,9 +234,7 @@ def train_gan(
                     t0 = time.perf_counter()
                     checkpoint(epoch, step + 1, stats[: step + 1])
                     if stop:
-                        code = 130 if stop["signal"] == signal.SIGINT else 143
-                        raise Interrupted(f"interrupted; checkpoint saved. Resume with: mnistlab train gan "
-                                          f"--resume {run_dir}", code)
+                        raise Interrupted("gan", run_dir, stop["signal"])
             common.check_finite(stats[:, :2], epoch * steps_per_epoch, "GAN loss")
             train_time = time.perf_counter() - t0
             elapsed += train_time
@@ -281,7 +252,7 @@ def train_gan(
                     metrics.update(_quality(sampler, gan, judge, tc, config.run.seed + epoch, device))
                 history.append(metrics)
                 checkpoint(epoch, 0, torch.empty(0, 4))
-                atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+                start.metrics_line(history)
                 _write_gif(run_dir, epoch, grid)
                 board.log(metrics, grid)
             else:
@@ -315,8 +286,6 @@ def _sample_grid(netG: torch.nn.Module, fixed_noise: torch.Tensor, real_range: s
     from mnistlab import plots
 
     grid = plots.grid_image(_generate(netG, fixed_noise, real_range), ncol=8, scale=2)
-    from mnistlab.checkpoint import atomic_write_bytes
-
     atomic_write_bytes(run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
     return grid
 

@@ -1,0 +1,352 @@
+"""Run directories as a table: list the runs under a folder, or compare a few side by side.
+
+A run directory is what `train_classifier` / `train_gan` write: `config.json` and `metrics.jsonl`,
+and (after the first epoch) `checkpoint.safetensors`. Listing reads only those small files and the
+checkpoint's JSON header, never its tensors, so it stays fast on a folder of many runs.
+
+    >>> from mnistlab.runs import list_runs, compare_runs
+    >>> [(r["kind"], r["headline"]) for r in list_runs("runs")]
+    [('gan', 'FCD 3.21'), ('cnn', 'test acc 0.9863')]
+    >>> table, plot = compare_runs(["runs/cnn-seed-...", "runs/cnn-best-..."], "compare.png")
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from mnistlab.errors import MnistlabError
+
+CHECKPOINT_NAME = "checkpoint.safetensors"  # = mnistlab.checkpoint.CHECKPOINT_NAME, without importing torch
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+_RUN_FILES = (CONFIG_NAME, METRICS_NAME, CHECKPOINT_NAME)
+# Per-epoch fields that describe speed, not results: left out of comparisons' metric rows.
+_TIMING = ("time_s", "elapsed_s", "images_per_s")
+
+
+def list_runs(directory: str | Path = "runs") -> list[dict[str, Any]]:
+    """Every run directory at or below `directory`, newest first, one dict each.
+
+    Keys: `kind` ("cnn" or "gan"), `preset`, `dataset`, `epochs` (epochs finished), `headline`
+    ("test acc 0.9863" for a CNN; "FCD 3.21", or "D(x) 0.71" without quality metrics, for a GAN),
+    `wall` (training time summed over epochs, e.g. "1m23s"), `wall_s`, `path`, `name` (the path
+    relative to `directory`) and `metrics` (the per-epoch dicts). A missing or empty directory gives
+    []; a run directory that cannot be read is listed with headline "unreadable: <reason>".
+
+    >>> for run in list_runs("runs"):
+    ...     print(run["kind"], run["preset"], run["headline"], run["wall"], run["path"])
+    cnn seed test acc 0.9863 1m23s runs/cnn-seed-20260101-120000
+    """
+    root = Path(directory)
+    if not root.exists():
+        return []
+    if not root.is_dir():
+        raise MnistlabError(f"{root} is not a directory; give a folder of runs (default: runs)")
+    found = []
+    for run_dir in _run_dirs(root):
+        run = read_run(run_dir, strict=False)
+        name = run_dir.relative_to(root).as_posix()
+        run["name"] = name if name != "." else run_dir.resolve().name
+        found.append(run)
+    found.sort(key=lambda r: (r["mtime"], r["path"]), reverse=True)
+    return found
+
+
+def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
+    """One run directory (or its checkpoint file) as a `list_runs` dict.
+
+    With `strict`, a path that is not a readable run raises `MnistlabError`; without, an unreadable run
+    comes back with `kind` "?" and headline "unreadable: <reason>".
+
+    >>> read_run("runs/cnn-seed-20260101-120000")["headline"]
+    'test acc 0.9863'
+    """
+    run_dir = Path(path)
+    if run_dir.is_file() and run_dir.name == CHECKPOINT_NAME:
+        run_dir = run_dir.parent
+    run: dict[str, Any] = {
+        "kind": "?", "preset": "?", "dataset": "?", "epochs": 0, "headline": "", "wall": "-", "wall_s": 0.0,
+        "path": str(run_dir), "name": run_dir.name or str(run_dir), "metrics": [], "mtime": _mtime(run_dir),
+    }
+    if not _is_run_dir(run_dir):
+        raise MnistlabError(
+            f"{path} is not a run directory (no {CONFIG_NAME}, {METRICS_NAME} or {CHECKPOINT_NAME} in it)"
+            if run_dir.is_dir() else f"{path} does not exist; give a run directory such as runs/cnn-seed-..."
+        )
+    try:
+        run.update(_read(run_dir))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, MnistlabError) as e:
+        reason = _one_line(e)
+        if strict:
+            raise MnistlabError(f"cannot read run {run_dir}: {reason}") from None
+        run["headline"] = f"unreadable: {reason}"
+    return run
+
+
+def compare_runs(
+    paths: Sequence[str | Path], plot_path: str | Path | None = "runs-compare.png"
+) -> tuple[list[list[str]], Path | None]:
+    """Runs side by side: a table of their final metrics, and one plot of their progress per epoch.
+
+    The table's first row is the header ("metric", then one column per run); then one row each for
+    kind, preset, dataset, epochs, wall time and headline, then one per metric any run recorded, with the
+    last value the run recorded for it ("-" where it has none). The plot, written to `plot_path`
+    (skipped when None), shows test accuracy per epoch for CNN runs and FCD per epoch for GAN runs
+    (D(x) when no GAN run measured FCD); with runs of both kinds, the two panels side by side.
+    Returns (table, plot path). A path that is not a readable run raises `MnistlabError`.
+
+    >>> table, plot = compare_runs(["runs/cnn-seed-1", "runs/cnn-best-1"], "compare.png")
+    >>> table[0]
+    ['metric', 'cnn-seed-1', 'cnn-best-1']
+    """
+    if not paths:
+        raise MnistlabError("compare needs at least one run directory: mnistlab runs compare RUN [RUN ...]")
+    runs = [read_run(p, strict=True) for p in paths]
+    for run, name in zip(runs, _unique_names([Path(r["path"]) for r in runs])):
+        run["name"] = name
+
+    finals = [_final(run["metrics"]) for run in runs]
+    keys: list[str] = []
+    for final in finals:
+        keys += [k for k in final if k not in keys and k != "epoch" and k not in _TIMING]
+    table = [["metric"] + [r["name"] for r in runs]]
+    for field in ("kind", "preset", "dataset", "epochs", "wall", "headline"):
+        table.append([field] + [str(r[field]) for r in runs])
+    for key in keys:
+        table.append([key] + [_format_value(final.get(key)) for final in finals])
+
+    if plot_path is not None:
+        plot_path = Path(plot_path)
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_plot(runs, plot_path)
+    return table, plot_path
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in _RUN_FILES)
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    """Run directories at or below `root`; a run's own subfolders (samples/) are not searched."""
+    found, seen = [], set()
+    # Symlinked folders are followed (people link runs in from elsewhere), each real folder once.
+    for current, subdirs, _files in os.walk(root, onerror=lambda _e: None, followlinks=True):
+        here = Path(current)
+        real = os.path.realpath(here)
+        if real in seen:
+            subdirs.clear()
+            continue
+        seen.add(real)
+        if _is_run_dir(here):
+            found.append(here)
+            subdirs.clear()
+        else:
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+    return found
+
+
+def _mtime(run_dir: Path) -> float:
+    times = []
+    for name in (METRICS_NAME, CHECKPOINT_NAME, CONFIG_NAME, ""):
+        try:
+            times.append((run_dir / name).stat().st_mtime)
+        except OSError:
+            pass
+    return max(times, default=0.0)
+
+
+def _read(run_dir: Path) -> dict[str, Any]:
+    """The fields of a readable run; raises (OSError, ValueError, ...) on anything broken."""
+    config = _read_json(run_dir / CONFIG_NAME) if (run_dir / CONFIG_NAME).is_file() else None
+    header = _checkpoint_header(run_dir / CHECKPOINT_NAME) if (run_dir / CHECKPOINT_NAME).is_file() else None
+    if config is None and header is None:
+        raise ValueError(f"no {CONFIG_NAME} and no {CHECKPOINT_NAME}")
+    state = header["state"]["__dict__"] if header else []
+    if config is None:
+        config = _skeleton_value(state, "config")
+    kind = header["kind"] if header else _kind_from_config(config)
+    if kind not in ("cnn", "gan"):
+        raise ValueError(f"unknown run kind {kind!r}")
+
+    metrics_path = run_dir / METRICS_NAME
+    if metrics_path.is_file():
+        metrics = []
+        for number, line in enumerate(metrics_path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    metrics.append(dict(json.loads(line)))
+                except (ValueError, TypeError):
+                    raise ValueError(f"{METRICS_NAME} line {number} is not a JSON object") from None
+    else:
+        metrics = _skeleton_value(state, "metrics") or []
+
+    provenance = _skeleton_value(state, "dataset") if header else None
+    dataset = (provenance or {}).get("name") or config.get("run", {}).get("dataset") or "?"
+    wall_s = sum(float(m.get("time_s") or 0) for m in metrics)
+    return {
+        "kind": kind, "preset": str(config.get("preset", "?")), "dataset": str(dataset), "epochs": len(metrics),
+        "headline": _headline(kind, metrics), "wall": _duration(wall_s) if metrics else "-", "wall_s": wall_s,
+        "metrics": metrics,
+    }
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path.name}: not valid JSON ({_one_line(e)})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name}: not a JSON object")
+    return data
+
+
+def _checkpoint_header(path: Path) -> dict[str, Any]:
+    """The checkpoint's JSON header (kind, format, state skeleton), read without loading any tensor."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:  # numpy: no torch import just to read a header
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for a truncated or foreign file
+        raise ValueError(f"{CHECKPOINT_NAME}: not a readable safetensors file ({_one_line(e)})") from None
+    if "mnistlab" not in meta:
+        raise ValueError(f"{CHECKPOINT_NAME} has no mnistlab metadata")
+    header = json.loads(meta["mnistlab"])
+    if "kind" not in header or "__dict__" not in header.get("state", {}):
+        raise ValueError(f"{CHECKPOINT_NAME} metadata lacks the kind or the state")
+    return header
+
+
+def _skeleton_value(pairs: list, key: str) -> Any:
+    """One top-level entry of a checkpoint's state skeleton, with any tensor in it read as None."""
+    for k, v in pairs:
+        if k == key:
+            return _unpack(v)
+    return None
+
+
+def _unpack(skeleton: Any) -> Any:
+    """`mnistlab.checkpoint.unpack` without the tensors (and so without torch)."""
+    if isinstance(skeleton, dict) and "__tensor__" in skeleton:
+        return None
+    if isinstance(skeleton, dict) and "__dict__" in skeleton:
+        return {(k["int"] if isinstance(k, dict) else k): _unpack(v) for k, v in skeleton["__dict__"]}
+    if isinstance(skeleton, list):
+        return [_unpack(v) for v in skeleton]
+    return skeleton
+
+
+def _kind_from_config(config: dict[str, Any]) -> str:
+    model = config.get("model", {})
+    if "filters" in model:
+        return "cnn"
+    if "arch" in model or "nz" in model:
+        return "gan"
+    raise ValueError(f"{CONFIG_NAME} describes neither a CNN nor a DCGAN")
+
+
+def _headline(kind: str, metrics: list[dict[str, Any]]) -> str:
+    if not metrics:
+        return "no epoch finished yet"
+    if kind == "cnn":
+        acc = metrics[-1].get("test_acc")
+        return f"test acc {acc:.4f}" if acc is not None else "no test accuracy"
+    quality = next((m for m in reversed(metrics) if m.get("fcd") is not None), None)
+    if quality is not None:
+        return f"FCD {quality['fcd']:.2f}"
+    d_x = metrics[-1].get("d_x")
+    return f"D(x) {d_x:.2f}" if d_x is not None else "no metrics"
+
+
+def _final(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each metric's last recorded (non-null) value: a GAN measures quality only every few epochs."""
+    final: dict[str, Any] = {}
+    for m in metrics:
+        final.update({k: v for k, v in m.items() if v is not None})
+    return final
+
+
+# ----------------------------------------------------------------------------------------------
+# Formatting and plotting
+
+
+def _duration(seconds: float) -> str:
+    """42.3 → "42s", 83 → "1m23s", 3725 → "1h02m"."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    if abs(value) < 10:
+        return f"{value:.4f}"
+    return f"{value:.2f}" if abs(value) < 1e4 else f"{value:.0f}"
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def _unique_names(dirs: list[Path]) -> list[str]:
+    """The shortest path suffixes that tell the runs apart: cnn, or quickstart-1/cnn vs quickstart-2/cnn."""
+    parts = [d.resolve().parts for d in dirs]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(d) for d in dirs]  # the same run given twice
+
+
+def _write_plot(runs: list[dict[str, Any]], path: Path) -> None:
+    from mnistlab import plots
+
+    figures = []
+    cnn = [r for r in runs if r["kind"] == "cnn"]
+    gan = [r for r in runs if r["kind"] == "gan"]
+    if cnn:
+        figures.append(plots.compare_runs(cnn, "test_acc", "test accuracy"))
+    if gan:
+        has_fcd = any(m.get("fcd") is not None for r in gan for m in r["metrics"])
+        figures.append(plots.compare_runs(gan, "fcd", "FCD (lower is better)") if has_fcd
+                       else plots.compare_runs(gan, "d_x", "D(x)"))
+    if len(figures) == 1:
+        plots.save(figures[0], path)
+        return
+    # Both kinds: render each figure and put the two images side by side in one PNG.
+    import matplotlib.pyplot as plt  # already imported by plots
+    from PIL import Image
+
+    from mnistlab.checkpoint import atomic_write_bytes
+
+    images = []
+    for fig in figures:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        images.append(Image.open(io.BytesIO(buf.getvalue())))
+    canvas = Image.new("RGB", (sum(i.width for i in images), max(i.height for i in images)), "white")
+    x = 0
+    for image in images:
+        canvas.paste(image, (x, 0))
+        x += image.width
+    atomic_write_bytes(path, plots.png_bytes(canvas))

@@ -1,0 +1,297 @@
+"""The web app's API, in process (FastAPI's TestClient), on the real tiny runs from conftest.
+
+Predictions must agree exactly with `Classifier.predict`; every bad request must get its own status and a JSON
+explanation, and the server must go on answering good requests after each one.
+"""
+
+import io
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from mnistlab.errors import MnistlabError
+from mnistlab.inference import load
+from mnistlab.preprocess import MAX_PIXELS, to_mnist
+
+with warnings.catch_warnings():  # Starlette suggests httpx2 for its TestClient; httpx is what we have
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from mnistlab.serve.app import create_app, newest_runs, serve  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(cnn_run, gan_run):
+    with TestClient(create_app(cnn_run.dir, gan_run.dir)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def classifier(cnn_run):
+    return load(cnn_run.dir, kind="cnn", precision="fp32")  # as the app loads it
+
+
+def png(image) -> bytes:
+    buf = io.BytesIO()
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def drawn_one(dark_on_light: bool = True) -> Image.Image:
+    """A thick, slightly slanted "1", drawn as a person would on a 200x200 canvas."""
+    paper, ink = (255, 0) if dark_on_light else (0, 255)
+    image = Image.new("L", (200, 200), paper)
+    ImageDraw.Draw(image).line([(110, 30), (95, 170)], fill=ink, width=18)
+    return image
+
+
+def predict_png(client, data: bytes):
+    return client.post("/api/predict", files={"file": ("digit.png", data, "image/png")})
+
+
+def assert_still_serving(client):
+    answer = predict_png(client, png(drawn_one()))
+    assert answer.status_code == 200 and len(answer.json()["probabilities"]) == 10
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading digits
+
+
+def test_predictions_on_real_test_digits_agree_exactly_with_the_classifier(client, classifier, tiny_data):
+    digits = tiny_data.test.images.numpy()[:60]
+    labels = tiny_data.test.labels.numpy()[:60]
+    expected = classifier.predict(list(digits))
+    right = [i for i, r in enumerate(expected) if r["digit"] == labels[i]][:6]
+    assert len(right) == 6  # the fixture CNN reads most real digits
+
+    for i in right:
+        expected_one = classifier.predict([digits[i]])[0]  # alone, as the API runs it: batch size moves the 7th digit
+        by_file = predict_png(client, png(digits[i]))
+        by_pixels = client.post("/api/predict", json={"pixels": digits[i].tolist()})
+        for answer in (by_file, by_pixels):
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["digit"] == labels[i] and body["label"] == str(labels[i])
+            assert body["probabilities"] == expected_one["probabilities"]
+            np.testing.assert_allclose(body["image"], expected_one["image"], atol=5e-4)
+
+
+def test_a_drawn_digit_is_normalised_as_mnist_was_whatever_its_polarity(client):
+    answers = [predict_png(client, png(drawn_one(dark))).json() for dark in (True, False)]
+    for body in answers:
+        assert set(body) == {"digit", "label", "probabilities", "image"}
+        assert len(body["probabilities"]) == 10 and sum(body["probabilities"]) == pytest.approx(1, abs=1e-4)
+        assert body["digit"] == int(np.argmax(body["probabilities"]))
+        image = np.array(body["image"])
+        assert image.shape == (28, 28) and image.min() >= 0 and image.max() == 1  # light ink on black
+        np.testing.assert_allclose(image, to_mnist(drawn_one()), atol=5e-4)  # what the model saw
+    assert answers[0] == answers[1]  # dark on light and light on dark read the same
+
+
+def test_pixels_may_be_0_to_255_or_0_to_1(client):
+    canvas = np.asarray(drawn_one(dark_on_light=False).resize((28, 28), Image.BOX), dtype=np.float64)
+    as_bytes = client.post("/api/predict", json={"pixels": canvas.tolist()}).json()
+    as_fractions = client.post("/api/predict", json={"pixels": (canvas / 255).tolist()}).json()
+    assert as_bytes["digit"] == as_fractions["digit"]
+    np.testing.assert_allclose(as_bytes["probabilities"], as_fractions["probabilities"], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad requests: each gets its status and a JSON "detail", and the server goes on
+
+
+def bomb_png() -> bytes:
+    """A valid 28x28 PNG whose header then claims 50000x50000 pixels (2.5 GB decoded), CRC fixed up."""
+    data = bytearray(png(np.zeros((28, 28), np.uint8)))
+    data[16:24] = struct.pack(">II", 50000, 50000)  # IHDR: 8-byte signature, length, "IHDR", width, height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # CRC over the type and the 13 data bytes
+    return bytes(data)
+
+
+def multipart(data: bytes) -> tuple[bytes, str]:
+    """A multipart body with `data` as the field `file`, and its Content-Type."""
+    request = httpx.Request("POST", "http://x/", files={"file": ("digit.png", data, "image/png")})
+    return request.read(), request.headers["content-type"]
+
+
+def chunks(n: int):
+    for _ in range(n):
+        yield b"0" * 100_000
+
+
+BIG = b"0" * (2**20 + 1)
+BIG_FORM, BIG_FORM_TYPE = multipart(BIG)
+JSON = {"content-type": "application/json"}
+BAD_REQUESTS = {
+    "upload over 1 MB": (dict(files={"file": ("big.png", BIG, "image/png")}), 413, "over 1 MB"),
+    "multipart over 1 MB, Content-Length lying": (
+        dict(content=BIG_FORM, headers={"content-type": BIG_FORM_TYPE, "content-length": "1000"}), 413, "over 1 MB"),
+    "JSON over 1 MB, Content-Length lying": (dict(content=BIG, headers={**JSON, "content-length": "10"}), 413, "1 MB"),
+    "chunked body over 1 MB, no Content-Length": (dict(content=chunks(12), headers=JSON), 413, "over 1 MB"),
+    "garbage bytes": (dict(files={"file": ("x.png", os.urandom(2000), "image/png")}), 400, "not an image format"),
+    "truncated PNG": (dict(files={"file": ("x.png", png(drawn_one())[:300], "image/png")}), 400, "cannot read image"),
+    "decompression bomb": (dict(files={"file": ("bomb.png", bomb_png(), "image/png")}), 400, f"{MAX_PIXELS} pixels"),
+    "no file field": (dict(files={"image": ("x.png", b"x", "image/png")}), 400, "field 'file'"),
+    "27 rows": (dict(json={"pixels": [[0] * 28] * 27}), 422, "at least 28"),
+    "a short row": (dict(json={"pixels": [[0] * 28] * 27 + [[0] * 5]}), 422, "pixels.27"),
+    "strings": (dict(json={"pixels": [["1"] * 28] * 28}), 422, "valid number"),
+    "over 255": (dict(json={"pixels": [[256] * 28] * 28}), 422, "less than or equal to 255"),
+    "negative": (dict(json={"pixels": [[-1] * 28] * 28}), 422, "greater than or equal to 0"),
+    "3-D pixels": (dict(json={"pixels": [[[0, 0, 0]] * 28] * 28}), 422, "valid number"),
+    "not JSON": (dict(content=b"{pixels:", headers=JSON), 422, "Invalid JSON"),
+    "plain text": (dict(content=b"7", headers={"content-type": "text/plain"}), 415, "multipart/form-data"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS)
+def test_bad_predict_requests_get_a_clear_error_and_the_server_goes_on(client, case):
+    kwargs, status, fragment = BAD_REQUESTS[case]
+    answer = client.post("/api/predict", **kwargs)
+    assert answer.status_code == status, answer.text
+    assert fragment in answer.json()["detail"]
+    assert_still_serving(client)
+
+
+@pytest.mark.parametrize("query", [
+    "/api/generate?n=0", "/api/generate?n=10000", "/api/generate?n=two", "/api/generate?seed=-1",
+    "/api/generate?format=gif", "/api/generate?scale=9", "/api/interpolate?steps=1", "/api/interpolate?steps=65",
+])
+def test_out_of_range_generator_queries_get_422(client, query):
+    answer = client.get(query)
+    assert answer.status_code == 422 and answer.json()["detail"]
+    assert client.get("/api/generate?n=1").status_code == 200
+
+
+def test_a_server_without_models_says_which_flag_loads_them():
+    with TestClient(create_app(None, None)) as bare:
+        assert "--cnn" in bare.post("/api/predict", json={"pixels": [[0] * 28] * 28}).json()["detail"]
+        for path in ("/api/generate", "/api/interpolate"):
+            answer = bare.get(path)
+            assert answer.status_code == 503 and "--gan" in answer.json()["detail"]
+        assert bare.get("/api/models").json() == {"cnn": None, "gan": None}
+        assert bare.get("/healthz").json() == {"status": "ok"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Generating
+
+
+def test_generate_png_is_a_grid_of_the_generators_digits(client):
+    answer = client.get("/api/generate?n=10&seed=3")
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    assert answer.headers["x-seed"] == "3"
+    grid = Image.open(io.BytesIO(answer.content))
+    assert grid.size == (4 * 30 + 2, 3 * 30 + 2)  # 4 columns x 3 rows of 28 px tiles, 2 px apart
+    assert Image.open(io.BytesIO(client.get("/api/generate?n=10&seed=3&scale=2").content)).size == (244, 184)
+
+
+def test_generate_json_is_reproducible_and_matches_the_generator(client, gan_run):
+    body = client.get("/api/generate?n=5&seed=7&format=json").json()
+    images = np.array(body["images"])
+    assert body["seed"] == 7 and images.shape == (5, 28, 28)
+    assert images.min() >= 0 and images.max() <= 255 and images.max() > 0
+    np.testing.assert_array_equal(images, load(gan_run.dir).generate(5, 7))
+    assert client.get("/api/generate?n=5&seed=7&format=json").json() == body
+    assert not np.array_equal(np.array(client.get("/api/generate?n=5&seed=8&format=json").json()["images"]), images)
+
+    unseeded = client.get("/api/generate?n=2&format=json").json()  # a random seed, returned so it can be replayed
+    replay = client.get(f"/api/generate?n=2&format=json&seed={unseeded['seed']}").json()
+    assert replay["images"] == unseeded["images"]
+
+
+def test_interpolate_walks_from_one_seed_to_the_other(client):
+    strip = client.get("/api/interpolate?seed_a=1&seed_b=2&steps=8")
+    assert strip.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(strip.content)).size == (8 * 30 + 2, 32)
+    body = client.get("/api/interpolate?seed_a=1&seed_b=2&steps=8&format=json").json()
+    frames = np.array(body["images"])
+    assert frames.shape == (8, 28, 28) and (body["seed_a"], body["seed_b"]) == (1, 2)
+    ends = [np.array(client.get(f"/api/generate?n=1&seed={s}&format=json").json()["images"][0]) for s in (1, 2)]
+    assert np.abs(frames[0] - ends[0]).max() <= 1 and np.abs(frames[-1] - ends[1]).max() <= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Describing itself
+
+
+def test_models_reports_the_checkpoints_and_what_they_measured(client, cnn_run, gan_run):
+    models = client.get("/api/models").json()
+    cnn, gan = models["cnn"], models["gan"]
+    assert cnn["path"] == str(cnn_run.dir / "checkpoint.safetensors") and cnn["kind"] == "cnn"
+    assert (cnn["preset"], cnn["dataset"], cnn["epochs"]) == ("seed", "mnist-sample", 3)
+    assert cnn["test_acc"] == cnn_run.metrics[-1]["test_acc"] and cnn["classes"] == [str(d) for d in range(10)]
+    assert gan["kind"] == "gan" and gan["preset"] == "default" and gan["epochs"] == 2
+    assert "fcd" not in cnn and "test_acc" not in gan and "classes" not in gan
+    assert gan["fcd"] == next(m["fcd"] for m in reversed(gan_run.metrics) if m.get("fcd") is not None)
+
+
+def test_health_schema_and_page(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    schema = client.get("/openapi.json").json()
+    assert {"/api/predict", "/api/generate", "/api/interpolate", "/api/models", "/healthz"} <= set(schema["paths"])
+    predict = schema["paths"]["/api/predict"]["post"]
+    assert predict["summary"] and set(predict["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert client.get("/docs").status_code == 404  # Swagger UI loads from a CDN: not served
+
+    page = client.get("/")
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for element in ("canvas", "clear", "prediction", "probabilities", "seen", "upload", "generate", "seed", "grid",
+                    "walk", "models"):
+        assert f'id="{element}"' in page.text
+    script, style = client.get("/app.js"), client.get("/style.css")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert style.headers["content-type"].startswith("text/css")
+    assert not any("://" in text for text in (page.text, script.text, style.text))  # nothing from elsewhere
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding runs and starting
+
+
+def test_serve_picks_the_newest_run_of_each_kind(cnn_run, gan_run, tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    runs = tmp_path / "runs"
+    for i, (name, source) in enumerate([("old/cnn", cnn_run), ("quickstart-1/cnn", cnn_run),
+                                        ("quickstart-1/gan", gan_run)]):
+        (runs / name).mkdir(parents=True)
+        shutil.copy(source.dir / "checkpoint.safetensors", runs / name)
+        os.utime(runs / name / "checkpoint.safetensors", (1e9 + i, 1e9 + i))
+    (runs / "junk").mkdir()
+    (runs / "junk" / "checkpoint.safetensors").write_bytes(b"not a checkpoint")  # newest, but skipped
+    assert newest_runs(runs) == {"cnn": runs / "quickstart-1/cnn", "gan": runs / "quickstart-1/gan"}
+
+    started = {}
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: started.update(threads=n))  # keep this process's
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: started.update(app=app, host=host, port=port))
+    serve(runs_dir=runs, port=8765)
+    assert (started["host"], started["port"], started["threads"]) == ("127.0.0.1", 8765, 1)
+    out = capsys.readouterr().out
+    assert str(runs / "quickstart-1/cnn") in out and str(runs / "quickstart-1/gan") in out
+    assert "http://127.0.0.1:8765/" in out
+    with TestClient(started["app"]) as started_client:
+        assert started_client.get("/api/models").json()["cnn"]["path"].startswith(str(runs / "quickstart-1/cnn"))
+
+
+def test_serve_without_any_run_says_what_it_needs(tmp_path):
+    with pytest.raises(MnistlabError, match=r"no trained models under .*mnistlab train cnn.*--cnn/--gan"):
+        serve(runs_dir=tmp_path / "runs")
+
+
+def test_the_cli_does_not_import_the_web_or_export_stacks():
+    code = ("import sys\nfrom mnistlab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('fastapi', 'uvicorn', 'onnx', 'onnxruntime') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
