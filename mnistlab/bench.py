@@ -22,11 +22,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-WARMUP_STEPS = 10
-
 from mnistlab.config import CNN_PRESETS, preset, with_overrides
 from mnistlab.data.datasets import Dataset, as_torch_dataset, load_dataset
 from mnistlab.models.cnn import CNN
+
+WARMUP_STEPS = 10
 
 
 def plain_pytorch_loop(dataset: Dataset, preset_name: str, batch_size: int, steps: int) -> float:

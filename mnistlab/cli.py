@@ -235,7 +235,8 @@ def cmd_evaluate_cnn(args: argparse.Namespace) -> None:
     print(f"accuracy {report['accuracy']:.4f}")
     _table(["class", "accuracy"], [[c, f"{a:.4f}"] for c, a in report["per_class"].items()])
     print("confusion matrix (rows: true, columns: predicted)")
-    _table([""] + report["classes"], [[c] + [str(v) for v in row] for c, row in zip(report["classes"], report["confusion"])])
+    rows = [[c] + [str(v) for v in row] for c, row in zip(report["classes"], report["confusion"])]
+    _table([""] + report["classes"], rows)
 
 
 def cmd_evaluate_gan(args: argparse.Namespace) -> None:
@@ -246,7 +247,8 @@ def cmd_evaluate_gan(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(report))
         return
-    print(f"{report['checkpoint']}: {report['n']} samples vs {report['dataset']}; features: {report['feature_extractor']}"
+    print(f"{report['checkpoint']}: {report['n']} samples vs {report['dataset']}; "
+          f"features: {report['feature_extractor']}"
           f" ({report['feature_dim']}-d)")
     print(f"FCD {report['fcd']:.3f}   (real-data floor {report['fcd_real_floor']:.3f}, "
           f"{report['fcd'] / max(report['fcd_real_floor'], 1e-9):.1f}x)")
@@ -303,7 +305,8 @@ def cmd_runs(args: argparse.Namespace) -> None:
         return
     rows = runs.list_runs(args.paths[0] if args.paths else "runs")
     _table(["kind", "preset", "dataset", "epochs", "headline", "wall", "path"],
-           [[r["kind"], r["preset"], r["dataset"], str(r["epochs"]), r["headline"], r["wall"], r["path"]] for r in rows])
+           [[r["kind"], r["preset"], r["dataset"], str(r["epochs"]), r["headline"], r["wall"], r["path"]]
+            for r in rows])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -106,7 +106,9 @@ class QualityJudge:
         return sample_quality(logits, features, self.reference)
 
 
-def quality_judge(data: Any, classifier: str | Path | None = None, n_floor: int = 10000, device: str = "auto") -> QualityJudge:
+def quality_judge(
+    data: Any, classifier: str | Path | None = None, n_floor: int = 10000, device: str = "auto"
+) -> QualityJudge:
     """Build the judge for a dataset's generated digits; `classifier` defaults to the shipped evaluator."""
     from mnistlab.data.download import md5sum
     from mnistlab.inference import load

@@ -33,7 +33,8 @@ def train_command(kind: str, dataset: str, out: Path, resume: bool) -> list[str]
     base = [sys.executable, "-m", "mnistlab", "train", kind, "--no-progress"]
     if resume:
         return base + ["--resume", str(out)]
-    settings = ["--epochs", "3" if kind == "gan" else "12", "--checkpoint-every", "3", "--deterministic", "--precision", "fp32", "--seed", "1"]
+    settings = ["--epochs", "3" if kind == "gan" else "12", "--checkpoint-every", "3", "--deterministic",
+                "--precision", "fp32", "--seed", "1"]
     if kind == "gan":
         settings += ["--batch-size", "50", "--set", "eval_every=0"]
     return base + ["--dataset", dataset, "--out", str(out)] + settings

@@ -49,7 +49,8 @@ def test_evaluate_on_an_idx_directory_with_only_the_test_pair(cnn_run, tiny_data
     report = json.loads(capsys.readouterr().out)
     logits, _ = classify(cnn_run.model, tiny_data.test.images, "cpu", None)
     assert report["n"] == 500
-    assert report["accuracy"] == pytest.approx((logits.argmax(1) == tiny_data.test.labels).float().mean().item(), abs=0.01)
+    direct = (logits.argmax(1) == tiny_data.test.labels).float().mean().item()
+    assert report["accuracy"] == pytest.approx(direct, abs=0.01)
 
 
 def as_a_person_would_write_it(digit: np.ndarray, size: int, offset: tuple[int, int], dark_on_light: bool):
@@ -99,7 +100,8 @@ def test_generate_writes_png_grid_npy_array_one_png_per_digit_and_a_walk(gan_run
 
 
 def test_unknown_preset_and_dataset_and_setting(tmp_path):
-    assert_clean_error(run_cli("train", "cnn", "--preset", "huge", "--out", tmp_path / "a"), "unknown cnn preset 'huge'",
+    assert_clean_error(run_cli("train", "cnn", "--preset", "huge", "--out", tmp_path / "a"),
+                       "unknown cnn preset 'huge'",
                        "seed, gorner, best")
     assert_clean_error(run_cli("train", "cnn", "--dataset", "cifar", "--out", tmp_path / "b"), "cifar")
     assert_clean_error(run_cli("train", "cnn", "--set", "fliters=[1]", "--out", tmp_path / "c"), "unknown setting")
@@ -124,7 +126,8 @@ def test_a_pickle_crafted_to_run_code_is_refused_without_running_it(tmp_path):
 
     evil = tmp_path / "checkpoint.pt"
     evil.write_bytes(pickle.dumps({"model": Exploit()}))
-    for command in (["evaluate", "cnn", evil], ["predict", evil, evil], ["generate", evil, "--out", tmp_path / "x.png"]):
+    commands = (["evaluate", "cnn", evil], ["predict", evil, evil], ["generate", evil, "--out", tmp_path / "x.png"])
+    for command in commands:
         assert_clean_error(run_cli(*command), "never unpickles")
     assert not marker.exists()
 
@@ -147,7 +150,8 @@ def test_unreadable_images_and_bad_counts_and_paths(cnn_run, gan_run, tmp_path):
     (tmp_path / "notes.png").write_text("not an image")
     assert_clean_error(run_cli("predict", cnn_run.dir, tmp_path / "notes.png"), "cannot read image")
     assert_clean_error(run_cli("predict", cnn_run.dir, tmp_path / "missing.png"), "cannot read image")
-    assert_clean_error(run_cli("generate", gan_run.dir, "-n", "0", "--out", tmp_path / "x.png"), "-n must be at least 1")
+    assert_clean_error(run_cli("generate", gan_run.dir, "-n", "0", "--out", tmp_path / "x.png"),
+                       "-n must be at least 1")
     assert_clean_error(run_cli("generate", gan_run.dir, "--out", tmp_path / "x.gif"), ".png", ".npy")
     blocker = tmp_path / "file"
     blocker.write_text("a file where a directory should be")

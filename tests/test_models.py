@@ -25,8 +25,9 @@ def test_seed_cnn_matches_the_notebook_layer_for_layer():
     assert shapes == [(4, 28, 28), (8, 14, 14), (12, 7, 7)]
     assert model.flatten(x).shape == (2, 588)
     assert model.embed(torch.zeros(2, 1, 28, 28)).shape == (2, 200)
-    weights = torch.cat([m.weight.view(-1) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
-    biases = torch.cat([m.bias.view(-1) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    weights = torch.cat([m.weight.view(-1) for m in layers])
+    biases = torch.cat([m.bias.view(-1) for m in layers])
     assert weights.abs().max() <= 0.2 + 1e-6  # truncated at 2 std of 0.1
     assert 0.07 < weights.std() < 0.1  # a 2-std truncated normal has std ≈ 0.088
     assert torch.all(biases == 0)

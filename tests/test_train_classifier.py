@@ -73,7 +73,10 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     from mnistlab.train import classifier
 
     normal = classifier.lr_at
-    monkeypatch.setattr(classifier, "lr_at", lambda train, step, total: normal(train, step, total) if step < 10 else 1e30)
+    def exploding_in_epoch_2(train, step, total):
+        return normal(train, step, total) if step < 10 else 1e30
+
+    monkeypatch.setattr(classifier, "lr_at", exploding_in_epoch_2)
     saved = {}
 
     def keep_epoch_1_checkpoint(metrics):

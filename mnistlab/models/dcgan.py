@@ -102,7 +102,9 @@ class DCGAN(nn.Module):
                 config.d_width, config.d_norm, config.d_dropout, config.d_hidden)
         init_weights(self, config.init)
 
-    def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    def noise(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
         """(n, nz) latent vectors from the configured distribution."""
         if self.config.noise == "uniform":
             z = torch.rand(n, self.config.nz, generator=generator, device=device) * 2 - 1

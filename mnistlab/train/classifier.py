@@ -137,7 +137,8 @@ def train_classifier(
     common.decorrelate_ranks(world, config.run.seed, start_epoch * 10**6 + start_step)
     net = model
     if world.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     batch = config.train.batch_size
     steps_per_epoch = len(train_y) // batch  # whole batches only: BN and compiled shapes stay fixed

@@ -253,8 +253,9 @@ class TensorBoard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise MnistlabError("--tensorboard needs the tensorboard package: pip install 'mnistlab[tensorboard]'") \
-                    from None
+                raise MnistlabError(
+                    "--tensorboard needs the tensorboard package: pip install 'mnistlab[tensorboard]'"
+                ) from None
             self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
     def log(self, metrics: dict[str, Any], image: Any = None) -> None:

@@ -78,7 +78,8 @@ def gan_loss(out: torch.Tensor, real_target: float, kind: str) -> torch.Tensor:
     if kind == "seed-softmax":
         target = torch.tensor([1.0 - real_target, float(real_target)], device=out.device).expand_as(out)
         return F.cross_entropy(out, target)
-    return F.binary_cross_entropy_with_logits(out.view(-1), torch.full((len(out),), float(real_target), device=out.device))
+    target = torch.full((len(out),), float(real_target), device=out.device)
+    return F.binary_cross_entropy_with_logits(out.view(-1), target)
 
 
 def prob_real(out: torch.Tensor, kind: str) -> torch.Tensor:
@@ -162,7 +163,8 @@ def train_gan(
         if world.is_main:
             save_checkpoint(run_dir / CHECKPOINT_NAME, "gan", {
                 "config": to_dict(config), "model": gan.state_dict(), "optimizer_d": optD.state_dict(),
-                "optimizer_g": optG.state_dict(), **({"ema": ema.state_dict()} if ema else {}), "rng": common.rng_state(), "epoch": epoch,
+                "optimizer_g": optG.state_dict(), **({"ema": ema.state_dict()} if ema else {}),
+                "rng": common.rng_state(), "epoch": epoch,
                 "step_in_epoch": step_in_epoch, "epoch_stats": stats, "elapsed_s": elapsed, "metrics": history,
                 "dataset": dataset.provenance, "environment": env,
             })

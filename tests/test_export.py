@@ -1,0 +1,72 @@
+"""ONNX export of the real tiny runs, checked here again with onnxruntime against PyTorch, and its failures."""
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from mnistlab import export
+from mnistlab.cli import main
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluate import classify
+from mnistlab.export import export_onnx
+from mnistlab.inference import load, to_uint8
+
+
+def session(path):
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_cnn_export_from_the_cli_reads_real_digits_as_pytorch_does(cnn_run, tiny_data, tmp_path, capsys):
+    path = tmp_path / "cnn.onnx"
+    assert main(["export", str(cnn_run.dir), "--onnx", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {path} (cnn" in out and "max |difference| vs PyTorch: " in out
+    assert float(out.rsplit(": ", 1)[1]) <= 1e-4
+
+    images = tiny_data.test.images[:100]
+    expected, _ = classify(cnn_run.model, images, "cpu", None)  # fp32, as exported
+    onnx = session(path)
+    assert [i.name for i in onnx.get_inputs()] == ["images"] and onnx.get_inputs()[0].shape == ["N", 1, 28, 28]
+    for batch in (1, 100):  # the batch axis is dynamic
+        x = images[:batch].float().div(255).view(-1, 1, 28, 28).numpy()
+        logits = onnx.run(None, {"images": x})[0]
+        assert logits.shape == (batch, 10)
+        assert np.abs(logits - expected[:batch].numpy()).max() < 1e-4
+    assert (logits.argmax(1) == expected.argmax(1).numpy()).all()
+
+
+def test_gan_export_draws_the_generators_digits(gan_run, tmp_path):
+    result = export_onnx(gan_run.dir, tmp_path / "gan.onnx")
+    generator = load(gan_run.dir)
+    nz = generator.gan.config.nz
+    assert result["kind"] == "gan" and result["path"] == str(tmp_path / "gan.onnx") and result["max_abs_diff"] <= 1e-4
+    assert result["input"].startswith(f"z float32 [N,{nz}]") and "[-1,1]" in result["output"]
+
+    z = generator.gan.noise(6, generator=torch.Generator().manual_seed(5))
+    images = session(tmp_path / "gan.onnx").run(None, {"z": z.numpy()})[0]
+    assert images.shape == (6, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
+    pixels = to_uint8(torch.from_numpy(images[:, 0]), generator.real_range)  # the mapping the output text gives
+    assert np.abs(pixels.astype(int) - generator.generate(6, seed=5).astype(int)).max() <= 1
+
+
+def test_a_failed_check_leaves_the_existing_file_alone(cnn_run, tmp_path, monkeypatch):
+    path = tmp_path / "cnn.onnx"
+    path.write_bytes(b"a good model")
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # any difference at all now fails the check
+    with pytest.raises(MnistlabError, match="differs from PyTorch .* nothing was written"):
+        export_onnx(cnn_run.dir, path)
+    assert path.read_bytes() == b"a good model"
+    assert [p.name for p in tmp_path.iterdir()] == ["cnn.onnx"]  # no temporary file left behind
+
+
+def test_unwritable_paths_fail_with_one_line(cnn_run, tmp_path, capsys):
+    (tmp_path / "taken.onnx").mkdir()  # a directory where the file should go: only the final rename fails
+    with pytest.raises(MnistlabError, match="cannot write .*taken.onnx: ") as error:
+        export_onnx(cnn_run.dir, tmp_path / "taken.onnx")
+    assert "\n" not in str(error.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.onnx"]
+
+    assert main(["export", str(cnn_run.dir), "--onnx", str(tmp_path / "missing" / "cnn.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mnistlab: error: cannot write") and "no directory" in err and "\n" not in err
