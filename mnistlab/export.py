@@ -1,8 +1,9 @@
-"""ONNX export of a trained CNN (images → logits) or a GAN's generator (noise → images), checked with onnxruntime.
+"""ONNX export of a trained CNN (images → logits) or a GAN's generator (noise → images), run and checked.
 
 The model is exported in fp32 with a dynamic batch axis by `torch.onnx.export(dynamo=True)` (the TorchScript
-exporter is deprecated), serialised in memory, run with onnxruntime on a random batch and compared with PyTorch,
-and only then written, atomically: a failed export never leaves a partial file or replaces a good one.
+exporter is deprecated), serialised in memory, run with onnxruntime on a random batch and compared with
+PyTorch, and only then written, atomically: a failed export never leaves a partial file nor replaces a good
+one.
 
     >>> export_onnx("runs/cnn-seed-...", "cnn.onnx")["max_abs_diff"]
     1.9e-06
@@ -33,7 +34,8 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, An
     CNN: input `images` float32 [N,1,28,28] in [0,1], light ink on black as `preprocess.to_mnist` makes them;
     output `logits` float32 [N,classes] (softmax gives the probabilities).
     GAN: input `z` float32 [N,nz] drawn as the model was trained (uniform on [-1,1] or standard normal);
-    output `images` float32 [N,1,28,28] from the generator's tanh, in [-1,1] (see the `output` text for pixels).
+    output `images` float32 [N,1,28,28] from the generator's tanh, in [-1,1] (`output` says how to get
+    pixels).
     """
     if not Path(path).parent.is_dir():  # say so now, not after the export
         raise MnistlabError(f"cannot write {path}: there is no directory {Path(path).parent}")
@@ -54,8 +56,8 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, An
 
     net = net.float().eval()
     with _quiet_exporter():
-        program = torch.onnx.export(net, (example,), dynamo=True, input_names=[names[0]], output_names=[names[1]],
-                                    dynamic_shapes=({0: torch.export.Dim("N")},), verbose=False)
+        program = torch.onnx.export(net, (example,), dynamo=True, verbose=False, input_names=[names[0]],
+                                    output_names=[names[1]], dynamic_shapes=({0: torch.export.Dim("N")},))
     data = program.model_proto.SerializeToString()
 
     import onnxruntime
@@ -66,13 +68,14 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, An
     got = session.run(None, {names[0]: check.numpy()})[0]
     diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
     if not diff <= TOLERANCE:  # also catches NaN
-        raise MnistlabError(f"the ONNX {kind} differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e}) on a random "
-                            f"batch; nothing was written to {path}")
+        raise MnistlabError(f"the ONNX {kind} differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e}) on a "
+                            f"random batch; nothing was written to {path}")
     try:
         atomic_write_bytes(path, data)
     except OSError as e:
         raise MnistlabError(f"cannot write {path}: {e.strerror or e}; choose another --onnx path") from None
-    return {"path": str(path), "kind": kind, "input": described[0], "output": described[1], "max_abs_diff": diff}
+    return {"path": str(path), "kind": kind, "input": described[0], "output": described[1],
+            "max_abs_diff": diff}
 
 
 @contextlib.contextmanager

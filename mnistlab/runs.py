@@ -59,8 +59,8 @@ def list_runs(directory: str | Path = "runs") -> list[dict[str, Any]]:
 def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
     """One run directory (or its checkpoint file) as a `list_runs` dict.
 
-    With `strict`, a path that is not a readable run raises `MnistlabError`; without, an unreadable run
-    comes back with `kind` "?" and headline "unreadable: <reason>".
+    A path that is not a run directory at all raises `MnistlabError`. A run directory whose files are broken
+    raises it too with `strict`; without, it comes back with `kind` "?" and headline "unreadable: <reason>".
 
     >>> read_run("runs/cnn-seed-20260101-120000")["headline"]
     'test acc 0.9863'
@@ -72,11 +72,13 @@ def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
         "kind": "?", "preset": "?", "dataset": "?", "epochs": 0, "headline": "", "wall": "-", "wall_s": 0.0,
         "path": str(run_dir), "name": run_dir.name or str(run_dir), "metrics": [], "mtime": _mtime(run_dir),
     }
-    if not _is_run_dir(run_dir):
-        raise MnistlabError(
-            f"{path} is not a run directory (no {CONFIG_NAME}, {METRICS_NAME} or {CHECKPOINT_NAME} in it)"
-            if run_dir.is_dir() else f"{path} does not exist; give a run directory such as runs/cnn-seed-..."
-        )
+    if not _is_run_dir(run_dir):  # not even broken: not a run at all, whatever `strict` says
+        if run_dir.is_dir():
+            raise MnistlabError(f"{path} is not a run directory (no {CONFIG_NAME}, {METRICS_NAME} or "
+                                f"{CHECKPOINT_NAME} in it)")
+        if run_dir.exists():
+            raise MnistlabError(f"{path} is a file, not a run directory; give the folder a run wrote")
+        raise MnistlabError(f"{path} does not exist; give a run directory such as runs/cnn-seed-...")
     try:
         run.update(_read(run_dir))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, MnistlabError) as e:
@@ -154,10 +156,16 @@ def _run_dirs(root: Path) -> list[Path]:
 
 
 def _mtime(run_dir: Path) -> float:
+    """When the run last wrote its files (the folder's own time when it has none)."""
     times = []
-    for name in (METRICS_NAME, CHECKPOINT_NAME, CONFIG_NAME, ""):
+    for name in _RUN_FILES:
         try:
             times.append((run_dir / name).stat().st_mtime)
+        except OSError:
+            pass
+    if not times:
+        try:
+            times.append(run_dir.stat().st_mtime)
         except OSError:
             pass
     return max(times, default=0.0)
@@ -192,7 +200,8 @@ def _read(run_dir: Path) -> dict[str, Any]:
     dataset = (provenance or {}).get("name") or config.get("run", {}).get("dataset") or "?"
     wall_s = sum(float(m.get("time_s") or 0) for m in metrics)
     return {
-        "kind": kind, "preset": str(config.get("preset", "?")), "dataset": str(dataset), "epochs": len(metrics),
+        "kind": kind, "preset": str(config.get("preset", "?")), "dataset": str(dataset),
+        "epochs": len(metrics),
         "headline": _headline(kind, metrics), "wall": _duration(wall_s) if metrics else "-", "wall_s": wall_s,
         "metrics": metrics,
     }

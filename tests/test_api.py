@@ -49,11 +49,13 @@ def test_load_dataset_gives_uint8_splits_with_classes_and_provenance(sample_data
         assert split.labels.dtype == torch.int64 and 0 <= split.labels.min() <= split.labels.max() <= 9
     assert sample_data.provenance["name"] == "mnist-sample" and sample_data.notice is None
     only_test = mnistlab.load_dataset("mnist-sample", splits=("test",))
-    assert only_test.train is None and only_test.val is None and torch.equal(only_test.test.images, sample_data.test.images)
+    assert only_test.train is None and only_test.val is None
+    assert torch.equal(only_test.test.images, sample_data.test.images)
 
 
 def test_as_torch_dataset_works_with_a_dataloader(tiny_data):
-    loader = torch.utils.data.DataLoader(mnistlab.as_torch_dataset(tiny_data.test), batch_size=32, shuffle=False)
+    dataset = mnistlab.as_torch_dataset(tiny_data.test)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=False)
     images, labels = next(iter(loader))
     assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32
     assert 0 <= images.min() and images.max() <= 1 and images.max() > 0.9
@@ -87,7 +89,8 @@ def test_predict_gives_the_same_digit_for_pil_numpy_tensor_and_file(cnn_run, tin
     assert classifier.classes == [str(d) for d in range(10)] and classifier.dataset == "mnist-sample"
     digit = tiny_data.test.images[3].numpy()
     Image.fromarray(digit).save(tmp_path / "digit.png")
-    inputs = [Image.fromarray(digit), digit, torch.from_numpy(digit), tmp_path / "digit.png", str(tmp_path / "digit.png")]
+    path = tmp_path / "digit.png"
+    inputs = [Image.fromarray(digit), digit, torch.from_numpy(digit), path, str(path)]
     results = classifier.predict(inputs)
     assert len(results) == len(inputs)
     first = results[0]
@@ -148,11 +151,13 @@ def idx_dir(sample_data, tmp_path):
 
 def test_cli_and_api_train_the_same_run_for_the_same_seed(idx_dir, tmp_path, capsys, restore_determinism):
     dataset = f"idx:{idx_dir}"
-    assert main(["train", "cnn", "--dataset", dataset, "--epochs", "1", "--batch-size", "100", "--set", "val_size=100",
-                 "--seed", "3", "--deterministic", "--no-progress", "--out", str(tmp_path / "cli")]) == 0
+    assert main(["train", "cnn", "--dataset", dataset, "--epochs", "1", "--batch-size", "100",
+                 "--set", "val_size=100", "--seed", "3", "--deterministic", "--no-progress",
+                 "--out", str(tmp_path / "cli")]) == 0
     assert "trained cnn/seed" in capsys.readouterr().out
-    api = mnistlab.train_classifier("seed", epochs=1, batch_size=100, val_size=100, seed=3, deterministic=True,
-                                    out=str(tmp_path / "api"), progress=False, **{"run.dataset": dataset})
+    api = mnistlab.train_classifier("seed", epochs=1, batch_size=100, val_size=100, seed=3,
+                                    deterministic=True, out=str(tmp_path / "api"), progress=False,
+                                    **{"run.dataset": dataset})
     cli_metrics = [json.loads(line) for line in (tmp_path / "cli" / "metrics.jsonl").read_text().splitlines()]
     assert len(cli_metrics) == 1 and strip_timing(cli_metrics) == strip_timing(api.metrics)
     configs = [json.loads((d / "config.json").read_text()) for d in (tmp_path / "cli", api.dir)]
@@ -164,8 +169,8 @@ def test_cli_and_api_train_the_same_run_for_the_same_seed(idx_dir, tmp_path, cap
 
 
 @pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "train_classifier's docstring shows dataset='mnist-sample', but `dataset` is the Dataset-object parameter, "
-    "so a name lands there instead of in the overrides ('str' object has no attribute 'notice')"))
+    "train_classifier's docstring shows dataset='mnist-sample', but `dataset` is the Dataset-object "
+    "parameter, so a name lands there instead of in the overrides ('str' object has no attribute 'notice')"))
 def test_train_classifier_takes_a_dataset_name(tmp_path):
     mnistlab.train_classifier("seed", dataset="mnist-sample", epochs=1, batch_size=1000, val_size=0,
                               out=str(tmp_path / "run"), progress=False)
@@ -185,7 +190,8 @@ def _command_paths(parser, prefix=()):
 
 
 def test_help_lists_every_command_without_importing_heavy_modules():
-    result = subprocess.run([sys.executable, "-m", "mnistlab", "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "mnistlab", "--help"], capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 0, result.stderr
     top = [path[0] for path in _command_paths(build_parser()) if len(path) == 1]
     assert set(top) >= {"data", "train", "evaluate", "predict", "generate", "serve", "export", "runs"}

@@ -20,7 +20,7 @@ from mnistlab.inference import load
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (`make browser` installs it)"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (`make browser` gets it)"),
 ]
 
 
@@ -59,7 +59,8 @@ def page(base_url):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1200, "height": 1000}, reduced_motion="reduce")  # no transitions
+        # reduced motion: the bars' width transition is off, so what is measured is final
+        page = browser.new_page(viewport={"width": 1200, "height": 1000}, reduced_motion="reduce")
         page.problems = []  # anything the page logs as an error, and any request that leaves the server
         page.on("pageerror", lambda error: page.problems.append(str(error)))
         page.on("console", lambda msg: msg.type == "error" and page.problems.append(msg.text))
@@ -116,12 +117,13 @@ def test_draw_upload_generate_and_walk(page, base_url, cnn_run, tiny_data, tmp_p
 
     # Upload a real test digit that the fixture model reads correctly.
     classifier = load(cnn_run.dir, kind="cnn", precision="fp32")
-    uploads = [Image.fromarray(255 - d).resize((112, 112)) for d in tiny_data.test.images.numpy()[:20]]  # as scanned
-    labels = tiny_data.test.labels.tolist()[:20]
-    i = next(i for i, r in enumerate(classifier.predict(uploads)) if r["digit"] == labels[i] and labels[i] != 1)
+    digits, labels = tiny_data.test.images.numpy()[:20], tiny_data.test.labels.tolist()[:20]
+    uploads = [Image.fromarray(255 - d).resize((112, 112)) for d in digits]  # dark on light, bigger: scanned
+    results = classifier.predict(uploads)
+    i = next(i for i, r in enumerate(results) if r["digit"] == labels[i] and labels[i] != 1)
     uploads[i].save(tmp_path / "digit.png")
     page.set_input_files("#upload", str(tmp_path / "digit.png"))
-    page.wait_for_function("() => document.querySelector('#source').textContent.startsWith('Read from digit.png')")
+    page.wait_for_function("() => document.querySelector('#source').textContent === 'Read from digit.png.'")
     assert page.locator("#prediction").inner_text() == str(labels[i])
 
     # Generate from a new seed: the grid is replaced by a 4x4 grid of 28 px digits.

@@ -1,4 +1,4 @@
-"""ONNX export of the real tiny runs, checked here again with onnxruntime against PyTorch, and its failures."""
+"""ONNX export of the real tiny runs, rerun with onnxruntime against PyTorch, and how it fails."""
 
 import numpy as np
 import onnxruntime
@@ -27,7 +27,8 @@ def test_cnn_export_from_the_cli_reads_real_digits_as_pytorch_does(cnn_run, tiny
     images = tiny_data.test.images[:100]
     expected, _ = classify(cnn_run.model, images, "cpu", None)  # fp32, as exported
     onnx = session(path)
-    assert [i.name for i in onnx.get_inputs()] == ["images"] and onnx.get_inputs()[0].shape == ["N", 1, 28, 28]
+    (input_,) = onnx.get_inputs()
+    assert input_.name == "images" and input_.shape == ["N", 1, 28, 28]
     for batch in (1, 100):  # the batch axis is dynamic
         x = images[:batch].float().div(255).view(-1, 1, 28, 28).numpy()
         logits = onnx.run(None, {"images": x})[0]
@@ -40,13 +41,14 @@ def test_gan_export_draws_the_generators_digits(gan_run, tmp_path):
     result = export_onnx(gan_run.dir, tmp_path / "gan.onnx")
     generator = load(gan_run.dir)
     nz = generator.gan.config.nz
-    assert result["kind"] == "gan" and result["path"] == str(tmp_path / "gan.onnx") and result["max_abs_diff"] <= 1e-4
+    assert (result["kind"], result["path"]) == ("gan", str(tmp_path / "gan.onnx"))
+    assert result["max_abs_diff"] <= 1e-4
     assert result["input"].startswith(f"z float32 [N,{nz}]") and "[-1,1]" in result["output"]
 
     z = generator.gan.noise(6, generator=torch.Generator().manual_seed(5))
     images = session(tmp_path / "gan.onnx").run(None, {"z": z.numpy()})[0]
     assert images.shape == (6, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
-    pixels = to_uint8(torch.from_numpy(images[:, 0]), generator.real_range)  # the mapping the output text gives
+    pixels = to_uint8(torch.from_numpy(images[:, 0]), generator.real_range)  # the mapping `output` states
     assert np.abs(pixels.astype(int) - generator.generate(6, seed=5).astype(int)).max() <= 1
 
 

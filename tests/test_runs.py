@@ -20,9 +20,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def runs_dir(cnn_run, gan_run, tmp_path):
     """A runs/ folder holding a copy of each fixture run, the GAN one nested a level down and newer."""
     root = tmp_path / "runs"
-    shutil.copytree(cnn_run.dir, root / "cnn-seed")
     shutil.copytree(gan_run.dir, root / "quickstart" / "gan-default")
-    for path, when in ((root / "cnn-seed", 1_000_000_000), (root / "quickstart" / "gan-default", 1_100_000_000)):
+    shutil.copytree(cnn_run.dir, root / "cnn-seed")  # copied last, yet older by its files' times
+    for path, when in ((root / "quickstart" / "gan-default", 1_100_000_000),
+                       (root / "cnn-seed", 1_000_000_000)):
         for file in path.iterdir():
             os.utime(file, (when, when))
     return root
@@ -100,7 +101,7 @@ def test_compare_runs_writes_a_png_and_a_table_with_a_column_per_run(runs_dir, c
     assert all(len(row) == 4 for row in table)
     rows = {row[0]: row[1:] for row in table[1:]}
     assert rows["kind"] == ["cnn", "cnn", "gan"] and rows["epochs"] == ["3", "3", "2"]
-    assert rows["test_acc"][:2] == [f"{cnn_run.metrics[-1]['test_acc']:.4f}"] * 2 and rows["test_acc"][2] == "-"
+    assert rows["test_acc"] == [f"{cnn_run.metrics[-1]['test_acc']:.4f}"] * 2 + ["-"]
     assert rows["fcd"][0] == "-" and rows["fcd"][2] != "-"
     assert {"train_loss", "loss_d", "d_x", "class_entropy"} <= set(rows)
 
@@ -133,7 +134,8 @@ def test_cli_runs_and_runs_compare(runs_dir, tmp_path, capsys):
     assert f"plot: {plot}" in out and plot.read_bytes().startswith(PNG)
 
     assert main(["runs", str(tmp_path / "nowhere")]) == 0  # an empty table, not an error
-    assert capsys.readouterr().out.split() == ["kind", "preset", "dataset", "epochs", "headline", "wall", "path"]
+    header = ["kind", "preset", "dataset", "epochs", "headline", "wall", "path"]
+    assert capsys.readouterr().out.split() == header
     assert main(["runs", "compare", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mnistlab: error: ")

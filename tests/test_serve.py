@@ -4,6 +4,8 @@ Predictions must agree exactly with `Classifier.predict`; every bad request must
 explanation, and the server must go on answering good requests after each one.
 """
 
+import asyncio
+import gc
 import io
 import os
 import shutil
@@ -55,8 +57,13 @@ def drawn_one(dark_on_light: bool = True) -> Image.Image:
     return image
 
 
+def upload(data: bytes) -> dict:
+    """httpx arguments posting `data` as the multipart field `file`."""
+    return {"files": {"file": ("digit.png", data, "image/png")}}
+
+
 def predict_png(client, data: bytes):
-    return client.post("/api/predict", files={"file": ("digit.png", data, "image/png")})
+    return client.post("/api/predict", **upload(data))
 
 
 def assert_still_serving(client):
@@ -76,7 +83,7 @@ def test_predictions_on_real_test_digits_agree_exactly_with_the_classifier(clien
     assert len(right) == 6  # the fixture CNN reads most real digits
 
     for i in right:
-        expected_one = classifier.predict([digits[i]])[0]  # alone, as the API runs it: batch size moves the 7th digit
+        expected_one = classifier.predict([digits[i]])[0]  # alone, as the API ran it (batching moves 1e-6s)
         by_file = predict_png(client, png(digits[i]))
         by_pixels = client.post("/api/predict", json={"pixels": digits[i].tolist()})
         for answer in (by_file, by_pixels):
@@ -85,6 +92,48 @@ def test_predictions_on_real_test_digits_agree_exactly_with_the_classifier(clien
             assert body["digit"] == labels[i] and body["label"] == str(labels[i])
             assert body["probabilities"] == expected_one["probabilities"]
             np.testing.assert_allclose(body["image"], expected_one["image"], atol=5e-4)
+
+
+def test_concurrent_predictions_share_batches_and_each_gets_its_own_answer(cnn_run, classifier, tiny_data,
+                                                                            monkeypatch):
+    import mnistlab.preprocess
+    import mnistlab.serve.app as served
+
+    batch_sizes = []
+    real_batch = served._predict_batch
+
+    def predict_batch(model, images):
+        batch_sizes.append(len(images))
+        return real_batch(model, images)
+
+    monkeypatch.setattr(served, "_predict_batch", predict_batch)
+    real_to_mnist = mnistlab.preprocess.to_mnist
+    marked = np.float32(1 / 255)  # an image that preprocessing refuses: pixel (0, 0) = 1
+
+    def to_mnist(image):
+        if isinstance(image, np.ndarray) and image[0, 0] == marked:
+            raise MnistlabError("refused")
+        return real_to_mnist(image)
+
+    monkeypatch.setattr(mnistlab.preprocess, "to_mnist", to_mnist)
+    digits = tiny_data.test.images.numpy()[:24].copy()
+    digits[5, 0, 0] = 1
+
+    async def send_all(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+            return await asyncio.gather(*(client.post("/api/predict", json={"pixels": d.tolist()})
+                                          for d in digits))
+
+    answers = asyncio.run(send_all(create_app(cnn_run.dir, None)))
+    assert max(batch_sizes) > 1  # batched
+    assert sum(batch_sizes) > len(digits)  # and, after the refusal, that batch again image by image
+    assert answers[5].status_code == 400 and answers[5].json()["detail"] == "refused"  # its own request only
+    for i, answer in enumerate(answers):
+        if i != 5:
+            expected = classifier.predict([digits[i]])[0]
+            assert answer.status_code == 200 and answer.json()["digit"] == expected["digit"]
+            np.testing.assert_allclose(answer.json()["probabilities"], expected["probabilities"], atol=1e-5)
+            np.testing.assert_allclose(answer.json()["image"], expected["image"], atol=5e-4)  # its own image
 
 
 def test_a_drawn_digit_is_normalised_as_mnist_was_whatever_its_polarity(client):
@@ -133,15 +182,23 @@ def chunks(n: int):
 BIG = b"0" * (2**20 + 1)
 BIG_FORM, BIG_FORM_TYPE = multipart(BIG)
 JSON = {"content-type": "application/json"}
-BAD_REQUESTS = {
-    "upload over 1 MB": (dict(files={"file": ("big.png", BIG, "image/png")}), 413, "over 1 MB"),
+MULTIPART = "multipart/form-data"
+
+
+BAD_REQUESTS = {  # name: (what to post, status, a fragment of its "detail")
+    "upload over 1 MB": (upload(BIG), 413, "over 1 MB"),
     "multipart over 1 MB, Content-Length lying": (
-        dict(content=BIG_FORM, headers={"content-type": BIG_FORM_TYPE, "content-length": "1000"}), 413, "over 1 MB"),
-    "JSON over 1 MB, Content-Length lying": (dict(content=BIG, headers={**JSON, "content-length": "10"}), 413, "1 MB"),
+        dict(content=BIG_FORM, headers={"content-type": BIG_FORM_TYPE, "content-length": "1000"}), 413, "MB"),
+    "JSON over 1 MB, Content-Length lying": (
+        dict(content=BIG, headers={**JSON, "content-length": "10"}), 413, "over 1 MB"),
     "chunked body over 1 MB, no Content-Length": (dict(content=chunks(12), headers=JSON), 413, "over 1 MB"),
-    "garbage bytes": (dict(files={"file": ("x.png", os.urandom(2000), "image/png")}), 400, "not an image format"),
-    "truncated PNG": (dict(files={"file": ("x.png", png(drawn_one())[:300], "image/png")}), 400, "cannot read image"),
-    "decompression bomb": (dict(files={"file": ("bomb.png", bomb_png(), "image/png")}), 400, f"{MAX_PIXELS} pixels"),
+    "garbage bytes": (upload(os.urandom(2000)), 400, "not an image format"),
+    "truncated PNG": (upload(png(drawn_one())[:300]), 400, "cannot read image"),
+    "decompression bomb": (upload(bomb_png()), 400, f"{MAX_PIXELS} pixels"),
+    "multipart without a boundary": (
+        dict(content=b"--x\r\n", headers={"content-type": MULTIPART}), 400, "boundary"),
+    "malformed multipart": (
+        dict(content=b"garbage", headers={"content-type": f"{MULTIPART}; boundary=x"}), 400, "Invalid"),
     "no file field": (dict(files={"image": ("x.png", b"x", "image/png")}), 400, "field 'file'"),
     "27 rows": (dict(json={"pixels": [[0] * 28] * 27}), 422, "at least 28"),
     "a short row": (dict(json={"pixels": [[0] * 28] * 27 + [[0] * 5]}), 422, "pixels.27"),
@@ -165,7 +222,8 @@ def test_bad_predict_requests_get_a_clear_error_and_the_server_goes_on(client, c
 
 @pytest.mark.parametrize("query", [
     "/api/generate?n=0", "/api/generate?n=10000", "/api/generate?n=two", "/api/generate?seed=-1",
-    "/api/generate?format=gif", "/api/generate?scale=9", "/api/interpolate?steps=1", "/api/interpolate?steps=65",
+    "/api/generate?format=gif", "/api/generate?scale=9", "/api/interpolate?steps=1",
+    "/api/interpolate?steps=65",
 ])
 def test_out_of_range_generator_queries_get_422(client, query):
     answer = client.get(query)
@@ -203,9 +261,10 @@ def test_generate_json_is_reproducible_and_matches_the_generator(client, gan_run
     assert images.min() >= 0 and images.max() <= 255 and images.max() > 0
     np.testing.assert_array_equal(images, load(gan_run.dir).generate(5, 7))
     assert client.get("/api/generate?n=5&seed=7&format=json").json() == body
-    assert not np.array_equal(np.array(client.get("/api/generate?n=5&seed=8&format=json").json()["images"]), images)
+    other = client.get("/api/generate?n=5&seed=8&format=json").json()["images"]
+    assert not np.array_equal(np.array(other), images)
 
-    unseeded = client.get("/api/generate?n=2&format=json").json()  # a random seed, returned so it can be replayed
+    unseeded = client.get("/api/generate?n=2&format=json").json()  # a random seed, returned for replays
     replay = client.get(f"/api/generate?n=2&format=json&seed={unseeded['seed']}").json()
     assert replay["images"] == unseeded["images"]
 
@@ -217,7 +276,8 @@ def test_interpolate_walks_from_one_seed_to_the_other(client):
     body = client.get("/api/interpolate?seed_a=1&seed_b=2&steps=8&format=json").json()
     frames = np.array(body["images"])
     assert frames.shape == (8, 28, 28) and (body["seed_a"], body["seed_b"]) == (1, 2)
-    ends = [np.array(client.get(f"/api/generate?n=1&seed={s}&format=json").json()["images"][0]) for s in (1, 2)]
+    ends = [np.array(client.get(f"/api/generate?n=1&seed={seed}&format=json").json()["images"][0])
+            for seed in (1, 2)]
     assert np.abs(frames[0] - ends[0]).max() <= 1 and np.abs(frames[-1] - ends[1]).max() <= 1
 
 
@@ -230,7 +290,8 @@ def test_models_reports_the_checkpoints_and_what_they_measured(client, cnn_run, 
     cnn, gan = models["cnn"], models["gan"]
     assert cnn["path"] == str(cnn_run.dir / "checkpoint.safetensors") and cnn["kind"] == "cnn"
     assert (cnn["preset"], cnn["dataset"], cnn["epochs"]) == ("seed", "mnist-sample", 3)
-    assert cnn["test_acc"] == cnn_run.metrics[-1]["test_acc"] and cnn["classes"] == [str(d) for d in range(10)]
+    assert cnn["test_acc"] == cnn_run.metrics[-1]["test_acc"]
+    assert cnn["classes"] == [str(d) for d in range(10)]
     assert gan["kind"] == "gan" and gan["preset"] == "default" and gan["epochs"] == 2
     assert "fcd" not in cnn and "test_acc" not in gan and "classes" not in gan
     assert gan["fcd"] == next(m["fcd"] for m in reversed(gan_run.metrics) if m.get("fcd") is not None)
@@ -239,16 +300,18 @@ def test_models_reports_the_checkpoints_and_what_they_measured(client, cnn_run, 
 def test_health_schema_and_page(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     schema = client.get("/openapi.json").json()
-    assert {"/api/predict", "/api/generate", "/api/interpolate", "/api/models", "/healthz"} <= set(schema["paths"])
+    endpoints = {"/api/predict", "/api/generate", "/api/interpolate", "/api/models", "/healthz"}
+    assert endpoints <= set(schema["paths"])
     predict = schema["paths"]["/api/predict"]["post"]
-    assert predict["summary"] and set(predict["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert predict["summary"] and predict["description"]
+    assert set(predict["requestBody"]["content"]) == {MULTIPART, "application/json"}
     assert client.get("/docs").status_code == 404  # Swagger UI loads from a CDN: not served
 
     page = client.get("/")
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    for element in ("canvas", "clear", "prediction", "probabilities", "seen", "upload", "generate", "seed", "grid",
-                    "walk", "models"):
+    for element in ("canvas", "clear", "prediction", "probabilities", "seen", "upload", "generate", "seed",
+                    "grid", "walk", "models"):
         assert f'id="{element}"' in page.text
     script, style = client.get("/app.js"), client.get("/style.css")
     assert script.headers["content-type"].startswith("text/javascript")
@@ -274,15 +337,19 @@ def test_serve_picks_the_newest_run_of_each_kind(cnn_run, gan_run, tmp_path, mon
     assert newest_runs(runs) == {"cnn": runs / "quickstart-1/cnn", "gan": runs / "quickstart-1/gan"}
 
     started = {}
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: started.update(threads=n))  # keep this process's
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: started.update(app=app, host=host, port=port))
+    # serve() tunes its process; spare this one
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: started.update(threads=n))
+    monkeypatch.setattr(gc, "freeze", lambda: started.update(frozen=True))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app, **options))
     serve(runs_dir=runs, port=8765)
-    assert (started["host"], started["port"], started["threads"]) == ("127.0.0.1", 8765, 1)
+    assert (started["host"], started["port"]) == ("127.0.0.1", 8765)
+    assert started["threads"] == 1 and started["frozen"]
     out = capsys.readouterr().out
     assert str(runs / "quickstart-1/cnn") in out and str(runs / "quickstart-1/gan") in out
     assert "http://127.0.0.1:8765/" in out
     with TestClient(started["app"]) as started_client:
-        assert started_client.get("/api/models").json()["cnn"]["path"].startswith(str(runs / "quickstart-1/cnn"))
+        loaded = started_client.get("/api/models").json()
+    assert loaded["cnn"]["path"] == str(runs / "quickstart-1/cnn/checkpoint.safetensors")
 
 
 def test_serve_without_any_run_says_what_it_needs(tmp_path):
@@ -291,7 +358,7 @@ def test_serve_without_any_run_says_what_it_needs(tmp_path):
 
 
 def test_the_cli_does_not_import_the_web_or_export_stacks():
-    code = ("import sys\nfrom mnistlab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print([m for m in ('fastapi', 'uvicorn', 'onnx', 'onnxruntime') if m in sys.modules])")
+    code = ("import sys\nfrom mnistlab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+            "    pass\nprint([m for m in ('fastapi', 'uvicorn', 'onnx', 'onnxruntime') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
