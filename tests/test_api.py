@@ -168,12 +168,13 @@ def test_cli_and_api_train_the_same_run_for_the_same_seed(idx_dir, tmp_path, cap
         assert torch.equal(cli_model[key], value), key
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "train_classifier's docstring shows dataset='mnist-sample', but `dataset` is the Dataset-object "
-    "parameter, so a name lands there instead of in the overrides ('str' object has no attribute 'notice')"))
-def test_train_classifier_takes_a_dataset_name(tmp_path):
-    mnistlab.train_classifier("seed", dataset="mnist-sample", epochs=1, batch_size=1000, val_size=0,
-                              out=str(tmp_path / "run"), progress=False)
+def test_trainers_take_a_dataset_name(idx_dir, tmp_path):
+    run = mnistlab.train_classifier("seed", dataset="mnist-sample", epochs=1, batch_size=1000, val_size=0,
+                                    out=str(tmp_path / "cnn"), progress=False)
+    assert run.dataset == "mnist-sample" and run.config.run.dataset == "mnist-sample"
+    gan = mnistlab.train_gan("default", dataset=f"idx:{idx_dir}", epochs=1, batch_size=300, eval_every=0,
+                             out=str(tmp_path / "gan"), progress=False)
+    assert gan.dataset == f"idx:{idx_dir}" and len(gan.metrics) == 1
 
 
 # ----------------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def augment(x: torch.Tensor, shift: int, rotate: float) -> torch.Tensor:
 
 def train_classifier(
     config: ClassifierConfig | str = "seed",
-    dataset: Dataset | None = None,
+    dataset: Dataset | str | None = None,
     *,
     resume: str | Path | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
@@ -106,10 +106,10 @@ def train_classifier(
 ) -> ClassifierRun:
     """Train a CNN and write its run directory (config, metrics, checkpoint, plots).
 
-    `config` is a `ClassifierConfig` or a preset name; `overrides` set any field by name
-    (`epochs=2`, `lr=3e-3`, `filters=(8, 16, 32)`, `dataset="fashion-mnist"`). `resume` continues the
-    run in that directory from its checkpoint, with the run's own config. `callback` gets each
-    epoch's metrics dict.
+    `config` is a `ClassifierConfig` or a preset name; `dataset` a loaded `Dataset` or a dataset name
+    (`"fashion-mnist"`); `overrides` set any field by name (`epochs=2`, `lr=3e-3`, `filters=(8, 16, 32)`).
+    `resume` continues the run in that directory from its checkpoint, with the run's own config.
+    `callback` gets each epoch's metrics dict.
 
     >>> run = train_classifier("seed", epochs=1, dataset="mnist-sample")
     >>> run.metrics[-1]["test_acc"]

@@ -191,10 +191,13 @@ def start_run(
     load_data: Callable[[Any], Any],
 ) -> RunStart:
     """Resolve the config (a preset name, a config, or the resumed run's own), set up device, precision,
-    seeds and torchrun, load the data with `load_data(config)` unless given, and create the run directory."""
+    seeds and torchrun, load the data with `load_data(config)` unless given (a Dataset, or a dataset name
+    taken as the `run.dataset` override), and create the run directory."""
     from mnistlab.checkpoint import load_checkpoint
     from mnistlab.config import from_dict, preset, to_json, with_overrides
 
+    if isinstance(dataset, str):  # a dataset name, as in train_classifier(dataset="mnist-sample")
+        overrides, dataset = {**overrides, "run.dataset": dataset}, None
     state = None
     if resume is not None:
         state = load_checkpoint(resume, kind=kind)
