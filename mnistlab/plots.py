@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,7 +18,10 @@ from mnistlab.checkpoint import atomic_write_bytes
 def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    # Headless runs (the CLI, the trainers) draw with Agg; a backend someone chose already (a notebook's
+    # inline one, a GUI's, MPLBACKEND) is theirs: switching it would stop figures showing.
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
