@@ -22,14 +22,6 @@ def strip_timing(metrics):
     return [{k: v for k, v in m.items() if k not in TIMING} for m in metrics]
 
 
-@pytest.fixture
-def restore_determinism():
-    """`deterministic=True` switches torch's deterministic mode on for the whole process: switch it back."""
-    before = torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.use_deterministic_algorithms(before)
-
-
 # ----------------------------------------------------------------------------------------------
 # Data and models
 
@@ -148,7 +140,7 @@ def idx_dir(sample_data, tmp_path):
     return directory
 
 
-def test_cli_and_api_train_the_same_run_for_the_same_seed(idx_dir, tmp_path, capsys, restore_determinism):
+def test_cli_and_api_train_the_same_run_for_the_same_seed(idx_dir, tmp_path, capsys):
     dataset = f"idx:{idx_dir}"
     assert main(["train", "cnn", "--dataset", dataset, "--epochs", "1", "--batch-size", "100",
                  "--set", "val_size=100", "--seed", "3", "--deterministic", "--no-progress",

@@ -69,6 +69,21 @@ def test_same_seed_same_numbers_and_another_seed_differs(tiny_data, tmp_path):
     assert losses[0] == losses[1] != losses[2]
 
 
+def test_deterministic_mode_is_switched_back_however_training_ends(tiny_data, tmp_path):
+    torch.use_deterministic_algorithms(True, warn_only=True)  # the caller's own setting, kept through training
+    try:
+        with pytest.raises(MnistlabError, match="batch size"):  # fails after deterministic mode was switched on
+            train_classifier("seed", tiny_data, batch_size=5000, deterministic=True, out=str(tmp_path / "a"),
+                             progress=False)
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(False)
+        train_classifier("seed", tiny_data, epochs=1, batch_size=500, deterministic=True, out=str(tmp_path / "b"),
+                         progress=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     from mnistlab.train import classifier
 

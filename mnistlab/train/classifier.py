@@ -95,6 +95,7 @@ def augment(x: torch.Tensor, shift: int, rotate: float) -> torch.Tensor:
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
+@common.restores_torch_settings()
 def train_classifier(
     config: ClassifierConfig | str = "seed",
     dataset: Dataset | str | None = None,

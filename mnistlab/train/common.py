@@ -82,6 +82,20 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+@contextlib.contextmanager
+def restores_torch_settings() -> Iterator[None]:
+    """Put back the process-wide settings `seed_everything` may switch (deterministic algorithms, cuDNN
+    autotuning) when the block ends, however it ends. Trainers wear it as a decorator,
+    `@common.restores_torch_settings()`, so a notebook's later work runs as fast as before."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
+
+
 def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
     """The shuffled sample order of one epoch, a pure function of (seed, epoch): resume needs no state for it."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
