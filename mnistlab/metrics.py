@@ -61,7 +61,8 @@ def class_coverage(probs: torch.Tensor) -> dict[str, Any]:
     nonzero = share[share > 0]
     return {
         "class_histogram": histogram.tolist(),
-        "class_entropy": float(-(nonzero * nonzero.log()).sum()),
+        # + 0.0: one class alone gives -(1 · ln 1) = -0.0, which would print as "-0.000"
+        "class_entropy": float(-(nonzero * nonzero.log()).sum()) + 0.0,
         "confident_fraction": float((probs.max(1).values >= CONFIDENT).double().mean()) if len(probs) else 0.0,
     }
 
