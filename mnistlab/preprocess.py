@@ -8,7 +8,7 @@ whole-pixel shift), not the geometric 13.5, so `to_mnist` shifts the centre of m
 `round(14 - com)`. The result is in [0, 1]; any mean/std normalisation belongs to the model.
 
 `to_mnist` accepts photos, scans and drawings: dark on light or light on dark, any size, off-centre,
-PIL images (RGB, RGBA, L, ...), PNG/JPEG paths, NumPy arrays and torch tensors.
+PIL images in any mode (transparency composited over white paper), image paths, NumPy arrays and torch tensors.
 """
 
 from __future__ import annotations
@@ -69,17 +69,31 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise fail(f"{type(e).__name__}: {e}") from None
 
 
-def _to_grey(image: Any) -> np.ndarray:
-    """Any supported input -> float32 (H, W), nominally 0 (black) .. 1 (white)."""
-    if isinstance(image, (str, os.PathLike)):
-        image = load_image(image)
-    if isinstance(image, Image.Image):
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    """A PIL image in any mode -> an array `_to_grey` reads: (H, W) greyscale, deep modes kept deep."""
+    mode = image.mode
+    try:
+        if mode == "LAB":  # Pillow cannot convert CIELAB to "L"; its L band is the lightness
+            image = image.getchannel("L")
+        elif mode == "La":  # premultiplied alpha: Pillow converts it to "LA" only
+            image = image.convert("LA")
         if image.has_transparency_data:  # transparent background = paper, so composite over white
             white = Image.new("RGBA", image.size, "white")
             image = Image.alpha_composite(white, image.convert("RGBA"))
         # Deep greyscale (16-bit PNGs, "I", "F") would lose levels as "L": take it as an array.
         deep = image.mode in ("I", "F") or image.mode.startswith("I;16")
-        image = np.asarray(image if deep else image.convert("L"))
+        return np.asarray(image if deep else image.convert("L"))
+    except (ValueError, TypeError, OSError) as e:  # a mode, palette or transparency Pillow cannot convert
+        reason = " ".join(str(e).split())
+        raise MnistlabError(f"cannot read a mode {mode} image ({reason}); give an RGB or greyscale image") from None
+
+
+def _to_grey(image: Any) -> np.ndarray:
+    """Any supported input -> float32 (H, W), nominally 0 (black) .. 1 (white)."""
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
+    if isinstance(image, Image.Image):
+        image = _pil_to_array(image)
     if isinstance(image, torch.Tensor):
         array = image.detach().cpu()
         if array.is_floating_point():

@@ -113,14 +113,50 @@ def test_photo_taken_sideways_is_turned_upright_from_its_exif_tag(tmp_path):
     assert difference(to_mnist(path), to_mnist(upright)) < 0.01
 
 
-@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "F"])
+def in_mode(image: Image.Image, mode: str) -> Image.Image:
+    """The greyscale `image` in `mode`, the same picture, by whatever route Pillow offers to that mode."""
+    if mode == "LAB":  # no conversion to CIELAB: its L band is the lightness, a and b neutral
+        return Image.merge("LAB", (image, *[Image.new("L", image.size, 128)] * 2))
+    if mode.startswith("I;16"):
+        order = {"I;16B": ">u2", "I;16N": "=u2"}.get(mode, "<u2")
+        return Image.frombytes(mode, image.size, (np.asarray(image, np.uint16) * 257).astype(order).tobytes())
+    if mode == "F":
+        return Image.fromarray(np.asarray(image, np.float32) / 255)  # mode "F" holds 0..1
+    via = {"La": "LA", "PA": "P", "RGBa": "RGBA", "HSV": "RGB"}.get(mode)
+    return (image.convert(via) if via else image).convert(mode)
+
+
+@pytest.mark.parametrize("mode", Image.MODES)
 def test_every_pil_mode(mode):
     image = draw("0")
-    converted = image.convert(mode)
-    if mode == "F":
-        converted = Image.fromarray(np.asarray(image, np.float32) / 255)  # mode "F" holds 0..1
+    converted = in_mode(image, mode)
     assert converted.mode == mode
     assert np.abs(to_mnist(converted) - to_mnist(image)).max() < 1e-3
+
+
+@pytest.mark.parametrize("mode", ["LA", "La", "PA", "RGBA", "P"])
+def test_what_transparent_pixels_hide_is_not_seen(mode):
+    """A "7" in opaque ink on transparent paper, with a "1" in the same ink under the transparency."""
+    seven, one = (np.asarray(draw(digit)) < 128 for digit in ("7", "1"))
+    if mode == "P":  # palette transparency (PNG's tRNS): index 0 ink, 1 paper, 2 hidden ink
+        image = Image.fromarray(np.where(seven, 0, np.where(one, 2, 1)).astype(np.uint8), "P")
+        image.putpalette([30, 30, 30, 255, 255, 255, 30, 30, 30])
+        image.info["transparency"] = bytes([255, 0, 0])
+    else:
+        grey, alpha = (Image.fromarray(np.where(mask, value, 0).astype(np.uint8)) for mask, value in
+                       ((seven | one, 30), (seven, 255)))
+        # Pillow's own LA -> PA conversion drops the alpha: merge the bands instead
+        image = Image.merge("PA", (grey.convert("P"), alpha)) if mode == "PA" else Image.merge("LA", (grey, alpha))
+        image = image.convert(mode)
+    assert image.mode == mode
+    assert difference(to_mnist(image), to_mnist(draw("7"))) < 0.02
+
+
+def test_a_pil_image_pillow_cannot_convert_is_a_user_error():
+    image = Image.new("P", (50, 40))
+    image.info["transparency"] = (1, 2, 3)  # an RGB triple: P images take an index or per-entry bytes
+    with pytest.raises(MnistlabError, match="cannot read a mode P image .*give an RGB or greyscale image"):
+        to_mnist(image)
 
 
 def test_sixteen_bit_greyscale_png(tmp_path):

@@ -43,10 +43,14 @@ def classifier(cnn_run):
     return load(cnn_run.dir, kind="cnn", precision="fp32")  # as the app loads it
 
 
-def png(image) -> bytes:
+def encoded(image: Image.Image, format: str, **options) -> bytes:
     buf = io.BytesIO()
-    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buf, format="PNG")
+    image.save(buf, format=format, **options)
     return buf.getvalue()
+
+
+def png(image) -> bytes:
+    return encoded(image if isinstance(image, Image.Image) else Image.fromarray(image), "PNG")
 
 
 def drawn_one(dark_on_light: bool = True) -> Image.Image:
@@ -146,6 +150,28 @@ def test_a_drawn_digit_is_normalised_as_mnist_was_whatever_its_polarity(client):
         assert image.shape == (28, 28) and image.min() >= 0 and image.max() == 1  # light ink on black
         np.testing.assert_allclose(image, to_mnist(drawn_one()), atol=5e-4)  # what the model saw
     assert answers[0] == answers[1]  # dark on light and light on dark read the same
+
+
+def unusual_uploads() -> dict[str, bytes]:
+    """drawn_one() as files whose images decode to modes other than L and RGB."""
+    one = drawn_one()
+    neutral = Image.new("L", one.size, 128)
+    transparent_paper = one.copy()
+    transparent_paper.putalpha(Image.eval(one, lambda v: 255 - v))  # ink opaque, paper see-through
+    return {
+        "CMYK JPEG": encoded(one.convert("CMYK"), "JPEG", quality=95),
+        "CIELAB TIFF": encoded(Image.merge("LAB", (one, neutral, neutral)), "TIFF"),
+        "16-bit PNG": png(np.asarray(one, np.uint16) * 257),
+        "palette PNG, transparent paper": encoded(one.convert("P"), "PNG", transparency=255),
+        "grey and alpha PNG": encoded(transparent_paper, "PNG"),
+    }
+
+
+@pytest.mark.parametrize("case", unusual_uploads())
+def test_uploads_in_unusual_image_modes_read_as_the_plain_image(client, case):
+    answer = predict_png(client, unusual_uploads()[case])
+    assert answer.status_code == 200, answer.text
+    assert np.abs(np.array(answer.json()["image"]) - to_mnist(drawn_one())).mean() < 0.01
 
 
 def test_pixels_may_be_0_to_255_or_0_to_1(client):
