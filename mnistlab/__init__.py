@@ -7,6 +7,8 @@ The public API (the CLI, the notebooks and the web app all call these):
     >>> run = mnistlab.train_classifier("seed", data, epochs=1)
     >>> model = mnistlab.load(run.dir)
     >>> model.predict(["my_digit.png"])
+    >>> mnistlab.export_onnx(run.dir, "cnn.onnx")
+    >>> mnistlab.compare_runs([run.dir, "runs/cnn-best-..."], "compare.png")
 
 Heavy modules are imported on first use, so `import mnistlab` and `mnistlab --help` stay fast.
 """
@@ -29,6 +31,9 @@ _EXPORTS = {
     "evaluate_classifier": "mnistlab.evaluate",
     "evaluate_gan": "mnistlab.evaluate",
     "list_runs": "mnistlab.runs",
+    "read_run": "mnistlab.runs",
+    "compare_runs": "mnistlab.runs",
+    "export_onnx": "mnistlab.export",
     "MnistlabError": "mnistlab.errors",
 }
 

@@ -288,22 +288,22 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from mnistlab.export import export_onnx
+    import mnistlab
 
-    result = export_onnx(args.checkpoint, args.onnx)
+    result = mnistlab.export_onnx(args.checkpoint, args.onnx)
     print(f"wrote {result['path']} ({result['kind']}, input {result['input']}, output {result['output']}); "
           f"onnxruntime max |difference| vs PyTorch: {result['max_abs_diff']:.2e}")
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    from mnistlab import runs
+    import mnistlab
 
     if args.paths[:1] == ["compare"]:
-        table, plot = runs.compare_runs(args.paths[1:], args.plot)
+        table, plot = mnistlab.compare_runs(args.paths[1:], args.plot)
         _table(table[0], table[1:])
         print(f"plot: {plot}")
         return
-    rows = runs.list_runs(args.paths[0] if args.paths else "runs")
+    rows = mnistlab.list_runs(args.paths[0] if args.paths else "runs")
     _table(["kind", "preset", "dataset", "epochs", "headline", "wall", "path"],
            [[r["kind"], r["preset"], r["dataset"], str(r["epochs"]), r["headline"], r["wall"], r["path"]]
             for r in rows])

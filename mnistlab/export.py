@@ -36,6 +36,10 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, An
     GAN: input `z` float32 [N,nz] drawn as the model was trained (uniform on [-1,1] or standard normal);
     output `images` float32 [N,1,28,28] from the generator's tanh, in [-1,1] (`output` says how to get
     pixels).
+
+    >>> result = export_onnx("runs/cnn-seed-...", "cnn.onnx")
+    >>> result["kind"], result["input"]
+    ('cnn', 'images float32 [N,1,28,28] in [0,1], light ink on black (mnistlab.preprocess.to_mnist)')
     """
     if not Path(path).parent.is_dir():  # say so now, not after the export
         raise MnistlabError(f"cannot write {path}: there is no directory {Path(path).parent}")
