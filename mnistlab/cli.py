@@ -88,22 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="measure a trained model", description="Measure a trained model.")
     eval_kinds = evaluate.add_subparsers(title="what to evaluate", metavar="KIND")
     p = eval_kinds.add_parser("cnn", help="accuracy, per-class accuracy, confusion matrix on a test split")
-    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("--dataset", help="test on this dataset instead of the one the run was trained on")
-    p.add_argument("--data-root", help="dataset cache")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_checkpoint_options(p, dataset_help="test on this dataset instead of the one the run was trained on")
     p.set_defaults(handler=cmd_evaluate_cnn)
     p = eval_kinds.add_parser("gan", help="FCD, Inception Score and mode coverage of generated digits")
-    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--classifier", metavar="CNN_RUN",
                    help="CNN run used as the feature extractor (default: the evaluator shipped with mnistlab)")
     p.add_argument("-n", type=int, default=10000, help="number of generated samples (default: 10000)")
-    p.add_argument("--dataset", help="real data to compare against (default: the GAN's training dataset)")
-    p.add_argument("--data-root", help="dataset cache")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_checkpoint_options(p, dataset_help="real data to compare against (default: the GAN's training dataset)")
     p.set_defaults(handler=cmd_evaluate_gan)
 
     p = commands.add_parser("predict", help="read digits from your own image files", description=(
@@ -147,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with compare: where to write the comparison plot (default: runs-compare.png)")
     p.set_defaults(handler=cmd_runs)
     return parser
+
+
+def _add_checkpoint_options(p: argparse.ArgumentParser, dataset_help: str) -> None:
+    """What both `evaluate` commands take: the run, the data to measure it on, the device, and --json."""
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--dataset", help=dataset_help)
+    p.add_argument("--data-root", help="dataset cache")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
