@@ -215,11 +215,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     overrides = _train_overrides(args)
     if args.resume and overrides:
         raise MnistlabError(f"--resume continues a run with its own config; drop {', '.join(sorted(overrides))}")
+    # The config first: a wrong preset or setting is reported at once, not after importing torch.
+    config = None if args.resume else with_overrides(preset(args.kind, args.preset), overrides)
     if args.kind == "cnn":
         from mnistlab.train.classifier import train_classifier as train
     else:
         from mnistlab.train.gan import train_gan as train
-    config = None if args.resume else with_overrides(preset(args.kind, args.preset), overrides)
     run = train(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, rank 0 reports
         print(run.summary())

@@ -108,6 +108,14 @@ def test_unknown_preset_and_dataset_and_setting(tmp_path):
     assert_clean_error(run_cli("train", "cnn", "--set", "epochs=many", "--out", tmp_path / "d"), "bad value for epochs")
 
 
+def test_a_wrong_preset_or_setting_is_reported_before_torch_is_imported():
+    probe = ("import sys; from mnistlab.cli import main; "
+             "codes = [main(['train', kind, *args]) for kind in ('cnn', 'gan') for args in "
+             "(['--preset', 'huge'], ['--set', 'epochs=many'])]; print(codes, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "[2, 2, 2, 2] False", result.stdout + result.stderr
+
+
 def test_corrupt_dataset_files(tmp_path):
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + b"\x00" * 20)
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x02\x01\x02")
