@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -12,6 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+# One compute thread per test process and per process the tests start (the CLI, the fault-injection script):
+# the models are tiny, and on a busy 2-core machine two OpenMP threads per process spin against each other
+# (the GAN fixture took 20 s instead of 7). Set here, before any test module imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # ----------------------------------------------------------------------------------------------
 # Data: tiny IDX files and a local HTTP mirror
