@@ -50,9 +50,6 @@ def test_a_few_steps_give_finite_losses_and_move_both_networks(preset_name, tiny
     assert np.isfinite(run.metrics[0]["loss_d"]) and np.isfinite(run.metrics[0]["loss_g"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "train_gan needs the decorator train_classifier has, @common.restores_torch_settings(); gan.py is being "
-    "edited elsewhere"))
 def test_deterministic_mode_is_switched_back_even_when_training_fails(tiny_data, tmp_path):
     try:
         with pytest.raises(MnistlabError, match="batch size"):  # fails after deterministic mode was switched on
@@ -88,6 +85,16 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_data, tm
         assert torch.equal(resumed.gan.state_dict()[key], value), key
     same_grid = [np.array(Image.open(d / "samples" / "epoch_002.png")) for d in (tmp_path / "a", tmp_path / "b")]
     assert np.array_equal(*same_grid)
+    assert Image.open(tmp_path / "b" / "progress.gif").n_frames == 2  # the resumed run continued the GIF
+
+
+def test_mid_epoch_checkpoints_do_not_shorten_the_epoch_time(tiny_data, tmp_path):
+    few = replace(tiny_data, train=Split(tiny_data.train.images[:300], tiny_data.train.labels[:300]))  # 3 steps
+    run = train_gan("default", few, epochs=1, batch_size=100, eval_every=0, checkpoint_every=1,
+                    out=str(tmp_path / "r"), progress=False)
+    m = run.metrics[0]
+    assert m["time_s"] == pytest.approx(m["elapsed_s"], abs=0.01)
+    assert m["images_per_s"] == pytest.approx(300 / m["time_s"], rel=0.01)
 
 
 def test_tensorboard_logs_scalars_and_sample_grids(tiny_data, tmp_path):

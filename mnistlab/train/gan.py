@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from mnistlab import plots
 from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_bytes, save_checkpoint
 from mnistlab.config import GANConfig, to_dict
 from mnistlab.data.datasets import Dataset, load_dataset
@@ -57,8 +58,6 @@ class GANRun:
 
     def plot_curves(self):
         """Losses, D outputs and quality per epoch, as a matplotlib figure."""
-        from mnistlab import plots
-
         return plots.gan_curves(self.metrics)
 
     def samples(self, epoch: int | None = None):
@@ -88,9 +87,10 @@ def prob_real(out: torch.Tensor, kind: str) -> torch.Tensor:
     return (torch.softmax(out, 1)[:, 1] if kind == "seed-softmax" else torch.sigmoid(out.view(-1))).mean()
 
 
+@common.restores_torch_settings()
 def train_gan(
     config: GANConfig | str = "default",
-    dataset: Dataset | None = None,
+    dataset: Dataset | str | None = None,
     *,
     resume: str | Path | None = None,
     classifier: str | Path | None = None,
@@ -134,6 +134,7 @@ def train_gan(
     sampler = ema.module if ema else netG
     fixed_noise = gan.noise(FIXED_SAMPLES, generator=torch.Generator().manual_seed(config.run.seed)).to(device)
     history: list[dict[str, Any]] = []
+    frames: list[Any] = []  # the sample grids so far, the frames of progress.gif
     start_epoch, start_step, done_stats, elapsed = 0, 0, torch.empty(0, 4), 0.0
     if state is not None:
         gan.load_state_dict(state["model"])
@@ -144,6 +145,8 @@ def train_gan(
         common.set_rng_state(state["rng"])
         start_epoch, start_step = state["epoch"], state["step_in_epoch"]
         history, done_stats, elapsed = state["metrics"], state["epoch_stats"], state["elapsed_s"]
+        if world.is_main:
+            frames = _read_grids(run_dir, len(history))
 
     common.decorrelate_ranks(world, config.run.seed, start_epoch * 10**6 + start_step)
     batch = tc.batch_size
@@ -174,7 +177,7 @@ def train_gan(
         epoch = start_epoch
         while epoch < max_epochs and not (tc.time_budget and elapsed >= tc.time_budget):
             gan.train()
-            t0 = time.perf_counter()
+            epoch_t0 = counted_to = time.perf_counter()  # `elapsed` holds the time up to counted_to
             order = common.epoch_order(len(train_x), config.run.seed, epoch, device)
             stats = torch.zeros(steps_per_epoch, 4, device=device)  # loss_D, loss_G, D(x), D(G(z)) per step
             first = start_step if epoch == start_epoch else 0
@@ -232,14 +235,14 @@ def train_gan(
                                            prob_real(out_fake, tc.loss)])
                 if stop or (config.run.checkpoint_every and (step + 1) % config.run.checkpoint_every == 0):
                     common.check_finite(stats[: step + 1, :2], epoch * steps_per_epoch, "GAN loss")
-                    elapsed += time.perf_counter() - t0
-                    t0 = time.perf_counter()
+                    now = time.perf_counter()
+                    elapsed, counted_to = elapsed + now - counted_to, now
                     checkpoint(epoch, step + 1, stats[: step + 1])
                     if stop:
                         raise Interrupted("gan", run_dir, stop["signal"])
             common.check_finite(stats[:, :2], epoch * steps_per_epoch, "GAN loss")
-            train_time = time.perf_counter() - t0
-            elapsed += train_time
+            now = time.perf_counter()
+            train_time, elapsed = now - epoch_t0, elapsed + now - counted_to
             epoch += 1
 
             means = world.sum(stats.mean(0)) / world.world
@@ -255,7 +258,8 @@ def train_gan(
                 history.append(metrics)
                 checkpoint(epoch, 0, torch.empty(0, 4))
                 start.metrics_line(history)
-                _write_gif(run_dir, epoch, grid)
+                frames.append(grid)
+                plots.save_gif(frames, run_dir / "progress.gif")
                 board.log(metrics, grid)
             else:
                 history.append(metrics)
@@ -264,8 +268,6 @@ def train_gan(
                 callback(metrics)
 
     if world.is_main:
-        from mnistlab import plots
-
         plots.save(plots.gan_curves(history), run_dir / "curves.png")
     common.finish_distributed(world)
     return GANRun(run_dir, config, gan, history, dataset.name)
@@ -285,20 +287,20 @@ def _generate(netG: torch.nn.Module, z: torch.Tensor, real_range: str) -> np.nda
 
 
 def _sample_grid(netG: torch.nn.Module, fixed_noise: torch.Tensor, real_range: str, run_dir: Path, epoch: int):
-    from mnistlab import plots
-
     grid = plots.grid_image(_generate(netG, fixed_noise, real_range), ncol=8, scale=2)
     atomic_write_bytes(run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
     return grid
 
 
-def _write_gif(run_dir: Path, epoch: int, last) -> None:
+def _read_grids(run_dir: Path, epochs: int) -> list[Any]:
+    """The sample grids a resumed run already wrote, to continue its GIF."""
     from PIL import Image
 
-    from mnistlab import plots
-
-    frames = [Image.open(run_dir / "samples" / f"epoch_{e:03d}.png") for e in range(1, epoch)]
-    plots.save_gif(frames + [last], run_dir / "progress.gif")
+    grids = []
+    for e in range(1, epochs + 1):
+        with Image.open(run_dir / "samples" / f"epoch_{e:03d}.png") as image:
+            grids.append(image.copy())
+    return grids
 
 
 def _quality(netG: torch.nn.Module, gan: DCGAN, judge, tc, seed: int, device: torch.device) -> dict[str, Any]:
