@@ -80,10 +80,10 @@ class TrainConfig:
 class DCGANConfig:
     """Generator and discriminator. `arch` picks the layer list; the rest are its knobs."""
 
-    arch: str = "default"  # "seed" (the notebook's layer list) or "default" (BN generator, 2 stride-2 stages)
+    arch: str = "default"  # "seed" (the notebook's layer list) or "default" (BN generator: 7→14→28, 3x3 out)
     nz: int = 100  # length of the noise vector fed to the generator
     noise: str = "uniform"  # "uniform" on [−1, 1] (the seed) or "normal"
-    g_width: int = 64  # generator channels at 7x7 (halved at 14x14)
+    g_width: int = 64  # generator channels at 7x7 (halved at 14x14, quartered at 28x28)
     d_width: int = 64  # discriminator channels at 14x14 (doubled at 7x7)
     d_norm: str = "batch"  # discriminator normalisation: "batch", "spectral" or "none" (default arch only)
     d_dropout: float = 0.0  # dropout after each discriminator conv (default arch only)
