@@ -201,7 +201,7 @@ GAN_PRESETS: dict[str, GANConfig] = {
         model=DCGANConfig(arch="default", nz=64, noise="normal", g_width=128, d_width=64, init="dcgan"),
         train=GANTrainConfig(
             epochs=30, batch_size=64, lr_d=2e-4, beta1_d=0.5, lr_g=2e-4, beta1_g=0.5, loss="bce",
-            simultaneous=False, real_range="-1,1", label_smoothing=0.1,
+            simultaneous=False, real_range="-1,1", label_smoothing=0.1, eval_every=5,
         ),
     ),
 }
