@@ -61,16 +61,21 @@ def _unkey(k: Any) -> Any:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, fsync, then rename: a crash leaves the old file or the new."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk, a read-only or vanished directory: one clear line, old file kept
+            kept = "; the previous file is intact" if path.exists() else ""
+            raise MnistlabError(f"cannot write {path}: {e.strerror or _first_line(e)}{kept}") from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -126,6 +131,26 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     state = unpack(header["state"], tensors)
     state["kind"] = header["kind"]
     return state
+
+
+def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path, state: dict) -> None:
+    """Load a checkpoint's weights into the model its config builds, or name the first tensor that differs
+    and both sides: what saved the checkpoint, and this mnistlab."""
+    import mnistlab
+
+    expected = module.state_dict()
+    for name in sorted(set(expected) | set(weights)):
+        theirs, ours = weights.get(name), expected.get(name)
+        if theirs is None or ours is None or theirs.shape != ours.shape:
+            def shape(t: torch.Tensor | None) -> str:
+                return "no such tensor" if t is None else f"{name} {tuple(t.shape)}"
+
+            saved_by = state.get("environment", {}).get("mnistlab_version", "?")
+            raise CheckpointError(
+                f"{path} holds a different architecture: the checkpoint ({state['kind']}/{state['config']['preset']}, "
+                f"mnistlab {saved_by}) has {shape(theirs)}, the model this mnistlab {mnistlab.__version__} builds "
+                f"from its config has {shape(ours)}")
+    module.load_state_dict(weights)
 
 
 def check_writable(directory: str | Path, need_bytes: int = 50 * 2**20) -> Path:

@@ -134,7 +134,7 @@ class RunConfig:
     data_root: str | None = None  # dataset cache; None = $MNISTLAB_DATA or ~/.cache/mnistlab
     seed: int = 0  # seeds the weights, the data order, augmentation and noise
     device: str = "auto"  # "auto", "cpu", "cuda" or "mps"
-    precision: str = "auto"  # "auto" (bf16 on CPUs with AVX-512-BF16/AMX and on CUDA), "fp32", "bf16"
+    precision: str = "auto"  # "auto" (bf16 on CPUs with AVX-512-BF16/AMX and bf16 GPUs), "fp32", "bf16"
     channels_last: bool = True  # NHWC activations: faster convolutions for most of our nets (see `bench`)
     deterministic: bool = False  # deterministic kernels, so a seed reproduces bit for bit on one device type
     checkpoint_every: int = 0  # optimiser steps between mid-epoch checkpoints; 0 = at epoch ends only

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mnistlab.checkpoint import load_checkpoint, resolve_checkpoint
+from mnistlab.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 from mnistlab.config import from_dict
 from mnistlab.errors import MnistlabError
 from mnistlab.models.cnn import CNN
@@ -114,21 +114,14 @@ def load(
     summary = state["metrics"][-1] if state.get("metrics") else {}
     if state["kind"] == "cnn":
         model = CNN(config.model)
-        _load_weights(model, state["model"], path)
+        load_weights(model, state["model"], path, state)
         model.to(dev, memory_format=torch.channels_last).eval()
         return Classifier(model, state["classes"], path, state["dataset"]["name"], summary, dev,
                           autocast_dtype(dev, precision))
     gan = DCGAN(config.model)
-    _load_weights(gan, state["model"], path)
+    load_weights(gan, state["model"], path, state)
     if "ema" in state:  # the moving average of G's weights is what draws the digits
         ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
-        _load_weights(gan.netG, ema, path)
+        load_weights(gan.netG, ema, path, state)
     gan.to(dev).eval()
     return Generator(gan, config.train.real_range, path, state["dataset"]["name"], summary, dev)
-
-
-def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise MnistlabError(f"{path} does not match its own recorded architecture: {str(e).splitlines()[0]}") from None

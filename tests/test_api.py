@@ -204,3 +204,12 @@ def test_every_subcommand_has_help(capsys):
             main([*path, "-h"])
         assert exit_.value.code == 0, path
         assert capsys.readouterr().out.startswith(f"usage: mnistlab {' '.join(path)}"), path
+
+
+def test_evaluate_gan_equals_what_the_cli_prints(gan_run, capsys):
+    report = mnistlab.evaluate_gan(gan_run.dir, n=300, seed=2)
+    assert {"fcd", "fcd_real_floor", "inception_score", "class_entropy", "confident_fraction", "class_histogram",
+            "n"} <= set(report)
+    assert report["n"] == 300 and sum(report["class_histogram"]) == 300
+    assert main(["evaluate", "gan", str(gan_run.dir), "-n", "300", "--seed", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(report))

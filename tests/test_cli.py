@@ -4,6 +4,7 @@ Bad input must give one line on stderr, exit status 2, no traceback, and leave g
 """
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -173,3 +174,30 @@ def test_an_existing_run_is_never_overwritten_and_resume_takes_no_settings(cnn_r
     assert_clean_error(run_cli("train", "cnn", "--out", cnn_run.dir), "already holds a run", "--resume")
     assert_clean_error(run_cli("train", "cnn", "--resume", cnn_run.dir, "--lr", "0.1"), "drop train.lr")
     assert (cnn_run.dir / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_data_list_and_a_failed_download(tmp_path, dead_mirror):
+    listing = run_cli("data", "list", "--data-root", tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split()[0]: line.split()[1] for line in listing.stdout.splitlines()[1:]}
+    assert rows["mnist"] == "no" and rows["mnist-sample"] == "yes"
+    env = {**os.environ, "MNISTLAB_MIRRORS": dead_mirror}
+    failed = subprocess.run([sys.executable, "-m", "mnistlab", "data", "download", "mnist", "--data-root",
+                             str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
+    assert_clean_error(failed, "Connection refused")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing half-downloaded left behind
+
+
+def test_a_toml_config_overrides_the_preset_and_the_flags_override_it(tmp_path):
+    config = tmp_path / "my.toml"
+    config.write_text('[model]\nfilters = [6, 12, 18]\nbias_init = "constant"\n[train]\nepochs = 1\nlr = 0.002\n')
+    result = run_cli("train", "cnn", "--config", config, "--lr", "0.003", "--dataset", "mnist-sample",
+                     "--set", "val_size=0", "--no-progress", "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["filters"] == [6, 12, 18] and saved["model"]["bias_init"] == "constant"
+    assert saved["train"]["epochs"] == 1 and saved["train"]["lr"] == 0.003
+    assert saved["model"]["kernels"] == [5, 4, 4]  # the rest is the seed preset's
+    config.write_text("[model]\nfilters = [6, 12]\n")
+    assert_clean_error(run_cli("train", "cnn", "--config", config, "--out", tmp_path / "bad"),
+                       "one entry per conv layer")

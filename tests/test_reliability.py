@@ -53,3 +53,49 @@ def test_torchrun_two_cpu_processes_match_one_process_with_the_same_global_batch
     for key in one["model"]:
         assert torch.allclose(one["model"][key], two["model"][key], atol=1e-5), key
     assert ddp.stdout.count("trained cnn/seed") == 1  # only rank 0 reports
+
+
+def test_resume_refuses_data_other_than_the_run_started_on(tiny_data, idx_dataset, tmp_path):
+    from mnistlab.errors import MnistlabError
+    from mnistlab.train.classifier import train_classifier
+
+    run = train_classifier("seed", tiny_data, epochs=1, out=str(tmp_path / "run"), progress=False)
+    config_before = (run.dir / "config.json").read_bytes()
+    with pytest.raises(MnistlabError, match=r"was trained on mnist-sample .*this data is idx:"):
+        train_classifier(resume=run.dir, dataset=idx_dataset, progress=False)
+    assert (run.dir / "config.json").read_bytes() == config_before
+
+
+def test_a_checkpoint_of_another_architecture_names_both_sides(gan_run, tmp_path):
+    from mnistlab.checkpoint import save_checkpoint
+    from mnistlab.errors import CheckpointError
+    from mnistlab.inference import load
+
+    state = load_checkpoint(gan_run.dir)
+    state["config"]["model"]["g_width"] = 32  # the weights stay those of g_width 128
+    save_checkpoint(tmp_path / "other.safetensors", "gan", {k: v for k, v in state.items() if k != "kind"})
+    with pytest.raises(CheckpointError, match=r"different architecture: the checkpoint \(gan/default, mnistlab .*\) "
+                                              r"has netG\.\S+ \(\d+.*the model this mnistlab .* has netG"):
+        load(tmp_path / "other.safetensors")
+
+
+def test_a_full_disk_while_checkpointing_is_one_clear_error_and_keeps_the_old_file(tmp_path):
+    import resource
+    import signal
+
+    from mnistlab.checkpoint import atomic_write_bytes
+    from mnistlab.errors import MnistlabError
+
+    target = tmp_path / "checkpoint.safetensors"
+    target.write_bytes(b"the previous good checkpoint")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(MnistlabError, match=r"cannot write .*checkpoint.safetensors: .*previous file is intact"):
+            atomic_write_bytes(target, b"x" * 100_000)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous_handler)
+    assert target.read_bytes() == b"the previous good checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.safetensors"]  # no half-written file left

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, save_checkpoint
+from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_weights, save_checkpoint
 from mnistlab.config import ClassifierConfig, TrainConfig, to_dict
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.errors import MnistlabError
@@ -130,7 +130,7 @@ def train_classifier(
     history: list[dict[str, Any]] = []
     start_epoch, start_step, done_losses = 0, 0, torch.empty(0)
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], run_dir, state)
         optimizer.load_state_dict(state["optimizer"])
         common.set_rng_state(state["rng"])
         start_epoch, start_step = state["epoch"], state["step_in_epoch"]

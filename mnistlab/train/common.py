@@ -57,8 +57,8 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":  # fp16 would need a GradScaler; GPUs without bf16 train in fp32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     if device.type == "cpu" and cpu_has_fast_bf16():
         return torch.bfloat16
     return None
@@ -217,6 +217,10 @@ def start_run(
         state = load_checkpoint(resume, kind=kind)
         remove_stale_temp_files(Path(resume))
         config = from_dict(kind, state["config"])
+        # Resume on the data the run started on, whatever `auto` finds now; a dataset named here is checked.
+        name = overrides.get("run.dataset") or (
+            state["dataset"]["name"] if config.run.dataset == "auto" else config.run.dataset)
+        config = with_overrides(config, {"run.dataset": name})
     else:
         config = with_overrides(preset(kind, config) if isinstance(config, str) else config, overrides)
     device = resolve_device(config.run.device)
@@ -228,6 +232,7 @@ def start_run(
     if dataset.notice:
         say(f"NOTE: {dataset.notice}")
     if resume is not None:
+        _check_same_data(resume, state["dataset"], dataset.provenance)
         run_dir = Path(resume)
         say(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
     elif world.is_main:
@@ -242,6 +247,16 @@ def start_run(
 
 # ----------------------------------------------------------------------------------------------
 # Run directories and provenance
+
+
+def _check_same_data(run: str | Path, trained_on: dict[str, Any], now: dict[str, Any]) -> None:
+    """A resumed run must see the files it started on, wherever they live now (compared by MD5)."""
+    if sorted(trained_on["files"].values()) != sorted(now["files"].values()):
+        def md5s(provenance: dict[str, Any]) -> str:
+            return ", ".join(f"{Path(p).name} md5 {md5[:8]}" for p, md5 in sorted(provenance["files"].items()))
+
+        raise MnistlabError(f"{run} was trained on {trained_on['name']} ({md5s(trained_on)}); this data is "
+                            f"{now['name']} ({md5s(now)}): resume it on the same files")
 
 
 def new_run_dir(kind: str, preset: str, out: str | None) -> Path:

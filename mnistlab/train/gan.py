@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from mnistlab import plots
-from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_bytes, save_checkpoint
+from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_bytes, load_weights, save_checkpoint
 from mnistlab.config import GANConfig, to_dict
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.errors import MnistlabError
@@ -136,7 +136,7 @@ def train_gan(
     history: list[dict[str, Any]] = []
     start_epoch, start_step, done_stats, elapsed = 0, 0, torch.empty(0, 4), 0.0
     if state is not None:
-        gan.load_state_dict(state["model"])
+        load_weights(gan, state["model"], run_dir, state)
         optD.load_state_dict(state["optimizer_d"])
         optG.load_state_dict(state["optimizer_g"])
         if ema is not None:
