@@ -99,3 +99,23 @@ def test_a_full_disk_while_checkpointing_is_one_clear_error_and_keeps_the_old_fi
         signal.signal(signal.SIGXFSZ, previous_handler)
     assert target.read_bytes() == b"the previous good checkpoint"
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.safetensors"]  # no half-written file left
+
+
+@pytest.mark.parametrize("signum, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_mid_training_checkpoints_says_how_to_resume_and_exits_128_plus_signal(
+        signum, status, idx_dataset, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "mnistlab", "train", "cnn", "--dataset", idx_dataset, "--epochs",
+                                "500", "--checkpoint-every", "2", "--no-progress", "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.safetensors").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(getattr(signal, signum))
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == status, stderr
+    assert f"--resume {out}" in stdout + stderr and "Traceback" not in stderr
+    assert load_checkpoint(out)["kind"] == "cnn"
