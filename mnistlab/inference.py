@@ -81,7 +81,11 @@ class Generator:
         return self.images(self.gan.noise(n, generator=g))
 
     def interpolate(self, seed_a: int, seed_b: int, steps: int = 8) -> np.ndarray:
-        """uint8 (steps, 28, 28): a straight walk through latent space from seed_a's digit to seed_b's."""
+        """uint8 (steps, 28, 28): a straight walk through latent space from seed_a's digit to seed_b's.
+
+        >>> load("runs/gan-default-...").interpolate(1, 2, steps=8).shape
+        (8, 28, 28)
+        """
         if steps < 2:
             raise MnistlabError(f"an interpolation needs at least 2 steps, got {steps}")
         za = self.gan.noise(1, generator=torch.Generator().manual_seed(seed_a))

@@ -56,11 +56,13 @@ class ClassifierRun:
         return plots.classifier_curves(self.metrics)
 
     def plot_confusion(self):
+        """The test confusion matrix as a matplotlib figure: `run.plot_confusion()` in a notebook cell."""
         from mnistlab import plots
 
         return plots.confusion_matrix(_load_report(self.dir))
 
     def plot_mistakes(self):
+        """Misclassified test digits titled true→predicted, as a matplotlib figure."""
         from mnistlab import plots
 
         return plots.mistakes_grid(self.dir / "mistakes.npz")
