@@ -81,7 +81,8 @@ def inject(kind: str, dataset: str, kills: int, seed: int, window: float, workdi
     rng = random.Random(seed)
     killed = corrupt = 0
     for _ in range(kills):
-        if not kill_once(kind, dataset, victim, rng, window or training_s / 3):
+        # A window of half the training time over the kills lets all of them land before the run can end.
+        if not kill_once(kind, dataset, victim, rng, window or training_s / (2 * kills)):
             break  # it finished before the kill came
         killed += 1
         if (victim / CHECKPOINT_NAME).exists():
@@ -116,7 +117,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill moments")
     parser.add_argument("--window", type=float, default=0.0,
                         help="kill within this many seconds of a (re)start's first checkpoint "
-                             "(default: a third of the reference run's training time)")
+                             "(default: the reference run's training time / (2 x kills))")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         dataset = tiny_idx_dataset(Path(tmp))
