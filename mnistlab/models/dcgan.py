@@ -21,6 +21,15 @@ Seed discriminator:
     dense 2, tanh                                       → 2 "logits" in [−1, 1]  (855,406 parameters)
 
 Leaky ReLU is tf.nn.leaky_relu (α = 0.2); kernels Glorot-uniform and biases zero, as tf.layers does.
+
+Default generator (width w = 128 in the preset; noise: 64 numbers from N(0, 1)):
+
+    dense w·7·7, batch norm, ReLU                       → w x 7 x 7
+    conv_transpose 4x4, w/2, stride 2, BN, ReLU         → w/2 x 14 x 14
+    conv_transpose 4x4, w/4, stride 2, BN, ReLU         → w/4 x 28 x 28
+    conv 3x3, 1, tanh                                   → 1 x 28 x 28
+
+Default discriminator (width v = 64): conv 4x4/2 v, leaky ReLU → conv 4x4/2 2v, BN, leaky ReLU → 1 logit.
 """
 
 from __future__ import annotations
