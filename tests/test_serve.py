@@ -14,6 +14,7 @@ import subprocess
 import sys
 import warnings
 import zlib
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -388,3 +389,25 @@ def test_the_cli_does_not_import_the_web_or_export_stacks():
             "    pass\nprint([m for m in ('fastapi', 'uvicorn', 'onnx', 'onnxruntime') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
+
+
+def test_digits_drawn_with_strokes_are_read_right_by_a_well_trained_cnn():
+    def canvas():
+        image = Image.new("L", (200, 200), 255)  # dark ink on white, as a person draws
+        return image, ImageDraw.Draw(image)
+
+    def strokes(*lines):
+        image, draw = canvas()
+        for line in lines:
+            draw.line(line, fill=0, width=17)
+        return image
+
+    zero, draw = canvas()
+    draw.ellipse([55, 25, 145, 175], outline=0, width=18)
+    drawn = {0: zero, 1: strokes([(110, 30), (95, 170)]), 4: strokes([(60, 30), (45, 110), (150, 110)],
+                                                                   [(125, 40), (120, 175)]),
+             7: strokes([(50, 35), (150, 35)], [(150, 35), (85, 175)])}
+    evaluator = Path(__file__).resolve().parents[1] / "mnistlab" / "assets" / "evaluator-v1.safetensors"
+    with TestClient(create_app(evaluator, None)) as client:  # the shipped `best` CNN, 0.99 on real digits
+        for digit, image in drawn.items():
+            assert predict_png(client, png(image)).json()["digit"] == digit
