@@ -139,18 +139,19 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], path
     import mnistlab
 
     expected = module.state_dict()
-    for name in sorted(set(expected) | set(weights)):
-        theirs, ours = weights.get(name), expected.get(name)
-        if theirs is None or ours is None or theirs.shape != ours.shape:
-            def shape(t: torch.Tensor | None) -> str:
-                return "no such tensor" if t is None else f"{name} {tuple(t.shape)}"
-
-            saved_by = state.get("environment", {}).get("mnistlab_version", "?")
-            raise CheckpointError(
-                f"{path} holds a different architecture: the checkpoint ({state['kind']}/{state['config']['preset']}, "
-                f"mnistlab {saved_by}) has {shape(theirs)}, the model this mnistlab {mnistlab.__version__} builds "
-                f"from its config has {shape(ours)}")
+    differs = [n for n in sorted(set(expected) | set(weights))
+               if n not in weights or n not in expected or weights[n].shape != expected[n].shape]
+    if differs:
+        name, saved_by = differs[0], state.get("environment", {}).get("mnistlab_version", "?")
+        raise CheckpointError(
+            f"{path} holds a different architecture: the checkpoint ({state['kind']}/{state['config']['preset']}, "
+            f"mnistlab {saved_by}) has {_described(name, weights)}, the model this mnistlab {mnistlab.__version__} "
+            f"builds from its config has {_described(name, expected)}")
     module.load_state_dict(weights)
+
+
+def _described(name: str, tensors: dict[str, torch.Tensor]) -> str:
+    return f"{name} {tuple(tensors[name].shape)}" if name in tensors else "no such tensor"
 
 
 def check_writable(directory: str | Path, need_bytes: int = 50 * 2**20) -> Path:

@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 # Parser
 
 
+def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose `-h` description is its one-line summary."""
+    return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mnistlab", description="Deep learning on MNIST-style digits: train, evaluate, predict, generate, serve.",
@@ -57,12 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="list or download datasets", description="List or download datasets.")
     data_commands = data.add_subparsers(title="data commands", metavar="ACTION")
-    p = data_commands.add_parser("list", help="datasets available locally, their sizes and where they are",
-                                 description="Datasets available locally, their sizes and where they are.")
+    p = _command(data_commands, "list", "datasets available locally, their sizes and where they are")
     p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
     p.set_defaults(handler=cmd_data_list)
-    p = data_commands.add_parser("download", help="download a dataset and check its MD5s",
-                                 description="Download a dataset and check its MD5s.")
+    p = _command(data_commands, "download", "download a dataset and check its MD5s")
     p.add_argument("name", choices=["mnist", "fashion-mnist"])
     p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
     p.set_defaults(handler=cmd_data_download)
@@ -89,12 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="measure a trained model", description="Measure a trained model.")
     eval_kinds = evaluate.add_subparsers(title="what to evaluate", metavar="KIND")
-    p = eval_kinds.add_parser("cnn", help="accuracy, per-class accuracy, confusion matrix on a test split",
-                              description="Accuracy, per-class accuracy, confusion matrix on a test split.")
+    p = _command(eval_kinds, "cnn", "accuracy, per-class accuracy, confusion matrix on a test split")
     _add_checkpoint_options(p, dataset_help="test on this dataset instead of the one the run was trained on")
     p.set_defaults(handler=cmd_evaluate_cnn)
-    p = eval_kinds.add_parser("gan", help="FCD, Inception Score and mode coverage of generated digits",
-                              description="FCD, Inception Score and mode coverage of generated digits.")
+    p = _command(eval_kinds, "gan", "FCD, Inception Score and mode coverage of generated digits")
     p.add_argument("--classifier", metavar="CNN_RUN",
                    help="CNN run used as the feature extractor (default: the evaluator shipped with mnistlab)")
     p.add_argument("-n", type=int, default=10000, help="number of generated samples (default: 10000)")
@@ -123,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead, a strip of n steps walking the latent space between two random points")
     p.set_defaults(handler=cmd_generate)
 
-    p = commands.add_parser("serve", help="web app: draw a digit and watch it read; watch the generator draw",
-                            description="Web app: draw a digit and watch it read; watch the generator draw.")
+    p = _command(commands, "serve", "web app: draw a digit and watch it read; watch the generator draw")
     p.add_argument("--cnn", metavar="RUN_OR_CHECKPOINT", help="classifier (default: newest CNN run under runs/)")
     p.add_argument("--gan", metavar="RUN_OR_CHECKPOINT", help="generator (default: newest GAN run under runs/)")
     p.add_argument("--runs-dir", default="runs", help="where to look for the newest runs (default: runs)")
@@ -132,8 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.set_defaults(handler=cmd_serve)
 
-    p = commands.add_parser("export", help="export a CNN or a GAN generator to ONNX, verified with onnxruntime",
-                            description="Export a CNN or a GAN generator to ONNX, verified with onnxruntime.")
+    p = _command(commands, "export", "export a CNN or a GAN generator to ONNX, verified with onnxruntime")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--onnx", required=True, metavar="FILE.onnx", help="where to write the ONNX model")
     p.set_defaults(handler=cmd_export)

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import warnings
 import zlib
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from mnistlab.errors import MnistlabError
+from mnistlab.evaluate import EVALUATOR
 from mnistlab.inference import load
 from mnistlab.preprocess import MAX_PIXELS, to_mnist
 
@@ -392,22 +392,17 @@ def test_the_cli_does_not_import_the_web_or_export_stacks():
 
 
 def test_digits_drawn_with_strokes_are_read_right_by_a_well_trained_cnn():
-    def canvas():
-        image = Image.new("L", (200, 200), 255)  # dark ink on white, as a person draws
-        return image, ImageDraw.Draw(image)
-
     def strokes(*lines):
-        image, draw = canvas()
+        image = Image.new("L", (200, 200), 255)  # dark ink on white, as a person draws
+        draw = ImageDraw.Draw(image)
         for line in lines:
             draw.line(line, fill=0, width=17)
         return image
 
-    zero, draw = canvas()
-    draw.ellipse([55, 25, 145, 175], outline=0, width=18)
-    drawn = {0: zero, 1: strokes([(110, 30), (95, 170)]), 4: strokes([(60, 30), (45, 110), (150, 110)],
-                                                                   [(125, 40), (120, 175)]),
+    zero = strokes()
+    ImageDraw.Draw(zero).ellipse([55, 25, 145, 175], outline=0, width=18)
+    drawn = {0: zero, 1: drawn_one(), 4: strokes([(60, 30), (45, 110), (150, 110)], [(125, 40), (120, 175)]),
              7: strokes([(50, 35), (150, 35)], [(150, 35), (85, 175)])}
-    evaluator = Path(__file__).resolve().parents[1] / "mnistlab" / "assets" / "evaluator-v1.safetensors"
-    with TestClient(create_app(evaluator, None)) as client:  # the shipped `best` CNN, 0.99 on real digits
+    with TestClient(create_app(EVALUATOR, None)) as client:  # the shipped `best` CNN, 0.99 on real digits
         for digit, image in drawn.items():
             assert predict_png(client, png(image)).json()["digit"] == digit

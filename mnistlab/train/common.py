@@ -252,11 +252,12 @@ def start_run(
 def _check_same_data(run: str | Path, trained_on: dict[str, Any], now: dict[str, Any]) -> None:
     """A resumed run must see the files it started on, wherever they live now (compared by MD5)."""
     if sorted(trained_on["files"].values()) != sorted(now["files"].values()):
-        def md5s(provenance: dict[str, Any]) -> str:
-            return ", ".join(f"{Path(p).name} md5 {md5[:8]}" for p, md5 in sorted(provenance["files"].items()))
+        raise MnistlabError(f"{run} was trained on {trained_on['name']} ({_md5s(trained_on)}); this data is "
+                            f"{now['name']} ({_md5s(now)}): resume it on the same files")
 
-        raise MnistlabError(f"{run} was trained on {trained_on['name']} ({md5s(trained_on)}); this data is "
-                            f"{now['name']} ({md5s(now)}): resume it on the same files")
+
+def _md5s(provenance: dict[str, Any]) -> str:
+    return ", ".join(f"{Path(p).name} md5 {md5[:8]}" for p, md5 in sorted(provenance["files"].items()))
 
 
 def new_run_dir(kind: str, preset: str, out: str | None) -> Path:

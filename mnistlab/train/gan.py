@@ -8,10 +8,11 @@ Two update orders:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -170,102 +171,97 @@ def train_gan(
             })
 
     board = common.TensorBoard(run_dir, config.run.tensorboard and world.is_main)
-    try:
-        with common.stop_on_signals() as stop:
-            epoch = start_epoch
-            while epoch < max_epochs and not (tc.time_budget and elapsed >= tc.time_budget):
-                gan.train()
-                epoch_t0 = counted_to = time.perf_counter()  # `elapsed` holds the time up to counted_to
-                order = common.epoch_order(len(train_x), config.run.seed, epoch, device)
-                stats = torch.zeros(steps_per_epoch, 4, device=device)  # loss_D, loss_G, D(x), D(G(z)) per step
-                first = start_step if epoch == start_epoch else 0
-                if first:
-                    stats[:first] = done_stats.to(device)
-                bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, unit="step",
-                           disable=not (progress and world.is_main))
-                for step in bar:
-                    idx = world.shard(order[step * batch : (step + 1) * batch])
-                    real = (train_x[idx].unsqueeze(1).float() * scale + shift).contiguous(memory_format=memory_format)
-                    z = gan.noise(len(idx), device=device)
+    with common.stop_on_signals() as stop, _drawn_when_done(run_dir, history, world.is_main):
+        epoch = start_epoch
+        while epoch < max_epochs and not (tc.time_budget and elapsed >= tc.time_budget):
+            gan.train()
+            epoch_t0 = counted_to = time.perf_counter()  # `elapsed` holds the time up to counted_to
+            order = common.epoch_order(len(train_x), config.run.seed, epoch, device)
+            stats = torch.zeros(steps_per_epoch, 4, device=device)  # loss_D, loss_G, D(x), D(G(z)) per step
+            first = start_step if epoch == start_epoch else 0
+            if first:
+                stats[:first] = done_stats.to(device)
+            bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, unit="step",
+                       disable=not (progress and world.is_main))
+            for step in bar:
+                idx = world.shard(order[step * batch : (step + 1) * batch])
+                real = (train_x[idx].unsqueeze(1).float() * scale + shift).contiguous(memory_format=memory_format)
+                z = gan.noise(len(idx), device=device)
 
-                    if tc.simultaneous:
-                        # (1)+(2) The seed's single sess.run: D minimises CE(D([x; G(z)]), [real; fake]) while G
-                        # minimises CE(D(G(z)), real), both gradients taken from this one forward pass.
-                        optD.zero_grad(set_to_none=True)
-                        optG.zero_grad(set_to_none=True)
-                        with common.autocast(device, dtype):
-                            fake = netG(z)
-                            out = netD(view(torch.cat([real, fake])))
-                        out_real, out_fake = out[: len(real)], out[len(real):]
-                        loss_D = (gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)) / 2
-                        loss_G = gan_loss(out_fake, 1.0, tc.loss)
-                        loss_D.backward(inputs=list(netD.parameters()), retain_graph=True)
-                        loss_G.backward(inputs=list(netG.parameters()))
-                        common.average_gradients(netD, world)
-                        common.average_gradients(netG, world)
-                        optD.step()
-                        optG.step()
-                        if ema is not None:
-                            ema.update_parameters(netG)
-                    else:
-                        # (1) Update D: maximise log D(x) + log(1 − D(G(z)))
-                        optD.zero_grad(set_to_none=True)
-                        with common.autocast(device, dtype):
-                            fake = netG(z)
-                            out_real = netD(view(real))
-                            out_fake = netD(view(fake.detach()))
-                        loss_D = gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)
-                        loss_D.backward()
-                        common.average_gradients(netD, world)
-                        optD.step()
-                        # (2) Update G: maximise log D(G(z)), against the discriminator just updated
-                        optG.zero_grad(set_to_none=True)
-                        with common.autocast(device, dtype):
-                            out_gen = netD(view(fake))
-                        loss_G = gan_loss(out_gen, 1.0, tc.loss)
-                        loss_G.backward(inputs=list(netG.parameters()))
-                        common.average_gradients(netG, world)
-                        optG.step()
-                        if ema is not None:
-                            ema.update_parameters(netG)
-
-                    stats[step] = torch.stack([loss_D.detach(), loss_G.detach(), prob_real(out_real, tc.loss),
-                                               prob_real(out_fake, tc.loss)])
-                    if stop or (config.run.checkpoint_every and (step + 1) % config.run.checkpoint_every == 0):
-                        common.check_finite(stats[: step + 1, :2], epoch * steps_per_epoch, "GAN loss")
-                        now = time.perf_counter()
-                        elapsed, counted_to = elapsed + now - counted_to, now
-                        checkpoint(epoch, step + 1, stats[: step + 1])
-                        if stop:
-                            raise Interrupted("gan", run_dir, stop["signal"])
-                common.check_finite(stats[:, :2], epoch * steps_per_epoch, "GAN loss")
-                now = time.perf_counter()
-                train_time, elapsed = now - epoch_t0, elapsed + now - counted_to
-                epoch += 1
-
-                means = world.sum(stats.mean(0)) / world.world
-                metrics = {
-                    "epoch": epoch, "loss_d": means[0].item(), "loss_g": means[1].item(), "d_x": means[2].item(),
-                    "d_g_z": means[3].item(), "time_s": round(train_time, 3), "elapsed_s": round(elapsed, 3),
-                    "images_per_s": round((steps_per_epoch - first) * batch / train_time, 1),
-                }
-                if world.is_main:
-                    grid = _sample_grid(sampler, fixed_noise, tc.real_range, run_dir, epoch)
-                    if judge is not None and (epoch % tc.eval_every == 0 or _last_epoch(tc, epoch, elapsed)):
-                        metrics.update(_quality(sampler, gan, judge, tc, config.run.seed + epoch, device))
-                    history.append(metrics)
-                    checkpoint(epoch, 0, torch.empty(0, 4))
-                    start.metrics_line(history)
-                    board.log(metrics, grid)
+                if tc.simultaneous:
+                    # (1)+(2) The seed's single sess.run: D minimises CE(D([x; G(z)]), [real; fake]) while G
+                    # minimises CE(D(G(z)), real), both gradients taken from this one forward pass.
+                    optD.zero_grad(set_to_none=True)
+                    optG.zero_grad(set_to_none=True)
+                    with common.autocast(device, dtype):
+                        fake = netG(z)
+                        out = netD(view(torch.cat([real, fake])))
+                    out_real, out_fake = out[: len(real)], out[len(real):]
+                    loss_D = (gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)) / 2
+                    loss_G = gan_loss(out_fake, 1.0, tc.loss)
+                    loss_D.backward(inputs=list(netD.parameters()), retain_graph=True)
+                    loss_G.backward(inputs=list(netG.parameters()))
+                    common.average_gradients(netD, world)
+                    common.average_gradients(netG, world)
+                    optD.step()
+                    optG.step()
+                    if ema is not None:
+                        ema.update_parameters(netG)
                 else:
-                    history.append(metrics)
-                say(_epoch_line(metrics))
-                if callback is not None:
-                    callback(metrics)
-    finally:  # however training ends, draw what it has so far
-        if world.is_main and history:
-            plots.save(plots.gan_curves(history), run_dir / "curves.png")
-            plots.save_gif(_read_grids(run_dir, len(history)), run_dir / "progress.gif")
+                    # (1) Update D: maximise log D(x) + log(1 − D(G(z)))
+                    optD.zero_grad(set_to_none=True)
+                    with common.autocast(device, dtype):
+                        fake = netG(z)
+                        out_real = netD(view(real))
+                        out_fake = netD(view(fake.detach()))
+                    loss_D = gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)
+                    loss_D.backward()
+                    common.average_gradients(netD, world)
+                    optD.step()
+                    # (2) Update G: maximise log D(G(z)), against the discriminator just updated
+                    optG.zero_grad(set_to_none=True)
+                    with common.autocast(device, dtype):
+                        out_gen = netD(view(fake))
+                    loss_G = gan_loss(out_gen, 1.0, tc.loss)
+                    loss_G.backward(inputs=list(netG.parameters()))
+                    common.average_gradients(netG, world)
+                    optG.step()
+                    if ema is not None:
+                        ema.update_parameters(netG)
+
+                stats[step] = torch.stack([loss_D.detach(), loss_G.detach(), prob_real(out_real, tc.loss),
+                                           prob_real(out_fake, tc.loss)])
+                if stop or (config.run.checkpoint_every and (step + 1) % config.run.checkpoint_every == 0):
+                    common.check_finite(stats[: step + 1, :2], epoch * steps_per_epoch, "GAN loss")
+                    now = time.perf_counter()
+                    elapsed, counted_to = elapsed + now - counted_to, now
+                    checkpoint(epoch, step + 1, stats[: step + 1])
+                    if stop:
+                        raise Interrupted("gan", run_dir, stop["signal"])
+            common.check_finite(stats[:, :2], epoch * steps_per_epoch, "GAN loss")
+            now = time.perf_counter()
+            train_time, elapsed = now - epoch_t0, elapsed + now - counted_to
+            epoch += 1
+
+            means = world.sum(stats.mean(0)) / world.world
+            metrics = {
+                "epoch": epoch, "loss_d": means[0].item(), "loss_g": means[1].item(), "d_x": means[2].item(),
+                "d_g_z": means[3].item(), "time_s": round(train_time, 3), "elapsed_s": round(elapsed, 3),
+                "images_per_s": round((steps_per_epoch - first) * batch / train_time, 1),
+            }
+            if world.is_main:
+                grid = _sample_grid(sampler, fixed_noise, tc.real_range, run_dir, epoch)
+                if judge is not None and (epoch % tc.eval_every == 0 or _last_epoch(tc, epoch, elapsed)):
+                    metrics.update(_quality(sampler, gan, judge, tc, config.run.seed + epoch, device))
+                history.append(metrics)
+                checkpoint(epoch, 0, torch.empty(0, 4))
+                start.metrics_line(history)
+                board.log(metrics, grid)
+            else:
+                history.append(metrics)
+            say(_epoch_line(metrics))
+            if callback is not None:
+                callback(metrics)
     common.finish_distributed(world)
     return GANRun(run_dir, config, gan, history, dataset.name)
 
@@ -289,15 +285,23 @@ def _sample_grid(netG: torch.nn.Module, fixed_noise: torch.Tensor, real_range: s
     return grid
 
 
-def _read_grids(run_dir: Path, epochs: int) -> list[Any]:
-    """The fixed-noise sample grids of every epoch so far: the frames of progress.gif."""
+@contextlib.contextmanager
+def _drawn_when_done(run_dir: Path, history: list[dict[str, Any]], is_main: bool) -> Iterator[None]:
+    """However training ends, draw curves.png and progress.gif (every epoch's sample grid) from what it has."""
+    try:
+        yield
+    finally:
+        if is_main and history:
+            plots.save(plots.gan_curves(history), run_dir / "curves.png")
+            plots.save_gif([_open_copy(run_dir / "samples" / f"epoch_{e:03d}.png") for e in range(1, len(history) + 1)],
+                           run_dir / "progress.gif")
+
+
+def _open_copy(path: Path):
     from PIL import Image
 
-    grids = []
-    for e in range(1, epochs + 1):
-        with Image.open(run_dir / "samples" / f"epoch_{e:03d}.png") as image:
-            grids.append(image.copy())
-    return grids
+    with Image.open(path) as image:
+        return image.copy()
 
 
 def _quality(netG: torch.nn.Module, gan: DCGAN, judge, tc, seed: int, device: torch.device) -> dict[str, Any]:
