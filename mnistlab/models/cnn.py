@@ -32,7 +32,7 @@ class CNN(nn.Module):
         channels, size = 1, IMAGE_SIZE
         for filters, kernel, stride, dilation in zip(config.filters, config.kernels, config.strides, config.dilations):
             conv, size = same_conv2d(channels, filters, kernel, stride, size, dilation, bias=not config.batch_norm)
-            layers += [conv, nn.BatchNorm2d(filters) if config.batch_norm else nn.Identity(), nn.ReLU()]
+            layers += [conv, nn.BatchNorm2d(filters) if config.batch_norm else nn.Identity(), nn.ReLU(inplace=True)]
             channels = filters
         self.features = nn.Sequential(*layers)  # → channels x size x size
         self.flatten = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if config.global_pool else nn.Flatten()

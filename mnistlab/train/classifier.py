@@ -125,15 +125,13 @@ def train_classifier(
 
     train_x, train_y = dataset.train.images.to(device), dataset.train.labels.to(device)
     model = CNN(config.model).to(device, memory_format=memory_format)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.train.lr, betas=(0.9, 0.999), eps=1e-8,
-        weight_decay=config.train.weight_decay, foreach=True,
-    )
+    optimizer = common.adam(model.parameters(), device, lr=config.train.lr, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=config.train.weight_decay)
     history: list[dict[str, Any]] = []
     start_epoch, start_step, done_losses = 0, 0, torch.empty(0)
     if state is not None:
         load_weights(model, state["model"], run_dir, state)
-        optimizer.load_state_dict(state["optimizer"])
+        common.load_optimizer(optimizer, state["optimizer"])
         common.set_rng_state(state["rng"])
         start_epoch, start_step = state["epoch"], state["step_in_epoch"]
         history, done_losses = state["metrics"], state["epoch_losses"]

@@ -128,8 +128,9 @@ def train_gan(
     train_x = dataset.train.images.to(device)
     gan = DCGAN(config.model).to(device, memory_format=memory_format)
     netG, netD = gan.netG, gan.netD
-    optD = torch.optim.Adam(netD.parameters(), lr=tc.lr_d, betas=(tc.beta1_d, 0.999), eps=1e-8, foreach=True)
-    optG = torch.optim.Adam(netG.parameters(), lr=tc.lr_g, betas=(tc.beta1_g, 0.999), eps=1e-8, foreach=True)
+    # weight_decay=0: plain Adam, as the seed (AdamW's fused kernel serves both)
+    optD = common.adam(netD.parameters(), device, lr=tc.lr_d, betas=(tc.beta1_d, 0.999), eps=1e-8, weight_decay=0.0)
+    optG = common.adam(netG.parameters(), device, lr=tc.lr_g, betas=(tc.beta1_g, 0.999), eps=1e-8, weight_decay=0.0)
     # An exponential moving average of G's weights draws smoother, better digits than G's latest step.
     ema = AveragedModel(netG, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True) if tc.ema else None
     sampler = ema.module if ema else netG
@@ -138,8 +139,8 @@ def train_gan(
     start_epoch, start_step, done_stats, elapsed = 0, 0, torch.empty(0, 4), 0.0
     if state is not None:
         load_weights(gan, state["model"], run_dir, state)
-        optD.load_state_dict(state["optimizer_d"])
-        optG.load_state_dict(state["optimizer_g"])
+        common.load_optimizer(optD, state["optimizer_d"])
+        common.load_optimizer(optG, state["optimizer_g"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
         common.set_rng_state(state["rng"])
