@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", metavar="FILE", help="FILE.png (a grid) or FILE.npy (an array)")
     target.add_argument("--out-dir", metavar="DIR", help="one PNG per digit")
+    p.add_argument("--digit", type=int, metavar="D",
+                   help="draw only this digit, 0-9 (a conditional GAN such as the default preset's)")
     p.add_argument("--interpolate", action="store_true",
                    help="instead, a strip of n steps walking the latent space between two random points")
     p.set_defaults(handler=cmd_generate)
@@ -263,6 +265,8 @@ def cmd_evaluate_gan(args: argparse.Namespace) -> None:
     print(f"class entropy {report['class_entropy']:.3f} of ln 10 = 2.303;  confident (p >= 0.9) "
           f"{report['confident_fraction']:.3f}")
     print("predicted digits: " + "  ".join(f"{d}:{c}" for d, c in enumerate(report["class_histogram"])))
+    if "asked_digit_accuracy" in report:
+        print(f"conditional: the digit read is the digit asked for in {report['asked_digit_accuracy']:.3f} of samples")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -284,7 +288,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from mnistlab.generate import write_samples
 
     for path in write_samples(args.checkpoint, n=args.n, seed=args.seed, out=args.out, out_dir=args.out_dir,
-                              interpolate=args.interpolate):
+                              interpolate=args.interpolate, digit=args.digit):
         print(path)
 
 

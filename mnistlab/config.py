@@ -89,9 +89,12 @@ class DCGANConfig:
     d_dropout: float = 0.0  # dropout after each discriminator conv (default arch only)
     d_hidden: int = 0  # width of a hidden dense layer before D's logit; 0 = none (default arch only)
     init: str = "glorot"  # "glorot" (TF layers' default, the seed) or "dcgan" (N(0, 0.02), the DCGAN paper)
+    conditional: bool = False  # latent = noise ⊕ one-hot digit; D judges (image, digit) by projection (default arch)
 
     def __post_init__(self) -> None:
         _choice("arch", self.arch, ("seed", "default"))
+        if self.conditional and self.arch == "seed":
+            raise MnistlabError("conditional needs arch = default: the seed's networks take no digit")
         _choice("noise", self.noise, ("uniform", "normal"))
         _choice("init", self.init, ("glorot", "dcgan"))
         _choice("d_norm", self.d_norm, ("batch", "spectral", "none"))
@@ -198,7 +201,8 @@ GAN_PRESETS: dict[str, GANConfig] = {
     # Ours: reliable and fast on a CPU.
     "default": GANConfig(
         "default",
-        model=DCGANConfig(arch="default", nz=64, noise="normal", g_width=128, d_width=64, init="dcgan"),
+        model=DCGANConfig(arch="default", nz=64, noise="normal", g_width=128, d_width=64, init="dcgan",
+                          conditional=True),
         train=GANTrainConfig(
             epochs=30, batch_size=64, lr_d=2e-4, beta1_d=0.5, lr_g=2e-4, beta1_g=0.5, loss="bce",
             simultaneous=False, real_range="-1,1", label_smoothing=0.1, eval_every=5,

@@ -100,10 +100,15 @@ class QualityJudge:
     n_floor: int  # training images behind the floor
     inception_score_real: float  # the real test set's Inception Score
 
-    def __call__(self, images: np.ndarray) -> dict[str, Any]:
+    def __call__(self, images: np.ndarray, asked: torch.Tensor | None = None) -> dict[str, Any]:
+        """Quality of uint8 (N, 28, 28) digits; with `asked` (the digits a conditional generator was asked
+        for), also the share the classifier reads as the digit asked for."""
         logits, features = classify(self.classifier.model, torch.from_numpy(images), self.classifier.device,
                                     self.classifier.dtype)
-        return sample_quality(logits, features, self.reference)
+        report = sample_quality(logits, features, self.reference)
+        if asked is not None:
+            report["asked_digit_accuracy"] = (logits.argmax(1) == asked.cpu()).float().mean().item()
+        return report
 
 
 def quality_judge(
@@ -137,7 +142,8 @@ def evaluate_gan(
     run_or_checkpoint: str | Path, classifier: str | Path | None = None, n: int = 10000, dataset: str | None = None,
     data_root: str | None = None, seed: int = 0, device: str = "auto",
 ) -> dict[str, Any]:
-    """FCD (with its real-data floor), Inception Score and mode coverage of `n` generated digits.
+    """FCD (with its real-data floor), Inception Score and mode coverage of `n` generated digits; for a
+    conditional GAN (digits drawn uniformly) also how often the digit drawn is the digit asked for.
 
     >>> r = evaluate_gan("runs/gan-default-...", n=10000)
     >>> r["fcd"], r["fcd_real_floor"], r["class_entropy"]
@@ -151,7 +157,8 @@ def evaluate_gan(
     generator = load(run_or_checkpoint, device=device, kind="gan")
     data = load_dataset(dataset or generator.dataset, data_root, val_size=0, splits=("train", "test"))
     judge = quality_judge(data, classifier, n_floor=n, device=device)
-    report = judge(generator.generate(n, seed=seed))
+    latent = generator.gan.noise(n, generator=torch.Generator().manual_seed(seed))  # as generate(n, seed)
+    report = judge(generator.images(latent), asked=generator.gan.digits(latent))
     report.update(
         fcd_real_floor=judge.floor, n_real_floor=judge.n_floor, inception_score_real=judge.inception_score_real,
         feature_extractor=judge.name, feature_dim=judge.reference.mean.shape[0], dataset=data.name,

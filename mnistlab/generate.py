@@ -15,15 +15,17 @@ from mnistlab.plots import grid_image, png_bytes
 
 def write_samples(
     run_or_checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None,
-    out_dir: str | Path | None = None, interpolate: bool = False,
+    out_dir: str | Path | None = None, interpolate: bool = False, digit: int | None = None,
 ) -> list[Path]:
     """Draw `n` digits (or, with `interpolate`, an `n`-step walk between two random points) and write them.
 
     `out` ending in .png: one grid (a strip for a walk); .npy: uint8 (n, 28, 28), 0 = background, 255 = ink.
-    `out_dir`: one PNG per digit. Returns the paths written.
+    `out_dir`: one PNG per digit. `digit`: only that digit (a conditional GAN). Returns the paths written.
     """
     if n < 1 or (interpolate and n < 2):
         raise MnistlabError(f"-n must be at least {2 if interpolate else 1}, got {n}")
+    if interpolate and digit is not None:
+        raise MnistlabError("--digit and --interpolate do not combine: a walk goes from one digit to another")
     if (out is None) == (out_dir is None):
         raise MnistlabError("give exactly one of --out FILE and --out-dir DIR")
     if out is not None and Path(out).suffix.lower() not in (".png", ".npy"):
@@ -31,7 +33,7 @@ def write_samples(
     target = Path(out_dir) if out_dir is not None else Path(out).parent
     check_writable(target, need_bytes=n * 2048)  # before the work, so a bad path fails fast
     generator = load(run_or_checkpoint, kind="gan")
-    images = generator.interpolate(seed, seed + 1, n) if interpolate else generator.generate(n, seed)
+    images = generator.interpolate(seed, seed + 1, n) if interpolate else generator.generate(n, seed, digit)
 
     if out_dir is not None:
         paths = [Path(out_dir) / f"digit_{i:04d}.png" for i in range(n)]

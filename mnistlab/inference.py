@@ -64,21 +64,35 @@ class Generator:
 
     @torch.no_grad()
     def images(self, z: torch.Tensor) -> np.ndarray:
-        """Noise (N, nz) → uint8 (N, 28, 28), 0 = background, 255 = ink."""
+        """Latent vectors (N, latent_dim) → uint8 (N, 28, 28), 0 = background, 255 = ink."""
         self.gan.eval()
         x = self.gan(z.to(self.device)).float().cpu()[:, 0]
         return to_uint8(x, self.real_range)
 
-    def generate(self, n: int, seed: int | None = None) -> np.ndarray:
+    @property
+    def conditional(self) -> bool:
+        """Whether you can ask for a digit: `generate(n, digit=7)`."""
+        return self.gan.config.conditional
+
+    def generate(self, n: int, seed: int | None = None, digit: int | None = None) -> np.ndarray:
         """`n` new digits as uint8 (n, 28, 28); the same seed gives the same digits.
+        A conditional generator draws `digit` (0–9) when given, else digits drawn uniformly.
 
         >>> load("runs/gan-default-...").generate(16, seed=1).shape
         (16, 28, 28)
         """
         if n < 1:
             raise MnistlabError(f"the number of images must be at least 1, got {n}")
+        digits = None
+        if digit is not None:
+            if not self.conditional:
+                raise MnistlabError("this generator was trained unconditional: it cannot be asked for a digit "
+                                    "(train with --set conditional=true, as the default preset does)")
+            if not 0 <= digit <= 9:
+                raise MnistlabError(f"the digit must be 0..9, got {digit}")
+            digits = torch.full((n,), digit)
         g = torch.Generator().manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
-        return self.images(self.gan.noise(n, generator=g))
+        return self.images(self.gan.noise(n, generator=g, digits=digits))
 
     def interpolate(self, seed_a: int, seed_b: int, steps: int = 8) -> np.ndarray:
         """uint8 (steps, 28, 28): a straight walk through latent space from seed_a's digit to seed_b's.

@@ -66,9 +66,10 @@ def test_build_cnn_and_build_dcgan_shapes():
     assert mnistlab.build_cnn("best")(x).shape == (2, 10)
     for name in ("seed", "default"):
         gan = mnistlab.build_dcgan(name)
-        images = gan(gan.noise(3))
+        z = gan.noise(3)
+        images = gan(z)
         assert images.shape == (3, 1, 28, 28) and images.abs().max() <= 1
-        assert gan.netD(images).shape[0] == 3
+        assert gan.discriminate(images, gan.digits(z)).shape[0] == 3
     with pytest.raises(MnistlabError):
         mnistlab.build_cnn("seed", filters=(4, 8))  # one entry per conv layer
 

@@ -4,6 +4,7 @@ Draws a digit with mouse strokes and checks that what the page shows is what the
 sent; uploads a real digit; generates; walks the latent space from the keyboard.
 """
 
+import io
 import json
 import socket
 import threading
@@ -133,6 +134,18 @@ def test_draw_upload_generate_and_walk(page, base_url, cnn_run, tiny_data, tmp_p
     page.wait_for_function("first => (g => g.src !== first && g.complete && g.naturalWidth > 0)"
                            "(document.querySelector('#grid'))", arg=first)
     assert page.eval_on_selector("#grid", "g => [g.naturalWidth, g.naturalHeight]") == [122, 122]
+
+    # Ask for sevens: choosing the digit redraws the grid, and it is the API's grid of sevens from seed 5.
+    first = page.get_attribute("#grid", "src")
+    page.select_option("#digit", "7")
+    page.wait_for_function("first => (g => g.src !== first && g.complete && g.naturalWidth > 0)"
+                           "(document.querySelector('#grid'))", arg=first)
+    shown = page.evaluate("""() => { const g = document.querySelector('#grid'), c = document.createElement('canvas');
+        c.width = g.naturalWidth; c.height = g.naturalHeight; const x = c.getContext('2d'); x.drawImage(g, 0, 0);
+        return Array.from(x.getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 4 === 0)); }""")
+    sevens = Image.open(io.BytesIO(httpx.get(f"{base_url}/api/generate?n=16&seed=5&digit=7").content))
+    np.testing.assert_array_equal(np.reshape(shown, (122, 122)), np.asarray(sevens.convert("L")))
+    assert "7s" in page.get_attribute("#grid", "alt")
 
     # Walk to the end of the latent path with the keyboard: the frame is seed 2's digit (the form's default).
     page.focus("#walk")

@@ -10,12 +10,15 @@ import os
 import pickle
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mnistlab.cli import main
+from mnistlab.data.datasets import Split
 from mnistlab.evaluate import classify
 
 
@@ -103,6 +106,32 @@ def test_generate_writes_png_grid_npy_array_one_png_per_digit_and_a_walk(gan_run
                                                                       "digit_0002.png"]
     assert main(["generate", str(gan_run.dir), "-n", "8", "--interpolate", "--out", str(tmp_path / "walk.png")]) == 0
     assert Image.open(tmp_path / "walk.png").size == (2 * (8 * 30 + 2), 2 * 32)
+
+
+def test_generate_digit_asks_a_conditional_generator_for_that_digit(gan_run, tmp_path):
+    from mnistlab.inference import load
+
+    assert main(["generate", str(gan_run.dir), "-n", "6", "--seed", "4", "--digit", "7",
+                 "--out", str(tmp_path / "sevens.npy")]) == 0
+    generator = load(gan_run.dir)
+    latent = generator.gan.noise(6, generator=torch.Generator().manual_seed(4), digits=torch.full((6,), 7))
+    assert np.array_equal(np.load(tmp_path / "sevens.npy"), generator.images(latent))
+    assert not np.array_equal(np.load(tmp_path / "sevens.npy"), generator.generate(6, seed=4, digit=1))
+    assert_clean_error(run_cli("generate", gan_run.dir, "--digit", "10", "--out", tmp_path / "x.png"), "0..9")
+    assert_clean_error(run_cli("generate", gan_run.dir, "--digit", "3", "--interpolate", "--out",
+                               tmp_path / "x.png"), "do not combine")
+
+
+def test_an_unconditional_generator_refuses_a_digit(tiny_data, tmp_path):
+    from mnistlab.train.gan import train_gan
+
+    few = replace(tiny_data, train=Split(tiny_data.train.images[:200], tiny_data.train.labels[:200]))
+    run = train_gan("default", few, epochs=1, batch_size=100, eval_every=0, conditional=False,
+                    out=str(tmp_path / "plain"), progress=False)
+    assert_clean_error(run_cli("generate", run.dir, "--digit", "3", "--out", tmp_path / "x.png"),
+                       "unconditional", "conditional=true")
+    assert not (tmp_path / "x.png").exists()
+    assert main(["generate", str(run.dir), "-n", "4", "--out", str(tmp_path / "any.npy")]) == 0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,10 +40,9 @@ def test_cnn_export_from_the_cli_reads_real_digits_as_pytorch_does(cnn_run, tiny
 def test_gan_export_draws_the_generators_digits(gan_run, tmp_path):
     result = export_onnx(gan_run.dir, tmp_path / "gan.onnx")
     generator = load(gan_run.dir)
-    nz = generator.gan.config.nz
     assert (result["kind"], result["path"]) == ("gan", str(tmp_path / "gan.onnx"))
     assert result["max_abs_diff"] <= 1e-4
-    assert result["input"].startswith(f"z float32 [N,{nz}]") and "[-1,1]" in result["output"]
+    assert result["input"].startswith(f"z float32 [N,{generator.gan.latent_dim}]") and "[-1,1]" in result["output"]
 
     z = generator.gan.noise(6, generator=torch.Generator().manual_seed(5))
     images = session(tmp_path / "gan.onnx").run(None, {"z": z.numpy()})[0]

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mnistlab.config import CNN_PRESETS, GAN_PRESETS, CNNConfig
+from mnistlab.errors import MnistlabError
 from mnistlab.models import CNN, DCGAN
 from mnistlab.models.build import build_cnn, build_dcgan
 from mnistlab.models.layers import same_padding
@@ -72,9 +73,10 @@ def test_every_cnn_preset_gives_logits_and_gradients(name):
 @pytest.mark.parametrize("name", sorted(GAN_PRESETS))
 def test_every_gan_preset_gives_images_and_gradients(name):
     gan = DCGAN(GAN_PRESETS[name].model)
-    images = gan(gan.noise(4))
+    z = gan.noise(4)
+    images = gan(z)
     assert images.shape == (4, 1, 28, 28)
-    gan.netD(images).sum().backward()
+    gan.discriminate(images, gan.digits(z)).sum().backward()
     assert all(p.grad is not None for p in gan.parameters()), "some parameters are missing gradients"
 
 
@@ -96,3 +98,23 @@ def test_inconsistent_layer_lists_are_a_clear_error():
 
     with pytest.raises(MnistlabError, match="one entry per conv layer"):
         CNNConfig(filters=(4, 8), kernels=(5, 4, 4))
+
+
+def test_the_conditional_latent_ends_in_the_one_hot_digit_and_d_is_told_the_digit():
+    gan = DCGAN(GAN_PRESETS["default"].model).eval()
+    nz = gan.config.nz
+    assert gan.config.conditional and gan.latent_dim == nz + 10
+    asked = torch.tensor([0, 1, 2, 3, 9, 9])
+    z = gan.noise(6, generator=torch.Generator().manual_seed(0), digits=asked)
+    assert torch.equal(z[:, nz:], torch.nn.functional.one_hot(asked, 10).float())
+    assert torch.equal(gan.digits(z), asked)
+    drawn = gan.digits(gan.noise(2000, generator=torch.Generator().manual_seed(1)))
+    assert torch.bincount(drawn, minlength=10).min() > 150  # unasked: every digit, in roughly equal shares
+    with torch.no_grad():
+        images = gan(z)
+        judged = gan.discriminate(images, asked)
+        assert not torch.allclose(judged, gan.discriminate(images, (asked + 1) % 10))  # the digit matters
+    unconditional = DCGAN(GAN_PRESETS["seed"].model)
+    assert gan.digits(z) is not None and unconditional.digits(unconditional.noise(2)) is None
+    with pytest.raises(MnistlabError, match="conditional needs arch = default"):
+        build_dcgan("seed", conditional=True)

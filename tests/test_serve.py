@@ -250,7 +250,7 @@ def test_bad_predict_requests_get_a_clear_error_and_the_server_goes_on(client, c
 @pytest.mark.parametrize("query", [
     "/api/generate?n=0", "/api/generate?n=10000", "/api/generate?n=two", "/api/generate?seed=-1",
     "/api/generate?format=gif", "/api/generate?scale=9", "/api/interpolate?steps=1",
-    "/api/interpolate?steps=65",
+    "/api/interpolate?steps=65", "/api/generate?digit=10", "/api/generate?digit=-1",
 ])
 def test_out_of_range_generator_queries_get_422(client, query):
     answer = client.get(query)
@@ -291,6 +291,10 @@ def test_generate_json_is_reproducible_and_matches_the_generator(client, gan_run
     other = client.get("/api/generate?n=5&seed=8&format=json").json()["images"]
     assert not np.array_equal(np.array(other), images)
 
+    sevens = client.get("/api/generate?n=5&seed=7&digit=7&format=json").json()["images"]
+    np.testing.assert_array_equal(np.array(sevens), load(gan_run.dir).generate(5, 7, digit=7))
+    assert not np.array_equal(np.array(sevens), images)
+
     unseeded = client.get("/api/generate?n=2&format=json").json()  # a random seed, returned for replays
     replay = client.get(f"/api/generate?n=2&format=json&seed={unseeded['seed']}").json()
     assert replay["images"] == unseeded["images"]
@@ -319,7 +323,7 @@ def test_models_reports_the_checkpoints_and_what_they_measured(client, cnn_run, 
     assert (cnn["preset"], cnn["dataset"], cnn["epochs"]) == ("seed", "mnist-sample", 3)
     assert cnn["test_acc"] == cnn_run.metrics[-1]["test_acc"]
     assert cnn["classes"] == [str(d) for d in range(10)]
-    assert gan["kind"] == "gan" and gan["preset"] == "default" and gan["epochs"] == 2
+    assert gan["kind"] == "gan" and gan["preset"] == "default" and gan["epochs"] == 2 and gan["conditional"]
     assert "fcd" not in cnn and "test_acc" not in gan and "classes" not in gan
     assert gan["fcd"] == next(m["fcd"] for m in reversed(gan_run.metrics) if m.get("fcd") is not None)
 
@@ -337,7 +341,7 @@ def test_health_schema_and_page(client):
     page = client.get("/")
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    for element in ("canvas", "clear", "prediction", "probabilities", "seen", "upload", "generate", "seed",
+    for element in ("canvas", "clear", "prediction", "probabilities", "seen", "upload", "generate", "seed", "digit",
                     "grid", "walk", "models"):
         assert f'id="{element}"' in page.text
     script, style = client.get("/app.js"), client.get("/style.css")

@@ -30,16 +30,23 @@ Default generator (width w = 128 in the preset; noise: 64 numbers from N(0, 1)):
     conv 3x3, 1, tanh                                   → 1 x 28 x 28
 
 Default discriminator (width v = 64): conv 4x4/2 v, leaky ReLU → conv 4x4/2 2v, BN, leaky ReLU → 1 logit.
+
+Conditional (`conditional = true`, the default preset): the generator's latent is the noise followed
+by a one-hot digit (64 + 10 numbers), and the discriminator is a projection discriminator that is
+told the digit too. Sampling "any digit" draws the digit uniformly, so all ten appear in equal shares.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from mnistlab.config import DCGANConfig
 from mnistlab.models.layers import init_weights, same_conv2d, same_conv_transpose2d
+
+NUM_DIGITS = 10
 
 
 def seed_generator(nz: int) -> nn.Sequential:
@@ -80,50 +87,84 @@ def default_generator(nz: int, width: int) -> nn.Sequential:
     )
 
 
-def default_discriminator(width: int, norm: str, dropout: float, hidden: int) -> nn.Sequential:
-    """Strided convs with leaky ReLU, normalised by `norm` ("batch", "spectral" or "none"), one logit out."""
-    sn = spectral_norm if norm == "spectral" else (lambda layer: layer)
+class DefaultDiscriminator(nn.Module):
+    """Strided convs with leaky ReLU, normalised by `norm` ("batch", "spectral" or "none"), one logit out.
 
-    def normed(features: int, two_d: bool) -> nn.Module:
-        if norm != "batch":
-            return nn.Identity()
-        return nn.BatchNorm2d(features) if two_d else nn.BatchNorm1d(features)
+    Conditional (projection discriminator, Miyato & Koyama 2018): the logit gains ⟨embed(digit), φ(x)⟩,
+    so D asks "is this a real image of *this* digit?" and G must draw the digit it was asked for.
+    """
 
-    flat = width * 2 * 7 * 7
-    head = [sn(nn.Linear(flat, hidden, bias=norm != "batch")), normed(hidden, False), nn.LeakyReLU(0.2),
-            sn(nn.Linear(hidden, 1))] if hidden else [sn(nn.Linear(flat, 1))]
-    return nn.Sequential(
-        sn(nn.Conv2d(1, width, 4, 2, 1)), nn.LeakyReLU(0.2), nn.Dropout(dropout),  # → width x 14 x 14
-        sn(nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm != "batch")), normed(width * 2, True), nn.LeakyReLU(0.2),
-        nn.Dropout(dropout),  # → 2·width x 7 x 7
-        nn.Flatten(),  # → 2·width·49
-        *head,  # (→ hidden →) 1 logit
-    )
+    def __init__(self, width: int, norm: str, dropout: float, hidden: int, conditional: bool):
+        super().__init__()
+        sn = spectral_norm if norm == "spectral" else (lambda layer: layer)
+
+        def normed(features: int, two_d: bool) -> nn.Module:
+            if norm != "batch":
+                return nn.Identity()
+            return nn.BatchNorm2d(features) if two_d else nn.BatchNorm1d(features)
+
+        self.features = nn.Sequential(
+            sn(nn.Conv2d(1, width, 4, 2, 1)), nn.LeakyReLU(0.2), nn.Dropout(dropout),  # → width x 14 x 14
+            sn(nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm != "batch")), normed(width * 2, True),
+            nn.LeakyReLU(0.2), nn.Dropout(dropout),  # → 2·width x 7 x 7
+            nn.Flatten(),  # → 2·width·49
+        )
+        flat = width * 2 * 7 * 7
+        self.hidden = nn.Sequential(
+            sn(nn.Linear(flat, hidden, bias=norm != "batch")), normed(hidden, False), nn.LeakyReLU(0.2),
+        ) if hidden else nn.Identity()  # (→ hidden)
+        width_out = hidden or flat
+        self.logit = sn(nn.Linear(width_out, 1))  # → 1
+        self.embed = sn(nn.Embedding(NUM_DIGITS, width_out)) if conditional else None
+
+    def forward(self, x: torch.Tensor, digits: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 1, 28, 28) images [and their (N,) digits] → (N, 1) logits of 'real'."""
+        h = self.hidden(self.features(x))
+        out = self.logit(h)
+        if self.embed is not None:
+            out = out + (self.embed(digits) * h).sum(1, keepdim=True)
+        return out
 
 
 class DCGAN(nn.Module):
-    """Holds `netG` and `netD` and knows how to draw the generator's noise."""
+    """Holds `netG` and `netD` and knows how to draw the generator's latent vectors."""
 
     def __init__(self, config: DCGANConfig):
         super().__init__()
         self.config = config
+        self.latent_dim = config.nz + (NUM_DIGITS if config.conditional else 0)
         if config.arch == "seed":
             self.netG, self.netD = seed_generator(config.nz), seed_discriminator()
         else:
-            self.netG, self.netD = default_generator(config.nz, config.g_width), default_discriminator(
-                config.d_width, config.d_norm, config.d_dropout, config.d_hidden)
+            self.netG = default_generator(self.latent_dim, config.g_width)
+            self.netD = DefaultDiscriminator(config.d_width, config.d_norm, config.d_dropout, config.d_hidden,
+                                             config.conditional)
         init_weights(self, config.init)
 
     def noise(
-        self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+        digits: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(n, nz) latent vectors from the configured distribution."""
+        """(n, latent_dim) latent vectors: noise from the configured distribution, then — for a
+        conditional GAN — the one-hot of `digits` (default: digits drawn uniformly from the same generator)."""
         if self.config.noise == "uniform":
             z = torch.rand(n, self.config.nz, generator=generator, device=device) * 2 - 1
         else:
             z = torch.randn(n, self.config.nz, generator=generator, device=device)
-        return z
+        if not self.config.conditional:
+            return z
+        if digits is None:
+            digits = torch.randint(0, NUM_DIGITS, (n,), generator=generator, device=device)
+        return torch.cat([z, F.one_hot(digits.to(z.device), NUM_DIGITS).to(z.dtype)], 1)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, nz) noise → (N, 1, 28, 28) images in [−1, 1]."""
-        return self.netG(z)
+    def digits(self, latent: torch.Tensor) -> torch.Tensor | None:
+        """The digit each latent vector asks for (None for an unconditional GAN)."""
+        return latent[:, self.config.nz:].argmax(1) if self.config.conditional else None
+
+    def discriminate(self, x: torch.Tensor, digits: torch.Tensor | None) -> torch.Tensor:
+        """D's output for images (and, when conditional, the digits they should show)."""
+        return self.netD(x, digits) if self.config.conditional else self.netD(x)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        """(N, latent_dim) latent vectors → (N, 1, 28, 28) images in [−1, 1]."""
+        return self.netG(latent)

@@ -38,18 +38,18 @@ def same_conv_transpose2d(c_in: int, c_out: int, kernel: int, stride: int, bias:
 
 
 def init_weights(module: nn.Module, scheme: str) -> None:
-    """Initialise every conv / dense layer in `module`.
+    """Initialise every conv / dense / embedding layer in `module`.
 
     glorot: TF `tf.layers` defaults (Glorot-uniform kernels, zero biases).
     dcgan: the DCGAN paper's N(0, 0.02) weights, and BN scales N(1, 0.02).
     """
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             if scheme == "glorot":
                 nn.init.xavier_uniform_(m.weight)
             else:
                 nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
+            if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and scheme == "dcgan":
             nn.init.normal_(m.weight, 1.0, 0.02)

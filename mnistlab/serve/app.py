@@ -93,6 +93,7 @@ class ModelInfo(BaseModel):
     fcd: float | None = Field(
         None, description="GAN: Fréchet classifier distance, last measured (lower is better)")
     classes: list[str] | None = Field(None, description="CNN: class names, in the order of `probabilities`")
+    conditional: bool | None = Field(None, description="GAN: whether /api/generate takes a `digit`")
 
 
 class Models(BaseModel):
@@ -226,11 +227,15 @@ def create_app(cnn: str | Path | None = None, gan: str | Path | None = None) -> 
                     "random seed is used and returned (JSON) or sent in the `X-Seed` header (PNG).",
     )
     def generate(n: Annotated[int, Query(ge=1, le=256, description="how many digits")] = 16,
-                 seed: SEED | None = None, format: FORMAT = "png", scale: SCALE = 1) -> Response:
+                 seed: SEED | None = None, format: FORMAT = "png", scale: SCALE = 1,
+                 digit: Annotated[int | None, Query(ge=0, le=9, description="only this digit (conditional GAN)")]
+                 = None) -> Response:
         model = need_generator()
+        if digit is not None and not model.conditional:
+            raise HTTPException(422, "this generator is unconditional: it cannot be asked for a digit")
         seed = secrets.randbelow(2**32) if seed is None else seed
         with torch.inference_mode():
-            images = model.generate(n, seed)
+            images = model.generate(n, seed, digit)
         if format == "json":
             return JSONResponse({"images": images.tolist(), "seed": seed})
         return _png(grid_image(images, scale=scale), {"X-Seed": str(seed)})
@@ -352,7 +357,7 @@ def _describe(model: Classifier | Generator) -> dict[str, Any]:
     if state["kind"] == "cnn":
         return info | {"test_acc": history[-1].get("test_acc") if history else None, "classes": model.classes}
     quality = next((m for m in reversed(history) if m.get("fcd") is not None), {})
-    return info | {"fcd": quality.get("fcd")}
+    return info | {"fcd": quality.get("fcd"), "conditional": model.conditional}
 
 
 def newest_runs(runs_dir: str | Path) -> dict[str, Path]:

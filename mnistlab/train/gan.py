@@ -31,7 +31,7 @@ from mnistlab.train import common
 from mnistlab.train.classifier import augment
 from mnistlab.train.common import Interrupted
 
-FIXED_SAMPLES = 64  # digits in each epoch's sample grid, drawn from the same noise every epoch
+FIXED_SAMPLES = 80  # digits in each epoch's sample grid (8 rows of 10), drawn from the same noise every epoch
 
 
 @dataclass
@@ -125,7 +125,7 @@ def train_gan(
         except MnistlabError as e:
             say(f"NOTE: no quality metrics during training: {e}")
 
-    train_x = dataset.train.images.to(device)
+    train_x, train_y = dataset.train.images.to(device), dataset.train.labels.to(device)
     gan = DCGAN(config.model).to(device, memory_format=memory_format)
     netG, netD = gan.netG, gan.netD
     # weight_decay=0: plain Adam, as the seed (AdamW's fused kernel serves both)
@@ -134,7 +134,8 @@ def train_gan(
     # An exponential moving average of G's weights draws smoother, better digits than G's latest step.
     ema = AveragedModel(netG, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True) if tc.ema else None
     sampler = ema.module if ema else netG
-    fixed_noise = gan.noise(FIXED_SAMPLES, generator=torch.Generator().manual_seed(config.run.seed)).to(device)
+    fixed_noise = gan.noise(FIXED_SAMPLES, generator=torch.Generator().manual_seed(config.run.seed),
+                            digits=torch.arange(FIXED_SAMPLES) % 10).to(device)  # conditional: column d draws d
     history: list[dict[str, Any]] = []
     start_epoch, start_step, done_stats, elapsed = 0, 0, torch.empty(0, 4), 0.0
     if state is not None:
@@ -188,6 +189,7 @@ def train_gan(
                 idx = world.shard(order[step * batch : (step + 1) * batch])
                 real = (train_x[idx].unsqueeze(1).float() * scale + shift).contiguous(memory_format=memory_format)
                 z = gan.noise(len(idx), device=device)
+                real_digits, fake_digits = train_y[idx], gan.digits(z)  # used by a conditional D only
 
                 if tc.simultaneous:
                     # (1)+(2) The seed's single sess.run: D minimises CE(D([x; G(z)]), [real; fake]) while G
@@ -196,7 +198,7 @@ def train_gan(
                     optG.zero_grad(set_to_none=True)
                     with common.autocast(device, dtype):
                         fake = netG(z)
-                        out = netD(view(torch.cat([real, fake])))
+                        out = gan.discriminate(view(torch.cat([real, fake])), _cat(real_digits, fake_digits))
                     out_real, out_fake = out[: len(real)], out[len(real):]
                     loss_D = (gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)) / 2
                     loss_G = gan_loss(out_fake, 1.0, tc.loss)
@@ -213,8 +215,8 @@ def train_gan(
                     optD.zero_grad(set_to_none=True)
                     with common.autocast(device, dtype):
                         fake = netG(z)
-                        out_real = netD(view(real))
-                        out_fake = netD(view(fake.detach()))
+                        out_real = gan.discriminate(view(real), real_digits)
+                        out_fake = gan.discriminate(view(fake.detach()), fake_digits)
                     loss_D = gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)
                     loss_D.backward()
                     common.average_gradients(netD, world)
@@ -222,7 +224,7 @@ def train_gan(
                     # (2) Update G: maximise log D(G(z)), against the discriminator just updated
                     optG.zero_grad(set_to_none=True)
                     with common.autocast(device, dtype):
-                        out_gen = netD(view(fake))
+                        out_gen = gan.discriminate(view(fake), fake_digits)
                     loss_G = gan_loss(out_gen, 1.0, tc.loss)
                     loss_G.backward(inputs=list(netG.parameters()))
                     common.average_gradients(netG, world)
@@ -267,6 +269,10 @@ def train_gan(
     return GANRun(run_dir, config, gan, history, dataset.name)
 
 
+def _cat(a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor | None:
+    return None if b is None else torch.cat([a, b])
+
+
 def _last_epoch(tc, epoch: int, elapsed: float) -> bool:
     return (tc.time_budget is not None and elapsed >= tc.time_budget) or (tc.time_budget is None and epoch == tc.epochs)
 
@@ -281,7 +287,7 @@ def _generate(netG: torch.nn.Module, z: torch.Tensor, real_range: str) -> np.nda
 
 
 def _sample_grid(netG: torch.nn.Module, fixed_noise: torch.Tensor, real_range: str, run_dir: Path, epoch: int):
-    grid = plots.grid_image(_generate(netG, fixed_noise, real_range), ncol=8, scale=2)
+    grid = plots.grid_image(_generate(netG, fixed_noise, real_range), ncol=10, scale=2)
     atomic_write_bytes(run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
     return grid
 
@@ -307,10 +313,9 @@ def _open_copy(path: Path):
 
 def _quality(netG: torch.nn.Module, gan: DCGAN, judge, tc, seed: int, device: torch.device) -> dict[str, Any]:
     z = gan.noise(tc.eval_samples, generator=torch.Generator().manual_seed(seed)).to(device)
-    quality = judge(_generate(netG, z, tc.real_range))
-    return {"fcd": quality["fcd"], "fcd_real_floor": judge.floor, "inception_score": quality["inception_score"],
-            "class_entropy": quality["class_entropy"], "confident_fraction": quality["confident_fraction"],
-            "n": quality["n"]}
+    quality = judge(_generate(netG, z, tc.real_range), asked=gan.digits(z))
+    keep = ("fcd", "inception_score", "class_entropy", "confident_fraction", "asked_digit_accuracy", "n")
+    return {"fcd_real_floor": judge.floor} | {k: quality[k] for k in keep if k in quality}
 
 
 def _epoch_line(m: dict[str, Any]) -> str:
@@ -319,4 +324,6 @@ def _epoch_line(m: dict[str, Any]) -> str:
     if m.get("fcd") is not None:
         line += (f"  | FCD {m['fcd']:.2f} (floor {m['fcd_real_floor']:.2f})  IS {m['inception_score']:.2f}  "
                  f"entropy {m['class_entropy']:.3f}  confident {m['confident_fraction']:.2f}")
+        if m.get("asked_digit_accuracy") is not None:
+            line += f"  asked digit drawn {m['asked_digit_accuracy']:.2f}"
     return line

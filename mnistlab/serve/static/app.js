@@ -229,11 +229,14 @@ let gridUrl = null;
 async function generate() {
   hideError();
   try {
-    const response = await api(`/api/generate?n=16&seed=${encodeURIComponent($("seed").value)}`);
+    const query = new URLSearchParams({ n: 16, seed: $("seed").value });
+    if ($("digit").value !== "") query.set("digit", $("digit").value);
+    const response = await api(`/api/generate?${query}`);
     if (gridUrl) URL.revokeObjectURL(gridUrl);
     gridUrl = URL.createObjectURL(await response.blob());
     $("grid").src = gridUrl;
-    $("grid").alt = `16 digits drawn by the generator from seed ${$("seed").value}`;
+    const which = $("digit").value === "" ? "digits" : `${$("digit").value}s`;
+    $("grid").alt = `16 ${which} drawn by the generator from seed ${$("seed").value}`;
     $("grid").hidden = false;
   } catch (e) {
     showError(`Could not generate: ${e.message}`);
@@ -260,6 +263,7 @@ function showFrame() {
   $("walk").setAttribute("aria-valuetext", `step ${i + 1} of ${WALK_STEPS}`);
 }
 
+$("digit").addEventListener("change", generate);
 $("generate-form").addEventListener("submit", (event) => {
   event.preventDefault();
   generate();
@@ -315,6 +319,10 @@ async function start() {
       disable($("clear"), "No classifier is loaded.");
     }
     if (models.gan) {
+      if (!models.gan.conditional) {  // an unconditional GAN cannot be asked for a digit
+        $("digit").disabled = true;
+        $("digit").title = "This generator was trained unconditional: it draws any digit.";
+      }
       generate();
       walk();
     } else {
