@@ -69,7 +69,14 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     augment_shift: int = 0  # random translation, in pixels, up to this many in each direction
     augment_rotate: float = 0.0  # random rotation, in degrees, up to this many either way
+    augment_flip: str = "off"  # random left-right mirror: "on", "off", or "auto" (on unless the classes are digits)
+    augment_erase: float = 0.0  # chance of blanking a random rectangle of each image (random erasing)
     val_size: int | None = None  # images carved from the start of train for validation; None = 1/12 (seed: 5,000)
+
+    def __post_init__(self) -> None:
+        _choice("augment_flip", self.augment_flip, ("on", "off", "auto"))
+        if not 0.0 <= self.augment_erase <= 1.0:
+            raise MnistlabError(f"augment_erase is a probability in [0, 1], got {self.augment_erase}")
 
 
 # ----------------------------------------------------------------------------------------------
