@@ -157,7 +157,7 @@ def evaluate_gan(
     generator = load(run_or_checkpoint, device=device, kind="gan")
     data = load_dataset(dataset or generator.dataset, data_root, val_size=0, splits=("train", "test"))
     judge = quality_judge(data, classifier, n_floor=n, device=device)
-    latent = generator.gan.noise(n, generator=torch.Generator().manual_seed(seed))  # as generate(n, seed)
+    latent = generator.latents(n, seed)
     report = judge(generator.images(latent), asked=generator.gan.digits(latent))
     report.update(
         fcd_real_floor=judge.floor, n_real_floor=judge.n_floor, inception_score_real=judge.inception_score_real,

@@ -81,6 +81,10 @@ class Generator:
         >>> load("runs/gan-default-...").generate(16, seed=1).shape
         (16, 28, 28)
         """
+        return self.images(self.latents(n, seed, digit))
+
+    def latents(self, n: int, seed: int | None = None, digit: int | None = None) -> torch.Tensor:
+        """The (n, latent_dim) latent vectors `generate(n, seed, digit)` draws from."""
         if n < 1:
             raise MnistlabError(f"the number of images must be at least 1, got {n}")
         digits = None
@@ -92,7 +96,7 @@ class Generator:
                 raise MnistlabError(f"the digit must be 0..9, got {digit}")
             digits = torch.full((n,), digit)
         g = torch.Generator().manual_seed(seed if seed is not None else int(torch.seed() % 2**31))
-        return self.images(self.gan.noise(n, generator=g, digits=digits))
+        return self.gan.noise(n, generator=g, digits=digits)
 
     def interpolate(self, seed_a: int, seed_b: int, steps: int = 8) -> np.ndarray:
         """uint8 (steps, 28, 28): a straight walk through latent space from seed_a's digit to seed_b's.

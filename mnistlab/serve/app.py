@@ -231,11 +231,12 @@ def create_app(cnn: str | Path | None = None, gan: str | Path | None = None) -> 
                  digit: Annotated[int | None, Query(ge=0, le=9, description="only this digit (conditional GAN)")]
                  = None) -> Response:
         model = need_generator()
-        if digit is not None and not model.conditional:
-            raise HTTPException(422, "this generator is unconditional: it cannot be asked for a digit")
         seed = secrets.randbelow(2**32) if seed is None else seed
-        with torch.inference_mode():
-            images = model.generate(n, seed, digit)
+        try:
+            with torch.inference_mode():
+                images = model.generate(n, seed, digit)
+        except MnistlabError as e:  # a digit asked of an unconditional generator
+            raise HTTPException(422, str(e)) from None
         if format == "json":
             return JSONResponse({"images": images.tolist(), "seed": seed})
         return _png(grid_image(images, scale=scale), {"X-Seed": str(seed)})

@@ -92,7 +92,7 @@ def augment(x: torch.Tensor, shift: int, rotate: float, flip: bool = False) -> t
     n = x.shape[0]
     angle = (torch.rand(n, device=x.device) * 2 - 1) * math.radians(rotate)
     offset = (torch.rand(n, 2, device=x.device) * 2 - 1) * (2 * shift / x.shape[-1])
-    mirror = torch.where(torch.rand(n, device=x.device) < 0.5, -1.0, 1.0) if flip else torch.ones(n, device=x.device)
+    mirror = torch.where(torch.rand(n, device=x.device) < 0.5, -1.0, 1.0) if flip else 1.0
     cos, sin = angle.cos(), angle.sin()
     theta = torch.stack([torch.stack([cos * mirror, -sin, offset[:, 0]], 1),
                          torch.stack([sin * mirror, cos, offset[:, 1]], 1)], 1)
