@@ -1,0 +1,78 @@
+"""Golden figures: the restructure of the trainers must change no result, bit for bit on CPU.
+
+`tests/golden/training.json` was recorded from the code before the restructure (commit 2c384b6) with
+`MNISTLAB_RECORD_GOLDEN=1 pytest tests/test_golden.py`. Each case trains a few deterministic steps on a
+fixed slice of mnist-sample and compares every epoch's metrics and a hash of every final weight exactly.
+Floating-point kernels differ between CPU instruction sets, so the figures are keyed by the machine's
+torch version and CPU capability; on another machine the test is skipped and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+GOLDEN = Path(__file__).parent / "golden" / "training.json"
+RECORD = os.environ.get("MNISTLAB_RECORD_GOLDEN") == "1"
+MACHINE = f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}"
+
+CASES = {
+    "cnn-seed-fp32": ("cnn", "seed", dict(epochs=2, batch_size=50, precision="fp32")),
+    "cnn-seed-auto": ("cnn", "seed", dict(epochs=2, batch_size=50, lr_schedule="exp-decay", decay_steps=3)),
+    "cnn-best": ("cnn", "best", dict(epochs=2, batch_size=50, augment_rotate=10.0, augment_erase=0.5)),
+    "gan-default": ("gan", "default", dict(epochs=2, batch_size=50, eval_every=2, eval_samples=100)),
+    "gan-seed": ("gan", "seed", dict(epochs=2, batch_size=25, eval_every=0)),
+    "gan-default-unconditional-ema": ("gan", "default", dict(epochs=1, batch_size=50, conditional=False, ema=0.9,
+                                                             augment_shift=2, eval_every=0)),
+}
+VOLATILE = ("time_s", "images_per_s", "elapsed_s")
+
+
+@pytest.fixture(scope="module")
+def golden_data(sample_data):
+    from mnistlab.data.datasets import Split
+
+    def head(split, n):
+        return Split(split.images[:n].clone(), split.labels[:n].clone())
+
+    return replace(sample_data, train=head(sample_data.train, 200), val=head(sample_data.val, 50),
+                   test=head(sample_data.test, 100))
+
+
+def _figures(run, model: torch.nn.Module) -> dict:
+    weights = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    metrics = [{k: v for k, v in m.items() if k not in VOLATILE} for m in run.metrics]
+    return {"metrics": metrics, "weights_sha256": weights.hexdigest()}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_training_matches_the_golden_figures(case, golden_data, tmp_path):
+    from mnistlab import train_classifier, train_gan
+
+    kind, preset, overrides = CASES[case]
+    settings = dict(overrides, seed=3, deterministic=True, out=str(tmp_path / case), progress=False)
+    if kind == "cnn":
+        run = train_classifier(preset, golden_data, **settings)
+        figures = _figures(run, run.model)
+    else:
+        run = train_gan(preset, golden_data, **settings)
+        figures = _figures(run, run.gan)
+    figures = json.loads(json.dumps(figures))  # floats as JSON keeps them: repr round-trips exactly
+
+    recorded = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    if RECORD:
+        recorded.setdefault(MACHINE, {})[case] = figures
+        GOLDEN.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+        return
+    if MACHINE not in recorded:
+        pytest.skip(f"golden figures were recorded on {', '.join(recorded)}; this machine is {MACHINE}")
+    assert figures == recorded[MACHINE][case]
