@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     except DataError as e:
         print(f"{args.dataset} unavailable ({e}); using mnist-sample")
         dataset = load_dataset("mnist-sample", val_size=0)
-    from mnistlab.train.common import autocast_dtype, cpu_has_fast_bf16
+    from mnistlab.device import autocast_dtype, cpu_has_fast_bf16
 
     print(f"mnistlab bench on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; fast bf16 CPU: {cpu_has_fast_bf16()}; "

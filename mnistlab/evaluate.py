@@ -12,37 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from mnistlab.data.datasets import load_dataset
+from mnistlab.data.download import md5sum
 from mnistlab.errors import MnistlabError
 from mnistlab.metrics import FeatureStats, feature_stats, frechet_distance, inception_score, sample_quality
-from mnistlab.train.common import autocast
-
-
-@torch.no_grad()
-def classify(
-    model: torch.nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-    dtype: torch.dtype | None = None, batch_size: int = 2000,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, penultimate features) of a CNN, both float32 on the CPU.
-
-    `images` are uint8 (N, 28, 28) in 0..255 or float (N, 28, 28) / (N, 1, 28, 28) in [0, 1].
-    """
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    logits, features = [], []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device)
-        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
-        x = x.view(-1, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-        with autocast(device, dtype):
-            f = model.embed(x)
-            out = model.logits(f)
-        logits.append(out.float().cpu())
-        features.append(f.float().cpu())
-    model.train(was_training)
-    if not logits:
-        return torch.empty(0, 10), torch.empty(0, getattr(model, "embedding_dim", 0))
-    return torch.cat(logits), torch.cat(features)
+from mnistlab.inference import classify, load
 
 
 def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, Any]:
@@ -71,8 +45,6 @@ def evaluate_classifier(
     >>> report["accuracy"], report["n"]
     (0.9863, 10000)
     """
-    from mnistlab.data.datasets import load_dataset
-    from mnistlab.inference import load
 
     classifier = load(run_or_checkpoint, device=device, kind="cnn")
     name = dataset or classifier.dataset
@@ -115,8 +87,6 @@ def quality_judge(
     data: Any, classifier: str | Path | None = None, n_floor: int = 10000, device: str = "auto"
 ) -> QualityJudge:
     """Build the judge for a dataset's generated digits; `classifier` defaults to the shipped evaluator."""
-    from mnistlab.data.download import md5sum
-    from mnistlab.inference import load
 
     if classifier is None:
         if data.name not in ("mnist", "mnist-sample"):
@@ -149,8 +119,6 @@ def evaluate_gan(
     >>> r["fcd"], r["fcd_real_floor"], r["class_entropy"]
     (1.9, 0.3, 2.29)
     """
-    from mnistlab.data.datasets import load_dataset
-    from mnistlab.inference import load
 
     if n < 2:
         raise MnistlabError(f"-n must be at least 2 (the FCD needs a covariance), got {n}")

@@ -14,7 +14,35 @@ from mnistlab.config import from_dict
 from mnistlab.errors import MnistlabError
 from mnistlab.models.cnn import CNN
 from mnistlab.models.dcgan import DCGAN
-from mnistlab.train.common import autocast_dtype, resolve_device
+from mnistlab.device import autocast, autocast_dtype, resolve_device
+from mnistlab.pixels import to_float, to_uint8
+from mnistlab.preprocess import to_mnist_batch
+
+
+@torch.no_grad()
+def classify(
+    model: torch.nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None, batch_size: int = 2000,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, penultimate features) of a CNN, both float32 on the CPU.
+
+    `images` are uint8 (N, 28, 28) in 0..255 or float (N, 28, 28) / (N, 1, 28, 28) in [0, 1].
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    logits, features = [], []
+    for start in range(0, len(images), batch_size):
+        x = to_float(images[start : start + batch_size].to(device), "0,1", torch.channels_last)
+        with autocast(device, dtype):
+            f = model.embed(x)
+            out = model.logits(f)
+        logits.append(out.float().cpu())
+        features.append(f.float().cpu())
+    model.train(was_training)
+    if not logits:
+        return torch.empty(0, 10), torch.empty(0, getattr(model, "embedding_dim", 0))
+    return torch.cat(logits), torch.cat(features)
 
 
 @dataclass
@@ -36,9 +64,6 @@ class Classifier:
         >>> Classifier.predict(["seven.png"])[0]["digit"]
         7
         """
-        from mnistlab.evaluate import classify
-        from mnistlab.preprocess import to_mnist_batch
-
         if not isinstance(images, (list, tuple)):
             images = [images]
         batch = to_mnist_batch(images)
@@ -110,12 +135,6 @@ class Generator:
         zb = self.gan.noise(1, generator=torch.Generator().manual_seed(seed_b))
         t = torch.linspace(0, 1, steps).unsqueeze(1)
         return self.images(za + t * (zb - za))
-
-
-def to_uint8(x: torch.Tensor, real_range: str) -> np.ndarray:
-    """Generator output → uint8 pixels, mapping the range the discriminator saw real images in to 0..255."""
-    x = x.clamp(0, 1) if real_range == "0,1" else (x.clamp(-1, 1) + 1) / 2
-    return (x * 255).round().to(torch.uint8).numpy()
 
 
 def load(

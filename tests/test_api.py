@@ -15,7 +15,7 @@ import mnistlab
 from mnistlab.cli import build_parser, main
 from mnistlab.errors import MnistlabError
 
-TIMING = ("time_s", "images_per_s")
+TIMING = ("time_s", "images_per_s", "elapsed_s")  # wall-clock fields
 
 
 def strip_timing(metrics):

@@ -8,9 +8,10 @@ import torch
 from mnistlab import export
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
-from mnistlab.evaluate import classify
+from mnistlab.inference import classify
 from mnistlab.export import export_onnx
-from mnistlab.inference import load, to_uint8
+from mnistlab.inference import load
+from mnistlab.pixels import to_uint8
 
 
 def session(path):

@@ -15,7 +15,7 @@ from mnistlab.config import preset
 from mnistlab.data.datasets import Split
 from mnistlab.errors import MnistlabError
 from mnistlab.models.dcgan import DCGAN
-from mnistlab.train.common import Interrupted
+from mnistlab.train.loop import Interrupted
 from mnistlab.train.gan import gan_loss, train_gan
 
 

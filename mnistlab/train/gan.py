@@ -1,4 +1,4 @@
-"""Training the DCGAN: an explicit loop with the discriminator and generator steps labelled by objective.
+"""Training the DCGAN: its D and G steps, labelled by their objectives; `train.loop` does the rest.
 
 Two update orders:
 - simultaneous (the seed): one forward pass, both losses, both gradients taken at the same
@@ -8,28 +8,28 @@ Two update orders:
 
 from __future__ import annotations
 
-import contextlib
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 
 from mnistlab import plots
-from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_bytes, load_weights, save_checkpoint
-from mnistlab.config import GANConfig, to_dict
+from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_bytes, load_weights
+from mnistlab.config import GANConfig
 from mnistlab.data.datasets import Dataset, load_dataset
+from mnistlab.device import autocast
 from mnistlab.errors import MnistlabError
-from mnistlab.inference import to_uint8
+from mnistlab.evaluate import quality_judge
 from mnistlab.models.dcgan import DCGAN
-from mnistlab.train import common
-from mnistlab.train.classifier import augment
-from mnistlab.train.common import Interrupted
+from mnistlab.pixels import to_float, to_uint8
+from mnistlab.train import loop
+from mnistlab.train.augment import augment
+from mnistlab.train.distributed import average_gradients
+from mnistlab.train.optim import adam, load_optimizer
 
 FIXED_SAMPLES = 80  # digits in each epoch's sample grid (8 rows of 10), drawn from the same noise every epoch
 
@@ -88,7 +88,143 @@ def prob_real(out: torch.Tensor, kind: str) -> torch.Tensor:
     return (torch.softmax(out, 1)[:, 1] if kind == "seed-softmax" else torch.sigmoid(out.view(-1))).mean()
 
 
-@common.restores_torch_settings()
+class GANTrainer:
+    """The DCGAN's part of the loop: a D step and a G step per batch, a sample grid and quality at epoch ends."""
+
+    stat_names = ("loss_d", "loss_g", "d_x", "d_g_z")
+    finite_stats = 2  # the two losses; D's outputs are probabilities
+
+    def __init__(self, start: loop.RunStart, classifier: str | Path | None):
+        self.start, self.config = start, start.config
+        tc = self.tc = self.config.train
+        self.time_budget = tc.time_budget
+        if start.world.is_main:
+            (start.run_dir / "samples").mkdir(exist_ok=True)
+        self.judge = None  # built before the networks: loading its CNN draws from the seeded stream
+        if tc.eval_every and start.world.is_main:
+            try:
+                self.judge = quality_judge(start.dataset, classifier, n_floor=tc.eval_samples, device=str(start.device))
+            except MnistlabError as e:
+                start.say(f"NOTE: no quality metrics during training: {e}")
+
+        self.train_x = start.dataset.train.images.to(start.device)
+        self.train_y = start.dataset.train.labels.to(start.device)
+        self.gan = DCGAN(self.config.model).to(start.device, memory_format=start.memory_format)
+        self.netG, self.netD = self.gan.netG, self.gan.netD
+        # weight_decay=0: plain Adam, as the seed (AdamW's fused kernel serves both)
+        self.optD = adam(self.netD.parameters(), start.device, lr=tc.lr_d, betas=(tc.beta1_d, 0.999), eps=1e-8,
+                         weight_decay=0.0)
+        self.optG = adam(self.netG.parameters(), start.device, lr=tc.lr_g, betas=(tc.beta1_g, 0.999), eps=1e-8,
+                         weight_decay=0.0)
+        # An exponential moving average of G's weights draws smoother, better digits than G's latest step.
+        self.ema = (AveragedModel(self.netG, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
+                    if tc.ema else None)
+        self.sampler = self.ema.module if self.ema else self.netG
+        self.fixed_noise = self.gan.noise(  # conditional: column d of the grid draws digit d
+            FIXED_SAMPLES, generator=torch.Generator().manual_seed(self.config.run.seed),
+            digits=torch.arange(FIXED_SAMPLES) % 10).to(start.device)
+        self.smooth = 1.0 - tc.label_smoothing
+
+    def train(self) -> None:
+        self.gan.train()
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """What D sees: with DiffAugment, every image it judges, real or generated, randomly shifted."""
+        return augment(x, self.tc.augment_shift, 0.0) if self.tc.augment_shift else x
+
+    def step(self, idx: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
+        tc, gan, netG, netD, optD, optG = self.tc, self.gan, self.netG, self.netD, self.optD, self.optG
+        device, dtype, world, smooth = self.start.device, self.start.dtype, self.start.world, self.smooth
+        real = to_float(self.train_x[idx], tc.real_range, self.start.memory_format)
+        z = gan.noise(len(idx), device=device)
+        real_digits, fake_digits = self.train_y[idx], gan.digits(z)  # used by a conditional D only
+
+        if tc.simultaneous:
+            # (1)+(2) The seed's single sess.run: D minimises CE(D([x; G(z)]), [real; fake]) while G
+            # minimises CE(D(G(z)), real), both gradients taken from this one forward pass.
+            optD.zero_grad(set_to_none=True)
+            optG.zero_grad(set_to_none=True)
+            with autocast(device, dtype):
+                fake = netG(z)
+                out = gan.discriminate(self.view(torch.cat([real, fake])), _cat(real_digits, fake_digits))
+            out_real, out_fake = out[: len(real)], out[len(real):]
+            loss_D = (gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)) / 2
+            loss_G = gan_loss(out_fake, 1.0, tc.loss)
+            loss_D.backward(inputs=list(netD.parameters()), retain_graph=True)
+            loss_G.backward(inputs=list(netG.parameters()))
+            average_gradients(netD, world)
+            average_gradients(netG, world)
+            optD.step()
+            optG.step()
+        else:
+            # (1) Update D: maximise log D(x) + log(1 − D(G(z)))
+            optD.zero_grad(set_to_none=True)
+            with autocast(device, dtype):
+                fake = netG(z)
+                out_real = gan.discriminate(self.view(real), real_digits)
+                out_fake = gan.discriminate(self.view(fake.detach()), fake_digits)
+            loss_D = gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)
+            loss_D.backward()
+            average_gradients(netD, world)
+            optD.step()
+            # (2) Update G: maximise log D(G(z)), against the discriminator just updated
+            optG.zero_grad(set_to_none=True)
+            with autocast(device, dtype):
+                out_gen = gan.discriminate(self.view(fake), fake_digits)
+            loss_G = gan_loss(out_gen, 1.0, tc.loss)
+            loss_G.backward(inputs=list(netG.parameters()))
+            average_gradients(netG, world)
+            optG.step()
+        if self.ema is not None:
+            self.ema.update_parameters(netG)
+        return torch.stack([loss_D.detach(), loss_G.detach(), prob_real(out_real, tc.loss),
+                            prob_real(out_fake, tc.loss)])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.gan.state_dict(), "optimizer_d": self.optD.state_dict(),
+                "optimizer_g": self.optG.state_dict(), **({"ema": self.ema.state_dict()} if self.ema else {})}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_weights(self.gan, state["model"], self.start.run_dir, state)
+        load_optimizer(self.optD, state["optimizer_d"])
+        load_optimizer(self.optG, state["optimizer_g"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+
+    def end_epoch(self, metrics: dict[str, Any], last: bool) -> Any:
+        if not self.start.world.is_main:
+            return None
+        epoch, tc = metrics["epoch"], self.tc
+        grid = plots.grid_image(_generate(self.sampler, self.fixed_noise, tc.real_range), ncol=10, scale=2)
+        atomic_write_bytes(self.start.run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
+        if self.judge is not None and (epoch % tc.eval_every == 0 or last):
+            z = self.gan.noise(tc.eval_samples, generator=torch.Generator().manual_seed(self.config.run.seed + epoch))
+            quality = self.judge(_generate(self.sampler, z.to(self.start.device), tc.real_range),
+                                 asked=self.gan.digits(z))
+            keep = ("fcd", "inception_score", "class_entropy", "confident_fraction", "asked_digit_accuracy", "n")
+            metrics.update({"fcd_real_floor": self.judge.floor} | {k: quality[k] for k in keep if k in quality})
+        return grid
+
+    def describe(self, m: dict[str, Any]) -> str:
+        line = (f"epoch {m['epoch']:3d}  loss D {m['loss_d']:.4f}  loss G {m['loss_g']:.4f}  D(x) {m['d_x']:.3f}  "
+                f"D(G(z)) {m['d_g_z']:.3f}  {m['time_s']:.1f}s  {m['images_per_s']:.0f} img/s")
+        if m.get("fcd") is not None:
+            line += (f"  | FCD {m['fcd']:.2f} (floor {m['fcd_real_floor']:.2f})  IS {m['inception_score']:.2f}  "
+                     f"entropy {m['class_entropy']:.3f}  confident {m['confident_fraction']:.2f}")
+            if m.get("asked_digit_accuracy") is not None:
+                line += f"  asked digit drawn {m['asked_digit_accuracy']:.2f}"
+        return line
+
+    def finish(self, history: list[dict[str, Any]], completed: bool) -> None:
+        """However training ends, draw curves.png and progress.gif (every epoch's sample grid) from what it has."""
+        if history:
+            run_dir = self.start.run_dir
+            plots.save(plots.gan_curves(history), run_dir / "curves.png")
+            plots.save_gif([_open_copy(run_dir / "samples" / f"epoch_{e:03d}.png") for e in range(1, len(history) + 1)],
+                           run_dir / "progress.gif")
+
+
+@loop.restores_torch_settings()
 def train_gan(
     config: GANConfig | str = "default",
     dataset: Dataset | str | None = None,
@@ -105,176 +241,19 @@ def train_gan(
     `classifier` is the CNN run that scores sample quality during training (default: the shipped
     evaluator). Overrides set any config field by name (`epochs=3`, `time_budget=120`, `batch_size=64`).
 
-    >>> run = train_gan("default", time_budget=60, dataset="mnist-sample")
-    >>> run.samples()  # the last epoch's grid
+    >>> run = train_gan("default", epochs=1, dataset="mnist-sample", progress=False)
+    >>> run.samples().size  # the last epoch's grid: 10 columns by 8 rows of 28x28 digits, scaled 2x
+    (578, 462)
     """
-    start = common.start_run("gan", config, overrides, resume, dataset, progress, lambda c: load_dataset(
+    start = loop.start_run("gan", config, overrides, resume, dataset, progress, lambda c: load_dataset(
         c.run.dataset, c.run.data_root, val_size=0, splits=("train", "test")))
-    config, state, run_dir, device, world = start.config, start.state, start.run_dir, start.device, start.world
-    dtype, memory_format, dataset, say = start.dtype, start.memory_format, start.dataset, start.say
-    tc = config.train
-    if world.is_main:
-        (run_dir / "samples").mkdir(exist_ok=True)
-
-    judge = None
-    if tc.eval_every and world.is_main:
-        from mnistlab.evaluate import quality_judge
-
-        try:
-            judge = quality_judge(dataset, classifier, n_floor=tc.eval_samples, device=str(device))
-        except MnistlabError as e:
-            say(f"NOTE: no quality metrics during training: {e}")
-
-    train_x, train_y = dataset.train.images.to(device), dataset.train.labels.to(device)
-    gan = DCGAN(config.model).to(device, memory_format=memory_format)
-    netG, netD = gan.netG, gan.netD
-    # weight_decay=0: plain Adam, as the seed (AdamW's fused kernel serves both)
-    optD = common.adam(netD.parameters(), device, lr=tc.lr_d, betas=(tc.beta1_d, 0.999), eps=1e-8, weight_decay=0.0)
-    optG = common.adam(netG.parameters(), device, lr=tc.lr_g, betas=(tc.beta1_g, 0.999), eps=1e-8, weight_decay=0.0)
-    # An exponential moving average of G's weights draws smoother, better digits than G's latest step.
-    ema = AveragedModel(netG, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True) if tc.ema else None
-    sampler = ema.module if ema else netG
-    fixed_noise = gan.noise(FIXED_SAMPLES, generator=torch.Generator().manual_seed(config.run.seed),
-                            digits=torch.arange(FIXED_SAMPLES) % 10).to(device)  # conditional: column d draws d
-    history: list[dict[str, Any]] = []
-    start_epoch, start_step, done_stats, elapsed = 0, 0, torch.empty(0, 4), 0.0
-    if state is not None:
-        load_weights(gan, state["model"], run_dir, state)
-        common.load_optimizer(optD, state["optimizer_d"])
-        common.load_optimizer(optG, state["optimizer_g"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        common.set_rng_state(state["rng"])
-        start_epoch, start_step = state["epoch"], state["step_in_epoch"]
-        history, done_stats, elapsed = state["metrics"], state["epoch_stats"], state["elapsed_s"]
-
-    common.decorrelate_ranks(world, config.run.seed, start_epoch * 10**6 + start_step)
-    batch = tc.batch_size
-    steps_per_epoch = len(train_x) // batch
-    if steps_per_epoch == 0:
-        raise MnistlabError(f"batch size {batch} is larger than the {len(train_x)} training images")
-    max_epochs = 10**6 if tc.time_budget else tc.epochs
-    env = common.environment(device, dtype, world)
-    scale, shift = (1 / 255, 0.0) if tc.real_range == "0,1" else (2 / 255, -1.0)
-    smooth = 1.0 - tc.label_smoothing
-
-    def view(x: torch.Tensor) -> torch.Tensor:
-        """What D sees: with DiffAugment, every image it judges, real or generated, randomly shifted."""
-        return augment(x, tc.augment_shift, 0.0) if tc.augment_shift else x
-
-    def checkpoint(epoch: int, step_in_epoch: int, stats: torch.Tensor) -> None:
-        if world.is_main:
-            save_checkpoint(run_dir / CHECKPOINT_NAME, "gan", {
-                "config": to_dict(config), "model": gan.state_dict(), "optimizer_d": optD.state_dict(),
-                "optimizer_g": optG.state_dict(), **({"ema": ema.state_dict()} if ema else {}),
-                "rng": common.rng_state(), "epoch": epoch,
-                "step_in_epoch": step_in_epoch, "epoch_stats": stats, "elapsed_s": elapsed, "metrics": history,
-                "dataset": dataset.provenance, "environment": env,
-            })
-
-    board = common.TensorBoard(run_dir, config.run.tensorboard and world.is_main)
-    with common.stop_on_signals() as stop, _drawn_when_done(run_dir, history, world.is_main):
-        epoch = start_epoch
-        while epoch < max_epochs and not (tc.time_budget and elapsed >= tc.time_budget):
-            gan.train()
-            epoch_t0 = counted_to = time.perf_counter()  # `elapsed` holds the time up to counted_to
-            order = common.epoch_order(len(train_x), config.run.seed, epoch, device)
-            stats = torch.zeros(steps_per_epoch, 4, device=device)  # loss_D, loss_G, D(x), D(G(z)) per step
-            first = start_step if epoch == start_epoch else 0
-            if first:
-                stats[:first] = done_stats.to(device)
-            bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, unit="step",
-                       disable=not (progress and world.is_main))
-            for step in bar:
-                idx = world.shard(order[step * batch : (step + 1) * batch])
-                real = (train_x[idx].unsqueeze(1).float() * scale + shift).contiguous(memory_format=memory_format)
-                z = gan.noise(len(idx), device=device)
-                real_digits, fake_digits = train_y[idx], gan.digits(z)  # used by a conditional D only
-
-                if tc.simultaneous:
-                    # (1)+(2) The seed's single sess.run: D minimises CE(D([x; G(z)]), [real; fake]) while G
-                    # minimises CE(D(G(z)), real), both gradients taken from this one forward pass.
-                    optD.zero_grad(set_to_none=True)
-                    optG.zero_grad(set_to_none=True)
-                    with common.autocast(device, dtype):
-                        fake = netG(z)
-                        out = gan.discriminate(view(torch.cat([real, fake])), _cat(real_digits, fake_digits))
-                    out_real, out_fake = out[: len(real)], out[len(real):]
-                    loss_D = (gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)) / 2
-                    loss_G = gan_loss(out_fake, 1.0, tc.loss)
-                    loss_D.backward(inputs=list(netD.parameters()), retain_graph=True)
-                    loss_G.backward(inputs=list(netG.parameters()))
-                    common.average_gradients(netD, world)
-                    common.average_gradients(netG, world)
-                    optD.step()
-                    optG.step()
-                    if ema is not None:
-                        ema.update_parameters(netG)
-                else:
-                    # (1) Update D: maximise log D(x) + log(1 − D(G(z)))
-                    optD.zero_grad(set_to_none=True)
-                    with common.autocast(device, dtype):
-                        fake = netG(z)
-                        out_real = gan.discriminate(view(real), real_digits)
-                        out_fake = gan.discriminate(view(fake.detach()), fake_digits)
-                    loss_D = gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)
-                    loss_D.backward()
-                    common.average_gradients(netD, world)
-                    optD.step()
-                    # (2) Update G: maximise log D(G(z)), against the discriminator just updated
-                    optG.zero_grad(set_to_none=True)
-                    with common.autocast(device, dtype):
-                        out_gen = gan.discriminate(view(fake), fake_digits)
-                    loss_G = gan_loss(out_gen, 1.0, tc.loss)
-                    loss_G.backward(inputs=list(netG.parameters()))
-                    common.average_gradients(netG, world)
-                    optG.step()
-                    if ema is not None:
-                        ema.update_parameters(netG)
-
-                stats[step] = torch.stack([loss_D.detach(), loss_G.detach(), prob_real(out_real, tc.loss),
-                                           prob_real(out_fake, tc.loss)])
-                if stop or (config.run.checkpoint_every and (step + 1) % config.run.checkpoint_every == 0):
-                    common.check_finite(stats[: step + 1, :2], epoch * steps_per_epoch, "GAN loss")
-                    now = time.perf_counter()
-                    elapsed, counted_to = elapsed + now - counted_to, now
-                    checkpoint(epoch, step + 1, stats[: step + 1])
-                    if stop:
-                        raise Interrupted("gan", run_dir, stop["signal"])
-            common.check_finite(stats[:, :2], epoch * steps_per_epoch, "GAN loss")
-            now = time.perf_counter()
-            train_time, elapsed = now - epoch_t0, elapsed + now - counted_to
-            epoch += 1
-
-            means = world.sum(stats.mean(0)) / world.world
-            metrics = {
-                "epoch": epoch, "loss_d": means[0].item(), "loss_g": means[1].item(), "d_x": means[2].item(),
-                "d_g_z": means[3].item(), "time_s": round(train_time, 3), "elapsed_s": round(elapsed, 3),
-                "images_per_s": round((steps_per_epoch - first) * batch / train_time, 1),
-            }
-            if world.is_main:
-                grid = _sample_grid(sampler, fixed_noise, tc.real_range, run_dir, epoch)
-                if judge is not None and (epoch % tc.eval_every == 0 or _last_epoch(tc, epoch, elapsed)):
-                    metrics.update(_quality(sampler, gan, judge, tc, config.run.seed + epoch, device))
-                history.append(metrics)
-                checkpoint(epoch, 0, torch.empty(0, 4))
-                start.metrics_line(history)
-                board.log(metrics, grid)
-            else:
-                history.append(metrics)
-            say(_epoch_line(metrics))
-            if callback is not None:
-                callback(metrics)
-    common.finish_distributed(world)
-    return GANRun(run_dir, config, gan, history, dataset.name)
+    trainer = GANTrainer(start, classifier)
+    history = loop.fit(start, trainer, callback)
+    return GANRun(start.run_dir, start.config, trainer.gan, history, start.dataset.name)
 
 
 def _cat(a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor | None:
     return None if b is None else torch.cat([a, b])
-
-
-def _last_epoch(tc, epoch: int, elapsed: float) -> bool:
-    return (tc.time_budget is not None and elapsed >= tc.time_budget) or (tc.time_budget is None and epoch == tc.epochs)
 
 
 @torch.no_grad()
@@ -286,24 +265,6 @@ def _generate(netG: torch.nn.Module, z: torch.Tensor, real_range: str) -> np.nda
     return images
 
 
-def _sample_grid(netG: torch.nn.Module, fixed_noise: torch.Tensor, real_range: str, run_dir: Path, epoch: int):
-    grid = plots.grid_image(_generate(netG, fixed_noise, real_range), ncol=10, scale=2)
-    atomic_write_bytes(run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
-    return grid
-
-
-@contextlib.contextmanager
-def _drawn_when_done(run_dir: Path, history: list[dict[str, Any]], is_main: bool) -> Iterator[None]:
-    """However training ends, draw curves.png and progress.gif (every epoch's sample grid) from what it has."""
-    try:
-        yield
-    finally:
-        if is_main and history:
-            plots.save(plots.gan_curves(history), run_dir / "curves.png")
-            plots.save_gif([_open_copy(run_dir / "samples" / f"epoch_{e:03d}.png") for e in range(1, len(history) + 1)],
-                           run_dir / "progress.gif")
-
-
 def _open_copy(path: Path):
     from PIL import Image
 
@@ -311,19 +272,3 @@ def _open_copy(path: Path):
         return image.copy()
 
 
-def _quality(netG: torch.nn.Module, gan: DCGAN, judge, tc, seed: int, device: torch.device) -> dict[str, Any]:
-    z = gan.noise(tc.eval_samples, generator=torch.Generator().manual_seed(seed)).to(device)
-    quality = judge(_generate(netG, z, tc.real_range), asked=gan.digits(z))
-    keep = ("fcd", "inception_score", "class_entropy", "confident_fraction", "asked_digit_accuracy", "n")
-    return {"fcd_real_floor": judge.floor} | {k: quality[k] for k in keep if k in quality}
-
-
-def _epoch_line(m: dict[str, Any]) -> str:
-    line = (f"epoch {m['epoch']:3d}  loss D {m['loss_d']:.4f}  loss G {m['loss_g']:.4f}  D(x) {m['d_x']:.3f}  "
-            f"D(G(z)) {m['d_g_z']:.3f}  {m['time_s']:.1f}s  {m['images_per_s']:.0f} img/s")
-    if m.get("fcd") is not None:
-        line += (f"  | FCD {m['fcd']:.2f} (floor {m['fcd_real_floor']:.2f})  IS {m['inception_score']:.2f}  "
-                 f"entropy {m['class_entropy']:.3f}  confident {m['confident_fraction']:.2f}")
-        if m.get("asked_digit_accuracy") is not None:
-            line += f"  asked digit drawn {m['asked_digit_accuracy']:.2f}"
-    return line
