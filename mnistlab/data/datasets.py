@@ -22,6 +22,7 @@ import torch
 from mnistlab.data.download import download_file, md5sum
 from mnistlab.data.idx import idx_shape, read_idx_pair
 from mnistlab.errors import DataError
+from mnistlab.pixels import to_float
 
 DATASET_NAMES = ("auto", "mnist", "fashion-mnist", "mnist-sample")  # plus "idx:DIR"
 SPLIT_NAMES = ("train", "val", "test")
@@ -211,7 +212,7 @@ class _SplitDataset(torch.utils.data.Dataset):
         return len(self.split)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.split.images[index].unsqueeze(0).float() / 255
+        image = to_float(self.split.images[index])[0]  # (1, 28, 28) in [0, 1]
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.split.labels[index])
