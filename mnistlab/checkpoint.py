@@ -2,7 +2,8 @@
 
 A checkpoint is a plain nested dict (model weights, optimiser state, RNG state, epoch, step, config,
 metrics so far), as nanoGPT keeps it. `pack` splits it into the tensors, stored as safetensors, and
-a JSON skeleton that points at them, stored in the file's metadata. Loading reverses that.
+a JSON skeleton that points at them, stored in the file's metadata. Loading reverses that: the torch-free
+`mnistlab.run_info` validates and decodes the metadata, and this module puts the tensors in.
 """
 
 from __future__ import annotations
@@ -19,43 +20,53 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_tensors
 
 from mnistlab.errors import CheckpointError, MnistlabError
+from mnistlab.run_info import (
+    CHECKPOINT_NAME,
+    DICT_MARK,
+    FORMAT_VERSION,
+    INT_KEY,
+    METADATA_KEY,
+    TENSOR_MARK,
+    TensorRef,
+    not_a_checkpoint,
+    parse_checkpoint_metadata,
+    resolve_checkpoint,
+)
 
-FORMAT_VERSION = 1
-CHECKPOINT_NAME = "checkpoint.safetensors"
-_TENSOR = "__tensor__"
+__all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "atomic_write_bytes", "atomic_write_text", "check_writable",
+           "load_checkpoint", "load_weights", "pack", "resolve_checkpoint", "save_checkpoint"]
+
 _UMASK = os.umask(0o22)
 os.umask(_UMASK)
 
 
 def pack(obj: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
-    """The JSON skeleton of `obj`; its tensors go into `tensors` under their dotted path."""
+    """The JSON skeleton of `obj` (format: `mnistlab.run_info`); its tensors go into `tensors` under their
+    dotted path."""
     if isinstance(obj, torch.Tensor):
         tensors[path] = obj.detach().cpu().contiguous().clone()
-        return {_TENSOR: path}
+        return {TENSOR_MARK: path}
     if isinstance(obj, dict):
-        return {"__dict__": [[_key(k), pack(v, tensors, f"{path}.{k}" if path else str(k))] for k, v in obj.items()]}
+        return {DICT_MARK: [[_key(k), pack(v, tensors, f"{path}.{k}" if path else str(k))] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
         return [pack(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
     return obj
 
 
-def unpack(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(skeleton, dict) and _TENSOR in skeleton:
-        return tensors[skeleton[_TENSOR]]
-    if isinstance(skeleton, dict):
-        return {_unkey(k): unpack(v, tensors) for k, v in skeleton["__dict__"]}
-    if isinstance(skeleton, list):
-        return [unpack(v, tensors) for v in skeleton]
-    return skeleton
-
-
 def _key(k: Any) -> Any:
     # Optimiser state is keyed by int parameter ids; JSON would turn them into strings.
-    return {"int": k} if isinstance(k, int) else k
+    return {INT_KEY: k} if isinstance(k, int) else k
 
 
-def _unkey(k: Any) -> Any:
-    return k["int"] if isinstance(k, dict) else k
+def _with_tensors(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """A decoded state with each `TensorRef` replaced by its tensor."""
+    if isinstance(value, TensorRef):
+        return tensors[value.name]
+    if isinstance(value, dict):
+        return {k: _with_tensors(v, tensors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_tensors(v, tensors) for v in value]
+    return value
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -93,43 +104,26 @@ def save_checkpoint(path: str | Path, kind: str, state: dict[str, Any]) -> None:
     tensors: dict[str, torch.Tensor] = {}
     skeleton = pack(state, tensors)
     header = {"format_version": FORMAT_VERSION, "kind": kind, "state": skeleton}
-    atomic_write_bytes(path, save_tensors(tensors, metadata={"mnistlab": json.dumps(header)}))
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory or a checkpoint file → the checkpoint file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; give a run directory or its {CHECKPOINT_NAME}")
-    return path
+    atomic_write_bytes(path, save_tensors(tensors, metadata={METADATA_KEY: json.dumps(header)}))
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
-    """Load a checkpoint's state dict, checking its kind and format version. Never executes code."""
+    """Load a checkpoint's state dict, checking its kind and format version. Never executes code.
+
+    The metadata is validated (`mnistlab.run_info.parse_checkpoint_metadata`) before any tensor is read;
+    anything damaged raises a one-line `CheckpointError`.
+    """
     path = resolve_checkpoint(path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            header = parse_checkpoint_metadata(f.metadata(), f.keys(), path)
+            if kind is not None and header.kind != kind:
+                raise CheckpointError(f"{path} is a {header.kind} checkpoint, but a {kind} checkpoint is needed here")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(
-            f"{path} is not a mnistlab safetensors checkpoint ({_first_line(e)}); "
-            "mnistlab never unpickles files, so .pt/.pkl files from elsewhere cannot be loaded"
-        ) from None
-    if "mnistlab" not in meta:
-        raise CheckpointError(f"{path} is a safetensors file but not a mnistlab checkpoint (no mnistlab metadata)")
-    header = json.loads(meta["mnistlab"])
-    if header.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {header['format_version']}, newer than this mnistlab reads "
-            f"({FORMAT_VERSION}); upgrade mnistlab"
-        )
-    if kind is not None and header.get("kind") != kind:
-        raise CheckpointError(f"{path} is a {header.get('kind')} checkpoint, but a {kind} checkpoint is needed here")
-    state = unpack(header["state"], tensors)
-    state["kind"] = header["kind"]
+        raise not_a_checkpoint(path, e) from None
+    state = _with_tensors(header.state, tensors)
+    state["kind"] = header.kind
     return state
 
 

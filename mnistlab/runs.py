@@ -1,8 +1,8 @@
 """Run directories as a table: list the runs under a folder, or compare a few side by side.
 
 A run directory is what `train_classifier` / `train_gan` write: `config.json` and `metrics.jsonl`,
-and (after the first epoch) `checkpoint.safetensors`. Listing reads only those small files and the
-checkpoint's JSON header, never its tensors, so it stays fast on a folder of many runs.
+and (after the first epoch) `checkpoint.safetensors`. Listing reads them with `mnistlab.run_info`: the
+small files and the checkpoint's JSON header, never its tensors, so it stays fast on a folder of many runs.
 
     >>> from mnistlab.runs import list_runs, compare_runs
     >>> [(r["kind"], r["headline"]) for r in list_runs("runs")]
@@ -13,17 +13,13 @@ checkpoint's JSON header, never its tensors, so it stays fast on a folder of man
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from mnistlab.errors import MnistlabError
+from mnistlab.run_info import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, RUN_FILES, is_run_dir, read_run_info
 
-CHECKPOINT_NAME = "checkpoint.safetensors"  # = mnistlab.checkpoint.CHECKPOINT_NAME, without importing torch
-CONFIG_NAME = "config.json"
-METRICS_NAME = "metrics.jsonl"
-_RUN_FILES = (CONFIG_NAME, METRICS_NAME, CHECKPOINT_NAME)
 # Per-epoch fields that describe speed, not results: left out of comparisons' metric rows.
 _TIMING = ("time_s", "elapsed_s", "images_per_s")
 
@@ -72,7 +68,7 @@ def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
         "kind": "?", "preset": "?", "dataset": "?", "epochs": 0, "headline": "", "wall": "-", "wall_s": 0.0,
         "path": str(run_dir), "name": run_dir.name or str(run_dir), "metrics": [], "mtime": _mtime(run_dir),
     }
-    if not _is_run_dir(run_dir):  # not even broken: not a run at all, whatever `strict` says
+    if not is_run_dir(run_dir):  # not even broken: not a run at all, whatever `strict` says
         if run_dir.is_dir():
             raise MnistlabError(f"{path} is not a run directory (no {CONFIG_NAME}, {METRICS_NAME} or "
                                 f"{CHECKPOINT_NAME} in it)")
@@ -80,12 +76,17 @@ def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
             raise MnistlabError(f"{path} is a file, not a run directory; give the folder a run wrote")
         raise MnistlabError(f"{path} does not exist; give a run directory such as runs/cnn-seed-...")
     try:
-        run.update(_read(run_dir))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, MnistlabError) as e:
+        info = read_run_info(run_dir)
+    except MnistlabError as e:
         reason = _one_line(e)
         if strict:
             raise MnistlabError(f"cannot read run {run_dir}: {reason}") from None
         run["headline"] = f"unreadable: {reason}"
+        return run
+    wall_s = sum(m.get("time_s") or 0.0 for m in info.metrics)
+    run.update(kind=info.kind, preset=info.preset, dataset=info.dataset, epochs=len(info.metrics),
+               headline=_headline(info.kind, info.metrics), wall=_duration(wall_s) if info.metrics else "-",
+               wall_s=float(wall_s), metrics=info.metrics)
     return run
 
 
@@ -132,10 +133,6 @@ def compare_runs(
 # Reading
 
 
-def _is_run_dir(path: Path) -> bool:
-    return path.is_dir() and any((path / name).is_file() for name in _RUN_FILES)
-
-
 def _run_dirs(root: Path) -> list[Path]:
     """Run directories at or below `root`; a run's own subfolders (samples/) are not searched."""
     found, seen = [], set()
@@ -147,7 +144,7 @@ def _run_dirs(root: Path) -> list[Path]:
             subdirs.clear()
             continue
         seen.add(real)
-        if _is_run_dir(here):
+        if is_run_dir(here):
             found.append(here)
             subdirs.clear()
         else:
@@ -158,7 +155,7 @@ def _run_dirs(root: Path) -> list[Path]:
 def _mtime(run_dir: Path) -> float:
     """When the run last wrote its files (the folder's own time when it has none)."""
     times = []
-    for name in _RUN_FILES:
+    for name in RUN_FILES:
         try:
             times.append((run_dir / name).stat().st_mtime)
         except OSError:
@@ -169,97 +166,6 @@ def _mtime(run_dir: Path) -> float:
         except OSError:
             pass
     return max(times, default=0.0)
-
-
-def _read(run_dir: Path) -> dict[str, Any]:
-    """The fields of a readable run; raises (OSError, ValueError, ...) on anything broken."""
-    config = _read_json(run_dir / CONFIG_NAME) if (run_dir / CONFIG_NAME).is_file() else None
-    header = _checkpoint_header(run_dir / CHECKPOINT_NAME) if (run_dir / CHECKPOINT_NAME).is_file() else None
-    if config is None and header is None:
-        raise ValueError(f"no {CONFIG_NAME} and no {CHECKPOINT_NAME}")
-    state = header["state"]["__dict__"] if header else []
-    if config is None:
-        config = _skeleton_value(state, "config")
-    kind = header["kind"] if header else _kind_from_config(config)
-    if kind not in ("cnn", "gan"):
-        raise ValueError(f"unknown run kind {kind!r}")
-
-    metrics_path = run_dir / METRICS_NAME
-    if metrics_path.is_file():
-        metrics = []
-        for number, line in enumerate(metrics_path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    metrics.append(dict(json.loads(line)))
-                except (ValueError, TypeError):
-                    raise ValueError(f"{METRICS_NAME} line {number} is not a JSON object") from None
-    else:
-        metrics = _skeleton_value(state, "metrics") or []
-
-    provenance = _skeleton_value(state, "dataset") if header else None
-    dataset = (provenance or {}).get("name") or config.get("run", {}).get("dataset") or "?"
-    wall_s = sum(float(m.get("time_s") or 0) for m in metrics)
-    return {
-        "kind": kind, "preset": str(config.get("preset", "?")), "dataset": str(dataset),
-        "epochs": len(metrics),
-        "headline": _headline(kind, metrics), "wall": _duration(wall_s) if metrics else "-", "wall_s": wall_s,
-        "metrics": metrics,
-    }
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path.name}: not valid JSON ({_one_line(e)})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path.name}: not a JSON object")
-    return data
-
-
-def _checkpoint_header(path: Path) -> dict[str, Any]:
-    """The checkpoint's JSON header (kind, format, state skeleton), read without loading any tensor."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:  # numpy: no torch import just to read a header
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for a truncated or foreign file
-        raise ValueError(f"{CHECKPOINT_NAME}: not a readable safetensors file ({_one_line(e)})") from None
-    if "mnistlab" not in meta:
-        raise ValueError(f"{CHECKPOINT_NAME} has no mnistlab metadata")
-    header = json.loads(meta["mnistlab"])
-    if "kind" not in header or "__dict__" not in header.get("state", {}):
-        raise ValueError(f"{CHECKPOINT_NAME} metadata lacks the kind or the state")
-    return header
-
-
-def _skeleton_value(pairs: list, key: str) -> Any:
-    """One top-level entry of a checkpoint's state skeleton, with any tensor in it read as None."""
-    for k, v in pairs:
-        if k == key:
-            return _unpack(v)
-    return None
-
-
-def _unpack(skeleton: Any) -> Any:
-    """`mnistlab.checkpoint.unpack` without the tensors (and so without torch)."""
-    if isinstance(skeleton, dict) and "__tensor__" in skeleton:
-        return None
-    if isinstance(skeleton, dict) and "__dict__" in skeleton:
-        return {(k["int"] if isinstance(k, dict) else k): _unpack(v) for k, v in skeleton["__dict__"]}
-    if isinstance(skeleton, list):
-        return [_unpack(v) for v in skeleton]
-    return skeleton
-
-
-def _kind_from_config(config: dict[str, Any]) -> str:
-    model = config.get("model", {})
-    if "filters" in model:
-        return "cnn"
-    if "arch" in model or "nz" in model:
-        return "gan"
-    raise ValueError(f"{CONFIG_NAME} describes neither a CNN nor a DCGAN")
 
 
 def _headline(kind: str, metrics: list[dict[str, Any]]) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mnistlab.data.idx import idx_shape, read_idx, read_idx_pair, write_idx
 from mnistlab.errors import DataError
@@ -80,6 +82,8 @@ CORRUPT = {
     "truncated-header": (idx_bytes(IMAGES)[:10], None, r"truncated header \(10 of 16 bytes"),
     "truncated-data": (idx_bytes(IMAGES)[:-7], None, "5x28x28 = 3920 bytes of data, the file has 3913"),
     "trailing-data": (idx_bytes(IMAGES) + b"extra", None, "5 bytes of trailing data"),
+    "huge-dims": (b"\x00\x00\x08\x03" + np.array([2**31 - 1] * 3, ">i4").tobytes() + b"x", None,
+                  r"2147483647x2147483647x2147483647 = 9903520300447984150353281023 bytes of data, the file has 1"),
     "gzip-truncated": (gzip.compress(idx_bytes(IMAGES))[:-30], None, "gzip data is corrupt"),
     "gzip-garbage": (b"\x1f\x8b" + bytes(range(200)), None, "gzip data is corrupt"),
 }
@@ -131,3 +135,52 @@ def test_pair_checks_which_file_is_which(tmp_path: Path) -> None:
     write_idx(tmp_path / "l", LABELS)
     with pytest.raises(DataError, match="expected 2051 for images"):
         read_idx_pair(tmp_path / "l", tmp_path / "i")
+
+
+# ----------------------------------------------------------------------------------------------
+# Random damage: a DataError, or an array that is what its header declares
+
+
+def raw_and_gzipped() -> dict[str, bytes]:
+    return {f"{name}{suffix}": data for name, array in (("images", IMAGES[:2]), ("labels", LABELS))
+            for suffix, data in (("", idx_bytes(array)), (".gz", gzip.compress(idx_bytes(array), mtime=0)))}
+
+
+PRISTINE = raw_and_gzipped()
+DAMAGE = settings(max_examples=100, deadline=None)
+
+
+def assert_clean_outcome(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    for kind in (None, "images", "labels"):
+        try:
+            array = read_idx(path, kind)
+        except DataError as e:
+            assert "\n" not in str(e) and str(path) in str(e)
+            continue
+        assert array.dtype == np.uint8 and array.ndim == (3 if kind == "images" else 1 if kind else array.ndim)
+        assert array.ndim in (1, 3) and array.shape == idx_shape(path)
+
+
+@pytest.fixture(scope="module")
+def damaged_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("idx") / "train-images-idx3-ubyte.gz"
+
+
+@DAMAGE
+@given(name=st.sampled_from(sorted(PRISTINE)), data=st.data())
+def test_truncated_files_raw_and_gzipped(damaged_path: Path, name: str, data) -> None:
+    length = data.draw(st.integers(0, len(PRISTINE[name]) - 1), label="length")
+    assert_clean_outcome(damaged_path, PRISTINE[name][:length])
+
+
+@DAMAGE
+@given(name=st.sampled_from(sorted(PRISTINE)), flips=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 7)),
+                                                               min_size=1, max_size=4),
+       in_header=st.booleans())
+def test_bit_flips_raw_and_gzipped(damaged_path: Path, name: str, flips, in_header: bool) -> None:
+    data = bytearray(PRISTINE[name])
+    span = min(16, len(data)) if in_header else len(data)  # the IDX header (raw), the gzip header; or anywhere
+    for position, bit in flips:
+        data[position % span] ^= 1 << bit
+    assert_clean_outcome(damaged_path, bytes(data))

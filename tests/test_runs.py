@@ -4,12 +4,15 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 import mnistlab
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
+from mnistlab.run_info import read_run_info
 from mnistlab.runs import compare_runs, list_runs, read_run
 
 WALL = re.compile(r"^(\d+\.\ds|\d+s|\d+m\d\ds|\d+h\d\dm)$")
@@ -139,3 +142,52 @@ def test_cli_runs_and_runs_compare(runs_dir, tmp_path, capsys):
     assert main(["runs", "compare", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mnistlab: error: ")
+
+
+# ----------------------------------------------------------------------------------------------
+# The torch-free run reader underneath (mnistlab.run_info)
+
+
+def _rewrite_config(run_dir, **changes):
+    config = json.loads((run_dir / "config.json").read_text())
+    config.update(changes)
+    (run_dir / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+
+
+def test_the_kind_comes_from_config_json_or_for_older_runs_from_the_checkpoint(runs_dir):
+    run_dir = runs_dir / "cnn-seed"
+    _rewrite_config(run_dir, kind=None)  # a run written before config.json had a kind
+    info = read_run_info(run_dir)
+    assert (info.kind, info.preset, info.checkpoint.kind) == ("cnn", "seed", "cnn")
+    (run_dir / "checkpoint.safetensors").unlink()  # killed before its first epoch: nothing tells the kind
+    with pytest.raises(MnistlabError, match="config.json has no kind and there is no checkpoint.safetensors"):
+        read_run_info(run_dir)
+    _rewrite_config(run_dir, kind="cnn")
+    info = read_run_info(run_dir)
+    requested = json.loads((run_dir / "config.json").read_text())["run"]["dataset"]  # all that is known now
+    assert (info.kind, info.dataset, info.checkpoint) == ("cnn", requested, None)
+
+
+def test_a_config_json_that_contradicts_the_checkpoint_is_refused(runs_dir):
+    run_dir = runs_dir / "cnn-seed"
+    _rewrite_config(run_dir, kind="gan")
+    with pytest.raises(MnistlabError, match="config.json says gan but checkpoint.safetensors is a cnn checkpoint"):
+        read_run_info(run_dir)
+    assert read_run(run_dir, strict=False)["headline"].startswith("unreadable: ")
+
+
+def test_a_metric_of_the_wrong_type_is_named(runs_dir):
+    run_dir = runs_dir / "cnn-seed"
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": 4, "time_s": "slow"}) + "\n")
+    with pytest.raises(MnistlabError, match=r'metrics.jsonl line 4.time_s should be a number, not the string "slow"'):
+        read_run(run_dir)
+
+
+def test_listing_runs_and_reading_headers_never_imports_torch(runs_dir):
+    script = ("import sys; from mnistlab.runs import list_runs; from mnistlab.run_info import read_checkpoint_header;"
+              f"runs = list_runs({str(runs_dir)!r});"
+              f"kind = read_checkpoint_header({str(runs_dir / 'cnn-seed')!r}).kind;"
+              "print(len(runs), kind, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "cnn", "False"], done.stderr

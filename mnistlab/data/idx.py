@@ -8,6 +8,7 @@ are usually gzipped; we recognise gzip by its magic bytes, not by the file name.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -95,7 +96,7 @@ def read_idx(path: str | Path, kind: Kind | None = None) -> np.ndarray:
     path = Path(path)
     data = _read_bytes(path)
     dims, offset = _parse_header(data, path, kind)
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)  # Python ints: a forged header's product would overflow numpy's int64
     found = len(data) - offset
     if found < expected:
         raise DataError(
