@@ -9,6 +9,8 @@ whole-pixel shift), not the geometric 13.5, so `to_mnist` shifts the centre of m
 
 `to_mnist` accepts photos, scans and drawings: dark on light or light on dark, any size, off-centre,
 PIL images in any mode (transparency composited over white paper), image paths, NumPy arrays and torch tensors.
+A photo first goes through `mnistlab.ink` (uneven light, shadows, ruled lines, specks), which finds the
+digit's ink; a clean image's ink is what it always was, its darkness against the paper.
 """
 
 from __future__ import annotations
@@ -23,14 +25,13 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 from mnistlab.errors import MnistlabError
+from mnistlab.ink import NOISE, digit_pieces, find_ink
 
-__all__ = ["MAX_PIXELS", "load_image", "to_mnist", "to_mnist_batch"]
+__all__ = ["MAX_PIXELS", "frame_digit", "load_image", "to_grey", "to_mnist", "to_mnist_batch"]
 
 MAX_PIXELS = 4096 * 4096  # larger images are refused before decoding: a digit never needs more
 SIZE, BOX = 28, 20  # MNIST's field and the box the digit is fitted into
 CENTRE = 14.0  # where MNIST's centre of mass lies, measured (see the module docstring)
-NOISE = 0.2  # ink fainter than this fraction of the strongest is background (paper grain, JPEG noise)
-MIN_CONTRAST = 0.05  # an image whose ink differs from its background by less than this is blank
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, the weights PIL's "L" uses
 
 
@@ -70,7 +71,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
-    """A PIL image in any mode -> an array `_to_grey` reads: (H, W) greyscale, deep modes kept deep."""
+    """A PIL image in any mode -> an array `to_grey` reads: (H, W) greyscale, deep modes kept deep."""
     mode = image.mode
     try:
         if mode == "LAB":  # Pillow cannot convert CIELAB to "L"; its L band is the lightness
@@ -88,7 +89,7 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
         raise MnistlabError(f"cannot read a mode {mode} image ({reason}); give an RGB or greyscale image") from None
 
 
-def _to_grey(image: Any) -> np.ndarray:
+def to_grey(image: Any) -> np.ndarray:
     """Any supported input -> float32 (H, W), nominally 0 (black) .. 1 (white)."""
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
@@ -132,27 +133,28 @@ def to_mnist(image: Any) -> np.ndarray:
     A blank image (no ink at all) gives all zeros rather than an error: the web app calls this on a
     cleared canvas.
     """
-    grey = _to_grey(image)
-
-    # 2. The border is mostly paper: its median is the background level; a light one means dark ink.
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    background = np.median(border)
-    light_paper = background > (grey.min() + grey.max()) / 2
-    ink = np.clip(background - grey if light_paper else grey - background, 0, None)
-
-    # 3. Stretch so the background is 0 and the strongest ink 1; faint noise (paper grain, shadows,
-    # JPEG ringing) becomes background. Stronger ink keeps its grey level, as MNIST's strokes do.
-    peak = ink.max()
-    if peak < MIN_CONTRAST:
+    ink = find_ink(to_grey(image))
+    pieces = digit_pieces(ink)
+    if not pieces:
         return np.zeros((SIZE, SIZE), np.float32)
-    ink = ink / peak
+    return frame_digit(ink.crop(pieces))
+
+
+def frame_digit(ink: np.ndarray) -> np.ndarray:
+    """An image of one digit's ink (float (h, w), 0 = paper) -> the 28x28 MNIST framing of it."""
+    # Stretch so the strongest ink is 1; faint noise (JPEG ringing, blur) becomes background. Stronger ink
+    # keeps its grey level, as MNIST's strokes do.
+    peak = float(ink.max()) if ink.size else 0.0
+    if peak <= 0:
+        return np.zeros((SIZE, SIZE), np.float32)
+    ink = ink / np.float32(peak)
     ink[ink < NOISE] = 0
 
-    # 4. Crop to the ink's bounding box.
+    # Crop to the ink's bounding box.
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
-    # 5. Fit the longer side to 20 px, keeping the aspect ratio; LANCZOS anti-aliases when shrinking
+    # Fit the longer side to 20 px, keeping the aspect ratio; LANCZOS anti-aliases when shrinking
     # and stays smooth when enlarging; its slight ringing is clipped away.
     height, width = ink.shape
     scale = BOX / max(height, width)
@@ -160,12 +162,12 @@ def to_mnist(image: Any) -> np.ndarray:
     small = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32))  # mode "F": no 8-bit rounding
     small = np.clip(np.asarray(small.resize(size, Image.Resampling.LANCZOS)), 0, 1)
 
-    # 6. Paste into the middle of the 28x28 field.
+    # Paste into the middle of the 28x28 field.
     out = np.zeros((SIZE, SIZE), np.float32)
     top, left = (SIZE - small.shape[0]) // 2, (SIZE - small.shape[1]) // 2
     out[top : top + small.shape[0], left : left + small.shape[1]] = small
 
-    # 7. Move the centre of mass to MNIST's centre by a whole-pixel shift, as MNIST did
+    # Move the centre of mass to MNIST's centre by a whole-pixel shift, as MNIST did
     # (order=0 with an integer shift moves pixels exactly, without resampling).
     if not out.any():  # specks so sparse that resizing averaged them away: no mass to centre
         return out

@@ -1,0 +1,242 @@
+"""From a page to its ink: the stage that finds handwritten digits in a photo, before any framing.
+
+A phone photo of a digit on paper is not a clean MNIST image: the light falls off across the page, a
+shadow darkens part of it, ruled or squared lines cross it, the paper has grain and the JPEG has noise.
+`find_ink` turns such a page into the ink alone:
+
+1. work at most WORK_SIDE pixels on the short side (a digit 20 % of that tall is still ~100 px);
+2. estimate the paper's brightness everywhere — a morphological closing, which fills in strokes narrower
+   than its kernel but keeps gradients and shadows, which are broad — and divide it out, so that ink is
+   measured against the paper around it: a local threshold, not one level for the whole page;
+3. keep what is darker than the paper by more than the noise (a hysteresis threshold: weak pixels count
+   only when connected to strong ones, so faint stroke ends stay and noise goes);
+4. remove ruled and squared lines: bands that stay inked along a quarter of the page's width (or height)
+   are lines, and only their thin parts are removed, so a stroke that crosses a line is kept whole;
+5. label the connected pieces of ink.
+
+`digit_pieces` then picks the pieces of the one digit on the page (the main piece, and pieces near it: the
+separate top stroke of a 5, a 4 drawn in two strokes); `mnistlab.reading` groups them into the digits of a
+number instead. Clean images — a canvas drawing, an MNIST digit, a scan on white paper — have flat paper
+and no lines, so their ink is exactly what `preprocess.to_mnist` always took: darkness relative to the
+paper, scaled to the strongest ink.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["WORK_SIDE", "Ink", "Piece", "digit_pieces", "find_ink"]
+
+WORK_SIDE = 480  # photos are shrunk to this short side first: speed, and the digit is still ~100 px tall
+BACKGROUND_SIDE = 120  # the paper's light is estimated at this short side: it varies slowly
+FLAT = 0.03  # paper whose estimated light varies less than this is flat: one level for all of it
+MIN_CONTRAST = 0.05  # ink fainter than this against its paper is no ink at all (a blank page)
+NOISE_SIGMAS = 4.0  # weak ink: this many noise deviations darker than the paper
+LINE_SPAN = 0.25  # a ruled line is inked along at least this fraction of the page's width (or height)
+LINE_DRIFT = 5  # rows (columns) a line may drift over that span: it is photographed a little skewed
+LINE_THICKNESS = 0.015  # a line is at most this fraction of the page's short side thick, +1 px of blur
+NOISE = 0.2  # ink fainter than this fraction of the strongest is paper (grain, JPEG ringing), as in MNIST
+NEAR = 0.25  # pieces within this fraction of the digit's size of it belong to the same digit
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One connected piece of ink, in working pixels."""
+
+    label: int  # its value in Ink.labels
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1, the ends exclusive
+    area: int  # pixels
+    mass: float  # summed strength
+    touches_edge: bool  # it reaches the photo's border
+
+    @property
+    def width(self) -> int:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> int:
+        return self.box[3] - self.box[1]
+
+
+@dataclass
+class Ink:
+    """The ink of a page: `strength` 0 (paper) .. 1 (strongest ink), lines and noise removed."""
+
+    strength: np.ndarray  # float32 (h, w) at the working size; 0 outside every piece
+    labels: np.ndarray  # int32 (h, w): 0 is paper, else the label of the piece a pixel belongs to
+    pieces: list[Piece]  # left to right
+    scale: float  # the photo's pixels per working pixel (1 for images no larger than WORK_SIDE)
+
+    def crop(self, pieces: list[Piece], box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """The strength of just these pieces inside `box` (default: their joint box), float32."""
+        x0, y0, x1, y1 = box or union_box(pieces)
+        labels = self.labels[y0:y1, x0:x1]
+        keep = np.isin(labels, [p.label for p in pieces])
+        return np.where(keep, self.strength[y0:y1, x0:x1], np.float32(0))
+
+    def photo_box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """A working-pixel box in the photo's own pixel coordinates."""
+        x0, y0, x1, y1 = box
+        s = self.scale
+        return int(x0 * s), int(y0 * s), int(np.ceil(x1 * s)), int(np.ceil(y1 * s))
+
+
+def union_box(pieces: list[Piece]) -> tuple[int, int, int, int]:
+    return (min(p.box[0] for p in pieces), min(p.box[1] for p in pieces),
+            max(p.box[2] for p in pieces), max(p.box[3] for p in pieces))
+
+
+def find_ink(grey: np.ndarray) -> Ink:
+    """A page as float32 (H, W) greyscale, 0 black .. 1 white (`preprocess.to_grey` makes it from any image),
+    dark ink on light paper or light on dark -> its ink."""
+    scale = max(1.0, min(grey.shape) / WORK_SIDE)
+    if scale > 1:
+        size = (round(grey.shape[1] / scale), round(grey.shape[0] / scale))
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    # The border is mostly paper: a light one means dark ink. Make it dark ink on light paper.
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    paper_level = float(np.median(border))
+    dark_ink = paper_level > (grey.min() + grey.max()) / 2
+    paper = _paper_light(grey if dark_ink else 1 - grey)
+    if float(paper.max() - paper.min()) < FLAT:  # flat paper: its border's level, as for any clean image
+        paper = np.float32(max(paper_level if dark_ink else 1 - paper_level, 1e-3))
+    elif not dark_ink:
+        # Uneven light is a photo of paper, and its ink is dark: a shadow over the border misled the rule.
+        # (Light ink on a dark ground is a drawing, and a drawing's ground is flat.)
+        dark_ink, paper = True, _paper_light(grey)
+    if not dark_ink:
+        grey = 1 - grey
+    darkness = 1 - grey / paper  # 0 on paper, towards 1 for black ink; noise either side of 0
+    strength = np.clip(darkness, 0, 1)
+    if strength.max() < MIN_CONTRAST:
+        return _empty(grey.shape, scale)
+
+    # The paper's noise, from the pixels lighter than the median: ink and lines only ever add darkness.
+    sample = darkness[::3, ::3]
+    centre, below = np.percentile(sample, [50, 15.9])  # the median less one deviation of a normal noise
+    weak = max(float(centre + NOISE_SIGMAS * (centre - below)), MIN_CONTRAST / 2)
+    mask = strength > weak
+    mask &= ~_line_pixels(strength, mask, weak)
+
+    labels, stats, peaks = _components(mask, strength)
+    masses = np.asarray(ndimage.sum(strength, labels, np.arange(len(stats))))
+    h, w = grey.shape
+    edge = (stats[:, 0] == 0) | (stats[:, 1] == 0) | (stats[:, 0] + stats[:, 2] == w) | (stats[:, 1] + stats[:, 3] == h)
+    keep = peaks > 0  # label 0, the paper, has no peak
+    # What touches the photo's edge (the table, the page's edge, a shadow's corner) is not the digit when
+    # there is clear ink away from the edge; a digit drawn out to the edge of a canvas is kept.
+    inner = keep & ~edge
+    if inner.any() and peaks[inner].max() >= max(2 * weak, 0.3 * peaks.max()):
+        keep = inner
+    # The strongest ink, of the pieces with some mass: a speck (a line's remnant, a dust mote) has none.
+    heavy = keep & (masses >= 0.1 * masses[keep].max()) if keep.any() else keep
+    strongest = float(peaks[heavy].max()) if heavy.any() else 0.0
+    if strongest < MIN_CONTRAST:
+        return _empty(grey.shape, scale)
+    # Hysteresis: a piece is ink when it holds a pixel at least half as dark as the darkest ink. Then, as
+    # MNIST's framing does, ink fainter than NOISE of the strongest (JPEG ringing, blur) is paper.
+    keep &= peaks >= max(2 * weak, 0.5 * strongest)
+    inked = keep[labels] & (strength >= NOISE * strongest)
+    labels, stats, _ = _components(inked, strength)
+    strength = np.where(inked, strength, np.float32(0))
+    masses = ndimage.sum(strength, labels, np.arange(len(stats)))
+    pieces = []
+    for label in range(1, len(stats)):
+        x, y, pw, ph, area = (int(v) for v in stats[label])
+        touches = x == 0 or y == 0 or x + pw == w or y + ph == h
+        pieces.append(Piece(label, (x, y, x + pw, y + ph), area, float(masses[label]), touches))
+    pieces.sort(key=lambda p: (p.box[0], p.box[1]))
+    return Ink(strength, labels, pieces, scale)
+
+
+def _components(mask: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """8-connected pieces of `mask`: labels (h, w) int32, stats (n, 5) as OpenCV gives them (row 0 is the
+    paper), and each label's strongest pixel (0 for the paper)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    peaks = np.zeros(count, np.float32)
+    if count > 1:
+        peaks[1:] = ndimage.maximum(strength, labels, np.arange(1, count))
+    return labels, stats, peaks
+
+
+def _empty(shape: tuple[int, int], scale: float) -> Ink:
+    return Ink(np.zeros(shape, np.float32), np.zeros(shape, np.int32), [], scale)
+
+
+def _paper_light(grey: np.ndarray) -> np.ndarray:
+    """The paper's brightness at every pixel: the page with its dark strokes closed over, at low resolution."""
+    factor = max(1.0, min(grey.shape) / BACKGROUND_SIDE)
+    small = grey
+    if factor > 1:
+        small = cv2.resize(grey, (round(grey.shape[1] / factor), round(grey.shape[0] / factor)),
+                           interpolation=cv2.INTER_AREA)
+    side = int(min(small.shape) / 4) | 1  # wider than any stroke: a stroke is under a tenth of the page
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+    light = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
+    light = cv2.blur(light, (side // 2 | 1, side // 2 | 1))  # soften the closing's flat-topped blocks
+    if factor > 1:
+        light = cv2.resize(light, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.maximum(light, np.float32(1e-3))
+
+
+def _line_pixels(strength: np.ndarray, mask: np.ndarray, weak: float) -> np.ndarray:
+    """The thin parts of ruled and squared lines: long straight bands of ink, where they are thin."""
+    lines = np.zeros_like(mask)
+    cap = LINE_THICKNESS * min(mask.shape) + 1
+    for transpose in (False, True):  # horizontal lines, then vertical ones on the transposed page
+        s, m = (strength.T, mask.T) if transpose else (strength, mask)
+        span = int(LINE_SPAN * s.shape[1])
+        if span < 3 * cap:  # a small image (an MNIST digit, an icon) has no room for a page's lines
+            continue
+        # Dilate across the line, then keep what stays inked along `span`: lines, even skewed ones.
+        across = cv2.dilate(s, np.ones((2 * LINE_DRIFT + 1, 1), np.uint8))
+        band = cv2.morphologyEx(across, cv2.MORPH_OPEN, np.ones((1, span), np.uint8)) > weak
+        band &= m
+        if band.sum() < span:
+            continue
+        runs = _vertical_runs(m)
+        thin_runs = runs[band & (runs <= cap)]
+        if thin_runs.size < span:  # no thin band: nothing printed, only strokes along the page
+            continue
+        thickness = float(np.median(thin_runs))  # the lines' own: most thin band pixels are line pixels
+        thin = band & (runs <= min(cap, 1.6 * thickness + 1))
+        lines |= thin.T if transpose else thin
+    return lines
+
+
+def _vertical_runs(mask: np.ndarray) -> np.ndarray:
+    """For each True pixel, the length of the vertical run of True pixels it is in (0 elsewhere)."""
+    columns = np.zeros((mask.shape[1], mask.shape[0] + 1), bool)  # a False row ends each column's runs
+    columns[:, :-1] = mask.T
+    flat = columns.ravel()
+    starts = flat & ~np.concatenate([[False], flat[:-1]])
+    run = np.cumsum(starts) * flat
+    lengths = np.bincount(run)
+    lengths[0] = 0
+    return lengths[run].reshape(columns.shape)[:, :-1].T
+
+
+def digit_pieces(ink: Ink) -> list[Piece]:
+    """The pieces of the one digit on the page: the main piece of ink, with the pieces near it.
+
+    The main piece is the heaviest that does not touch the photo's edge (the table, a page edge, a finger),
+    unless only edge pieces are heavy; then pieces are added while they lie within NEAR of the digit so far.
+    """
+    if not ink.pieces:
+        return []
+    heaviest = max(p.mass for p in ink.pieces)
+    inside = [p for p in ink.pieces if not p.touches_edge and p.mass >= 0.2 * heaviest]
+    chosen = [max(inside or ink.pieces, key=lambda p: p.mass)]
+    grown = True
+    while grown:
+        x0, y0, x1, y1 = union_box(chosen)
+        margin = NEAR * max(x1 - x0, y1 - y0)
+        near = [p for p in ink.pieces if p not in chosen and p.box[0] < x1 + margin and p.box[2] > x0 - margin
+                and p.box[1] < y1 + margin and p.box[3] > y0 - margin and not (p.touches_edge and inside)]
+        chosen += near
+        grown = bool(near)
+    return chosen
