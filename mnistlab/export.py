@@ -3,7 +3,7 @@
 The model is exported in fp32 with a dynamic batch axis by `torch.onnx.export(dynamo=True)` (the TorchScript
 exporter is deprecated), serialised in memory, run with onnxruntime on a random batch and compared with
 PyTorch, and only then written, atomically: a failed export never leaves a partial file nor replaces a good
-one.
+one. onnx, onnxscript and onnxruntime are the `onnx` extra; without them `export_onnx` says what to install.
 
     >>> export_onnx("runs/cnn-seed-...", "cnn.onnx")["max_abs_diff"]
     1.9e-06
@@ -12,6 +12,7 @@ one.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from mnistlab.inference import Classifier, load
 
 TOLERANCE = 1e-4  # fp32 kernels differ in summation order, by ~1e-6 here; more means a wrong graph
 CHECK_BATCH = 8  # not the export example's batch size, so the dynamic axis is checked too
+ONNX_STACK = ("onnx", "onnxscript", "onnxruntime")  # the `onnx` extra: the exporter's and the checker's
 
 
 def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, Any]:
@@ -42,6 +44,7 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, An
     >>> result["kind"], result["input"]
     ('cnn', 'images float32 [N,1,28,28] in [0,1], light ink on black (mnistlab.preprocess.to_mnist)')
     """
+    _require_onnx_stack()
     if not Path(path).parent.is_dir():  # say so now, not after the export
         raise MnistlabError(f"cannot write {path}: there is no directory {Path(path).parent}")
     model = load(run_or_checkpoint, precision="fp32")
@@ -82,6 +85,16 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, An
         raise MnistlabError(f"cannot write {path}: {e.strerror or e}; choose another --onnx path") from None
     return {"path": str(path), "kind": kind, "input": described[0], "output": described[1],
             "max_abs_diff": diff}
+
+
+def _require_onnx_stack() -> None:
+    """Raise MnistlabError naming the `onnx` extra if one of its packages cannot be imported."""
+    for module in ONNX_STACK:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise MnistlabError(f"ONNX export needs {module}, which is not installed: "
+                                "pip install 'mnistlab[onnx]'") from None
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """The page in a real Chromium, against a real uvicorn server on loopback, on the real tiny runs.
 
 Draws a digit with mouse strokes and checks that what the page shows is what the API answers for what the page
-sent; uploads a real digit; generates; walks the latent space from the keyboard.
+sent; uploads a real digit; generates; walks the latent space from the keyboard; shows a refusal readably.
 """
 
 import io
@@ -86,7 +86,7 @@ def settle(page, predict_requests, quiet_s=0.4, timeout_s=10):
 
 def test_draw_upload_generate_and_walk(page, base_url, cnn_run, tiny_data, tmp_path):
     requests = []
-    page.on("request", lambda r: r.url.endswith("/api/predict") and requests.append(r))
+    page.on("request", lambda r: r.url.endswith("/api/predict/pixels") and requests.append(r))
 
     # Draw a "1": one stroke down the middle, as a person would with a mouse.
     box = page.locator("#canvas").bounding_box()
@@ -100,7 +100,7 @@ def test_draw_upload_generate_and_walk(page, base_url, cnn_run, tiny_data, tmp_p
 
     # What the page shows is the API's answer for what the page last sent.
     sent = json.loads(requests[-1].post_data)
-    answer = httpx.post(f"{base_url}/api/predict", json=sent).json()
+    answer = httpx.post(f"{base_url}/api/predict/pixels", json=sent).json()
     assert page.locator("#prediction").inner_text() == answer["label"] == "1"
     bars = page.locator("#probabilities li")
     assert bars.count() == 10 and page.locator("#probabilities .bar").count() == 10
@@ -159,3 +159,12 @@ def test_draw_upload_generate_and_walk(page, base_url, cnn_run, tiny_data, tmp_p
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
     assert Image.open(tmp_path / "app.png").size[0] >= 1200
     assert page.problems == [], "\n".join(page.problems)
+
+    # A seed the API refuses (the form would not submit it; choosing a digit sends it anyway): FastAPI's 422, a
+    # list of errors, reads as a sentence on the page.
+    page.fill("#seed", "-1")
+    page.select_option("#digit", "3")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.locator("#error").inner_text() == (
+        "Could not generate: 422: seed: Input should be greater than or equal to 0")
+    assert [problem for problem in page.problems if "422" not in problem] == []  # Chromium logs the 422 itself

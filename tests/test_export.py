@@ -1,5 +1,9 @@
 """ONNX export of the real tiny runs, rerun with onnxruntime against PyTorch, and how it fails."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import onnxruntime
 import pytest
@@ -8,9 +12,8 @@ import torch
 from mnistlab import export
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
-from mnistlab.inference import classify
 from mnistlab.export import export_onnx
-from mnistlab.inference import load
+from mnistlab.inference import classify, load
 from mnistlab.pixels import to_uint8
 
 
@@ -72,3 +75,16 @@ def test_unwritable_paths_fail_with_one_line(cnn_run, tmp_path, capsys):
     assert main(["export", str(cnn_run.dir), "--onnx", str(tmp_path / "missing" / "cnn.onnx")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mnistlab: error: cannot write") and "no directory" in err and "\n" not in err
+
+
+def test_export_without_the_onnx_extra_names_what_to_install(cnn_run, tmp_path):
+    hidden = tmp_path / "hidden" / "onnx"  # earlier on the path than the installed onnx, and broken
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    result = subprocess.run([sys.executable, "-m", "mnistlab", "export", str(cnn_run.dir), "--onnx",
+                             str(tmp_path / "cnn.onnx")], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "hidden")})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("mnistlab: error: ONNX export needs onnx, which is not installed: "
+                             "pip install 'mnistlab[onnx]'\n")
+    assert not (tmp_path / "cnn.onnx").exists()

@@ -5,20 +5,16 @@ explanation, and the server must go on answering good requests after each one.
 """
 
 import asyncio
-import gc
 import io
+import json
 import os
-import shutil
 import struct
-import subprocess
-import sys
 import warnings
 import zlib
 
 import httpx
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 from mnistlab.errors import MnistlabError
@@ -30,7 +26,7 @@ with warnings.catch_warnings():  # Starlette suggests httpx2 for its TestClient;
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from mnistlab.serve.app import create_app, newest_runs, serve  # noqa: E402
+from mnistlab.serve.app import create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +67,14 @@ def predict_png(client, data: bytes):
     return client.post("/api/predict", **upload(data))
 
 
+def explained(answer) -> str:
+    """The answer's `detail` as one line: a string as it is, FastAPI's validation errors as "loc: msg; ..."."""
+    detail = answer.json()["detail"]
+    if isinstance(detail, str):
+        return detail
+    return "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in detail)
+
+
 def assert_still_serving(client):
     answer = predict_png(client, png(drawn_one()))
     assert answer.status_code == 200 and len(answer.json()["probabilities"]) == 10
@@ -90,8 +94,9 @@ def test_predictions_on_real_test_digits_agree_exactly_with_the_classifier(clien
     for i in right:
         expected_one = classifier.predict([digits[i]])[0]  # alone, as the API ran it (batching moves 1e-6s)
         by_file = predict_png(client, png(digits[i]))
-        by_pixels = client.post("/api/predict", json={"pixels": digits[i].tolist()})
-        for answer in (by_file, by_pixels):
+        by_pixels = client.post("/api/predict/pixels", json={"pixels": digits[i].tolist()})
+        by_pixels_at_the_old_address = client.post("/api/predict", json={"pixels": digits[i].tolist()})
+        for answer in (by_file, by_pixels, by_pixels_at_the_old_address):
             assert answer.status_code == 200, answer.text
             body = answer.json()
             assert body["digit"] == labels[i] and body["label"] == str(labels[i])
@@ -102,16 +107,16 @@ def test_predictions_on_real_test_digits_agree_exactly_with_the_classifier(clien
 def test_concurrent_predictions_share_batches_and_each_gets_its_own_answer(cnn_run, classifier, tiny_data,
                                                                             monkeypatch):
     import mnistlab.preprocess
-    import mnistlab.serve.app as served
+    import mnistlab.serve.batching as batching
 
     batch_sizes = []
-    real_batch = served._predict_batch
+    real_batch = batching._predict_batch
 
     def predict_batch(model, images):
         batch_sizes.append(len(images))
         return real_batch(model, images)
 
-    monkeypatch.setattr(served, "_predict_batch", predict_batch)
+    monkeypatch.setattr(batching, "_predict_batch", predict_batch)
     real_to_mnist = mnistlab.preprocess.to_mnist
     marked = np.float32(1 / 255)  # an image that preprocessing refuses: pixel (0, 0) = 1
 
@@ -126,7 +131,7 @@ def test_concurrent_predictions_share_batches_and_each_gets_its_own_answer(cnn_r
 
     async def send_all(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
-            return await asyncio.gather(*(client.post("/api/predict", json={"pixels": d.tolist()})
+            return await asyncio.gather(*(client.post("/api/predict/pixels", json={"pixels": d.tolist()})
                                           for d in digits))
 
     answers = asyncio.run(send_all(create_app(cnn_run.dir, None)))
@@ -177,14 +182,15 @@ def test_uploads_in_unusual_image_modes_read_as_the_plain_image(client, case):
 
 def test_pixels_may_be_0_to_255_or_0_to_1(client):
     canvas = np.asarray(drawn_one(dark_on_light=False).resize((28, 28), Image.BOX), dtype=np.float64)
-    as_bytes = client.post("/api/predict", json={"pixels": canvas.tolist()}).json()
-    as_fractions = client.post("/api/predict", json={"pixels": (canvas / 255).tolist()}).json()
+    as_bytes = client.post("/api/predict/pixels", json={"pixels": canvas.tolist()}).json()
+    as_fractions = client.post("/api/predict/pixels", json={"pixels": (canvas / 255).tolist()}).json()
     assert as_bytes["digit"] == as_fractions["digit"]
     np.testing.assert_allclose(as_bytes["probabilities"], as_fractions["probabilities"], atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------
-# Bad requests: each gets its status and a JSON "detail", and the server goes on
+# Bad requests: each gets its status and a JSON "detail" (FastAPI's list of what is wrong where, for a 422),
+# and the server goes on
 
 
 def bomb_png() -> bytes:
@@ -212,7 +218,7 @@ JSON = {"content-type": "application/json"}
 MULTIPART = "multipart/form-data"
 
 
-BAD_REQUESTS = {  # name: (what to post, status, a fragment of its "detail")
+BAD_REQUESTS = {  # name: (what to post to /api/predict, status, a fragment of its detail, explained)
     "upload over 1 MB": (upload(BIG), 413, "over 1 MB"),
     "multipart over 1 MB, Content-Length lying": (
         dict(content=BIG_FORM, headers={"content-type": BIG_FORM_TYPE, "content-length": "1000"}), 413, "MB"),
@@ -226,15 +232,16 @@ BAD_REQUESTS = {  # name: (what to post, status, a fragment of its "detail")
         dict(content=b"--x\r\n", headers={"content-type": MULTIPART}), 400, "boundary"),
     "malformed multipart": (
         dict(content=b"garbage", headers={"content-type": f"{MULTIPART}; boundary=x"}), 400, "Invalid"),
-    "no file field": (dict(files={"image": ("x.png", b"x", "image/png")}), 400, "field 'file'"),
-    "27 rows": (dict(json={"pixels": [[0] * 28] * 27}), 422, "at least 28"),
-    "a short row": (dict(json={"pixels": [[0] * 28] * 27 + [[0] * 5]}), 422, "pixels.27"),
-    "strings": (dict(json={"pixels": [["1"] * 28] * 28}), 422, "valid number"),
+    "no file field": (dict(files={"image": ("x.png", b"x", "image/png")}), 422, "body.file: Field required"),
+    "plain text": (dict(content=b"7", headers={"content-type": "text/plain"}), 422, "body.file: Field required"),
+    "27 rows": (dict(json={"pixels": [[0] * 28] * 27}), 422, "body.pixels: List should have at least 28 items"),
+    "a short row": (dict(json={"pixels": [[0] * 28] * 27 + [[0] * 5]}), 422, "body.pixels.27: List should have"),
+    "strings": (dict(json={"pixels": [["1"] * 28] * 28}), 422, "body.pixels.0.0: Input should be a valid number"),
     "over 255": (dict(json={"pixels": [[256] * 28] * 28}), 422, "less than or equal to 255"),
     "negative": (dict(json={"pixels": [[-1] * 28] * 28}), 422, "greater than or equal to 0"),
-    "3-D pixels": (dict(json={"pixels": [[[0, 0, 0]] * 28] * 28}), 422, "valid number"),
-    "not JSON": (dict(content=b"{pixels:", headers=JSON), 422, "Invalid JSON"),
-    "plain text": (dict(content=b"7", headers={"content-type": "text/plain"}), 415, "multipart/form-data"),
+    "3-D pixels": (dict(json={"pixels": [[[0, 0, 0]] * 28] * 28}), 422, "body.pixels.0.0: Input should be a valid"),
+    "another key": (dict(json={"pixels": [[0] * 28] * 28, "x": 1}), 422, "body.x: Extra inputs are not permitted"),
+    "not JSON": (dict(content=b"{pixels:", headers=JSON), 422, "JSON decode error"),
 }
 
 
@@ -243,8 +250,16 @@ def test_bad_predict_requests_get_a_clear_error_and_the_server_goes_on(client, c
     kwargs, status, fragment = BAD_REQUESTS[case]
     answer = client.post("/api/predict", **kwargs)
     assert answer.status_code == status, answer.text
-    assert fragment in answer.json()["detail"]
+    assert fragment in explained(answer)
     assert_still_serving(client)
+
+
+def test_pixels_sent_as_anything_but_json_are_refused_with_what_was_expected(client):
+    answer = client.post("/api/predict/pixels", content=json.dumps({"pixels": [[0] * 28] * 28}),
+                         headers={"content-type": "text/plain"})  # FastAPI parses only a JSON content type
+    assert answer.status_code == 422 and "body: Input should be a valid dictionary" in explained(answer)
+    answer = client.post("/api/predict/pixels", **upload(png(drawn_one())))  # binary: no UTF-8 to echo back
+    assert answer.status_code == 422 and "bytes that are not JSON" in answer.text
 
 
 @pytest.mark.parametrize("query", [
@@ -254,13 +269,16 @@ def test_bad_predict_requests_get_a_clear_error_and_the_server_goes_on(client, c
 ])
 def test_out_of_range_generator_queries_get_422(client, query):
     answer = client.get(query)
-    assert answer.status_code == 422 and answer.json()["detail"]
+    name = query.split("?")[1].split("=")[0]
+    assert answer.status_code == 422 and explained(answer).startswith(f"query.{name}: "), answer.text
     assert client.get("/api/generate?n=1").status_code == 200
 
 
 def test_a_server_without_models_says_which_flag_loads_them():
     with TestClient(create_app(None, None)) as bare:
-        assert "--cnn" in bare.post("/api/predict", json={"pixels": [[0] * 28] * 28}).json()["detail"]
+        for reading in (dict(json={"pixels": [[0] * 28] * 28}), upload(png(drawn_one()))):
+            answer = bare.post("/api/predict", **reading)
+            assert answer.status_code == 503 and "--cnn" in answer.json()["detail"]
         for path in ("/api/generate", "/api/interpolate"):
             answer = bare.get(path)
             assert answer.status_code == 503 and "--gan" in answer.json()["detail"]
@@ -333,9 +351,26 @@ def test_health_schema_and_page(client):
     schema = client.get("/openapi.json").json()
     endpoints = {"/api/predict", "/api/generate", "/api/interpolate", "/api/models", "/healthz"}
     assert endpoints <= set(schema["paths"])
-    predict = schema["paths"]["/api/predict"]["post"]
-    assert predict["summary"] and predict["description"]
-    assert set(predict["requestBody"]["content"]) == {MULTIPART, "application/json"}
+    components = schema["components"]["schemas"]
+
+    def model(operation, status="200", media="application/json"):
+        """The component an operation's answer (or, with status=None, its request body) refers to."""
+        content = operation["requestBody"] if status is None else operation["responses"][status]
+        return components[content["content"][media]["schema"]["$ref"].rsplit("/", 1)[1]]
+
+    by_file, by_pixels = (schema["paths"][path]["post"] for path in ("/api/predict", "/api/predict/pixels"))
+    for predict in (by_file, by_pixels):
+        assert predict["summary"] and predict["description"]
+        assert model(predict)["title"] == "Prediction"  # declared and returned: FastAPI validated the answers
+        assert {"400", "413", "422", "503"} <= set(predict["responses"])
+    assert set(by_file["requestBody"]["content"]) == {MULTIPART}
+    upload_form = model(by_file, None, MULTIPART)
+    assert upload_form["required"] == ["file"] and upload_form["properties"]["file"]["type"] == "string"  # a file
+    assert set(by_pixels["requestBody"]["content"]) == {"application/json"}
+    assert model(by_pixels, None)["title"] == "Pixels"
+    generate = schema["paths"]["/api/generate"]["get"]
+    assert set(generate["responses"]["200"]["content"]) == {"image/png", "application/json"}
+    assert model(generate)["title"] == "Generated" and model(generate, "422")["title"] == "HTTPValidationError"
     assert client.get("/docs").status_code == 404  # Swagger UI loads from a CDN: not served
 
     page = client.get("/")
@@ -348,51 +383,6 @@ def test_health_schema_and_page(client):
     assert script.headers["content-type"].startswith("text/javascript")
     assert style.headers["content-type"].startswith("text/css")
     assert not any("://" in text for text in (page.text, script.text, style.text))  # nothing from elsewhere
-
-
-# ----------------------------------------------------------------------------------------------
-# Finding runs and starting
-
-
-def test_serve_picks_the_newest_run_of_each_kind(cnn_run, gan_run, tmp_path, monkeypatch, capsys):
-    import uvicorn
-
-    runs = tmp_path / "runs"
-    for i, (name, source) in enumerate([("old/cnn", cnn_run), ("quickstart-1/cnn", cnn_run),
-                                        ("quickstart-1/gan", gan_run)]):
-        (runs / name).mkdir(parents=True)
-        shutil.copy(source.dir / "checkpoint.safetensors", runs / name)
-        os.utime(runs / name / "checkpoint.safetensors", (1e9 + i, 1e9 + i))
-    (runs / "junk").mkdir()
-    (runs / "junk" / "checkpoint.safetensors").write_bytes(b"not a checkpoint")  # newest, but skipped
-    assert newest_runs(runs) == {"cnn": runs / "quickstart-1/cnn", "gan": runs / "quickstart-1/gan"}
-
-    started = {}
-    # serve() tunes its process; spare this one
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: started.update(threads=n))
-    monkeypatch.setattr(gc, "freeze", lambda: started.update(frozen=True))
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app, **options))
-    serve(runs_dir=runs, port=8765)
-    assert (started["host"], started["port"]) == ("127.0.0.1", 8765)
-    assert started["threads"] == 1 and started["frozen"]
-    out = capsys.readouterr().out
-    assert str(runs / "quickstart-1/cnn") in out and str(runs / "quickstart-1/gan") in out
-    assert "http://127.0.0.1:8765/" in out
-    with TestClient(started["app"]) as started_client:
-        loaded = started_client.get("/api/models").json()
-    assert loaded["cnn"]["path"] == str(runs / "quickstart-1/cnn/checkpoint.safetensors")
-
-
-def test_serve_without_any_run_says_what_it_needs(tmp_path):
-    with pytest.raises(MnistlabError, match=r"no trained models under .*mnistlab train cnn.*--cnn/--gan"):
-        serve(runs_dir=tmp_path / "runs")
-
-
-def test_the_cli_does_not_import_the_web_or_export_stacks():
-    code = ("import sys\nfrom mnistlab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
-            "    pass\nprint([m for m in ('fastapi', 'uvicorn', 'onnx', 'onnxruntime') if m in sys.modules])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
 
 
 def test_digits_drawn_with_strokes_are_read_right_by_a_well_trained_cnn():

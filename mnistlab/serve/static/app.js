@@ -1,5 +1,5 @@
-// The mnistlab page: the drawing goes to /api/predict as it grows; the GAN panels use /api/generate and
-// /api/interpolate; /api/models says what is loaded. Plain DOM, no libraries, nothing from elsewhere.
+// The mnistlab page: the drawing goes to /api/predict/pixels as it grows, an upload to /api/predict; the GAN
+// panels use /api/generate and /api/interpolate; /api/models says what is loaded. Plain DOM, no libraries, nothing from elsewhere.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -25,14 +25,22 @@ function hideError() {
   $("error").hidden = true;
 }
 
+/** The server's explanation as one sentence: `detail` is a string, or FastAPI's list of validation errors. */
+function explain(detail) {
+  if (typeof detail === "string") return detail;
+  if (!Array.isArray(detail) || detail.length === 0) return JSON.stringify(detail);
+  const where = (loc) => loc.filter((part) => part !== "body" && part !== "query").join(".");
+  const first = `${where(detail[0].loc)}: ${detail[0].msg}`;
+  return detail.length > 1 ? `${first} (and ${detail.length - 1} more)` : first;
+}
+
 /** fetch that throws the server's own explanation ({"detail": ...}) on a non-2xx answer. */
 async function api(url, options) {
   const response = await fetch(url, options);
   if (!response.ok) {
     let detail = response.statusText;
     try {
-      const body = await response.json();
-      detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+      detail = explain((await response.json()).detail);
     } catch (_) { /* not JSON: keep the status text */ }
     throw new Error(`${response.status}: ${detail}`);
   }
@@ -181,7 +189,7 @@ async function send() {
   lastSent = performance.now();
   const which = drawing;
   try {
-    const response = await api("/api/predict", {
+    const response = await api("/api/predict/pixels", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ pixels: canvasPixels() }),
     });

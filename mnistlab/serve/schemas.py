@@ -1,0 +1,71 @@
+"""What the API takes and answers, as pydantic models: FastAPI validates requests and responses against them
+and writes them into `/openapi.json`, so the schema is the behaviour."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+# strict: "1" is not a number here, as it is not in JSON
+Pixel = Annotated[float, Field(strict=True, ge=0, le=255, allow_inf_nan=False)]
+Row = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
+
+
+class Pixels(BaseModel):
+    """A digit as numbers: what the page sends, its canvas downsampled to 28x28."""
+
+    model_config = ConfigDict(extra="forbid")
+    pixels: Annotated[list[Row], Field(min_length=28, max_length=28, description=(
+        "28 rows of 28 numbers, 0..255, or 0..1 when none is above 1. Light ink on dark or dark ink on "
+        "light: both work, as the image gets MNIST's normalisation (crop to the ink, fit 20x20, centre the "
+        "mass)."))]
+
+    def as_image(self) -> np.ndarray:
+        """float32 (28, 28) in [0, 1]."""
+        pixels = np.array(self.pixels, dtype=np.float32)
+        return pixels / 255 if pixels.max() > 1 else pixels
+
+
+class Prediction(BaseModel):
+    digit: int = Field(description="index of the most probable class")
+    label: str = Field(description="its name (the digit itself for MNIST)")
+    probabilities: list[float] = Field(description="softmax probability of each class, in class order")
+    image: list[list[float]] = Field(
+        description="the normalised 28x28 image the model saw, 0 = background .. 1 = ink, to 3 decimals")
+
+
+class Generated(BaseModel):
+    images: list[list[list[int]]] = Field(description="n x 28 x 28 uint8, 0 = background, 255 = ink")
+    seed: int
+
+
+class Walk(BaseModel):
+    images: list[list[list[int]]] = Field(description="steps x 28 x 28 uint8, seed_a's digit to seed_b's")
+    seed_a: int
+    seed_b: int
+
+
+class ModelInfo(BaseModel):
+    path: str
+    kind: Literal["cnn", "gan"]
+    preset: str
+    dataset: str
+    epochs: int = Field(description="epochs trained")
+    test_acc: float | None = Field(None, description="CNN: test accuracy after the last epoch")
+    fcd: float | None = Field(
+        None, description="GAN: Fréchet classifier distance, last measured (lower is better)")
+    classes: list[str] | None = Field(None, description="CNN: class names, in the order of `probabilities`")
+    conditional: bool | None = Field(None, description="GAN: whether /api/generate takes a `digit`")
+
+
+class Models(BaseModel):
+    cnn: ModelInfo | None
+    gan: ModelInfo | None
+
+
+class Problem(BaseModel):
+    """Every error but a validation error (422, FastAPI's list of what is wrong where) answers this."""
+
+    detail: str = Field(description="what is wrong and what to send instead")
