@@ -40,6 +40,7 @@ LINE_SPAN = 0.25  # a ruled line is inked along at least this fraction of the pa
 LINE_DRIFT = 5  # rows (columns) a line may drift over that span: it is photographed a little skewed
 LINE_THICKNESS = 0.015  # a line is at most this fraction of the page's short side thick, +1 px of blur
 NOISE = 0.2  # ink fainter than this fraction of the strongest is paper (grain, JPEG ringing), as in MNIST
+MIN_DIGIT = 0.06  # a digit is at least this fraction of the page's short side tall (or wide)
 NEAR = 0.25  # pieces within this fraction of the digit's size of it belong to the same digit
 
 
@@ -102,15 +103,15 @@ def find_ink(grey: np.ndarray) -> Ink:
     paper_level = float(np.median(border))
     dark_ink = paper_level > (grey.min() + grey.max()) / 2
     paper = _paper_light(grey if dark_ink else 1 - grey)
-    if float(paper.max() - paper.min()) < FLAT:  # flat paper: its border's level, as for any clean image
-        paper = np.float32(max(paper_level if dark_ink else 1 - paper_level, 1e-3))
-    elif not dark_ink:
-        # Uneven light is a photo of paper, and its ink is dark: a shadow over the border misled the rule.
-        # (Light ink on a dark ground is a drawing, and a drawing's ground is flat.)
-        dark_ink, paper = True, _paper_light(grey)
-    if not dark_ink:
-        grey = 1 - grey
-    darkness = 1 - grey / paper  # 0 on paper, towards 1 for black ink; noise either side of 0
+    if float(paper.max() - paper.min()) < FLAT:
+        # Flat paper (any clean image): ink is its difference from the border's level, as it always was.
+        darkness = paper_level - grey if dark_ink else grey - paper_level
+    else:
+        # Uneven light is a photo of paper, and its ink is dark even when a shadow over the border says
+        # otherwise (light ink on a dark ground is a drawing, and a drawing's ground is flat). Dividing by
+        # the paper's light measures each stroke against the paper around it.
+        paper = paper if dark_ink else _paper_light(grey)
+        darkness = 1 - grey / paper  # 0 on paper, towards 1 for black ink; noise either side of 0
     strength = np.clip(darkness, 0, 1)
     if strength.max() < MIN_CONTRAST:
         return _empty(grey.shape, scale)
@@ -140,7 +141,7 @@ def find_ink(grey: np.ndarray) -> Ink:
     # Hysteresis: a piece is ink when it holds a pixel at least half as dark as the darkest ink. Then, as
     # MNIST's framing does, ink fainter than NOISE of the strongest (JPEG ringing, blur) is paper.
     keep &= peaks >= max(2 * weak, 0.5 * strongest)
-    inked = keep[labels] & (strength >= NOISE * strongest)
+    inked = keep[labels] & (strength / np.float32(strongest) >= NOISE)  # as frame_digit divides
     labels, stats, _ = _components(inked, strength)
     strength = np.where(inked, strength, np.float32(0))
     masses = ndimage.sum(strength, labels, np.arange(len(stats)))
@@ -188,7 +189,10 @@ def _line_pixels(strength: np.ndarray, mask: np.ndarray, weak: float) -> np.ndar
     lines = np.zeros_like(mask)
     cap = LINE_THICKNESS * min(mask.shape) + 1
     for transpose in (False, True):  # horizontal lines, then vertical ones on the transposed page
-        s, m = (strength.T, mask.T) if transpose else (strength, mask)
+        # Where squared lines cross, the first pass keeps the crossing (the other line runs through it);
+        # the second, on what the first left, removes it.
+        remaining = mask & ~lines
+        s, m = (strength.T, remaining.T) if transpose else (strength, remaining)
         span = int(LINE_SPAN * s.shape[1])
         if span < 3 * cap:  # a small image (an MNIST digit, an icon) has no room for a page's lines
             continue
@@ -231,6 +235,8 @@ def digit_pieces(ink: Ink) -> list[Piece]:
     heaviest = max(p.mass for p in ink.pieces)
     inside = [p for p in ink.pieces if not p.touches_edge and p.mass >= 0.2 * heaviest]
     chosen = [max(inside or ink.pieces, key=lambda p: p.mass)]
+    if max(chosen[0].width, chosen[0].height) < MIN_DIGIT * min(ink.labels.shape):
+        return []  # only specks: what is left of lines, dust
     grown = True
     while grown:
         x0, y0, x1, y1 = union_box(chosen)

@@ -320,3 +320,37 @@ def test_load_image_refuses_huge_images_without_decoding(tmp_path, monkeypatch, 
     assert time.perf_counter() - start < 1
     assert "pixels" in message
 
+
+
+def test_a_real_mnist_test_digit_passed_as_28x28_is_unchanged():
+    """The page-to-ink stage leaves a clean digit alone: its paper is flat and it has no lines, so what
+    comes out is MNIST's own framing again. Tolerance: the mean absolute difference up to a one-pixel
+    shift (`difference`) below 0.01 for 90 % of digits — a centre of mass near a half pixel may round either
+    way — and the 20x20 resampling moves a few grey levels."""
+    from mnistlab.data.datasets import load_dataset
+
+    test = load_dataset("mnist-sample", splits=("test",)).test
+    digits = test.images[:200].numpy().astype(np.float32) / 255
+    out = to_mnist_batch(list(digits)).numpy()
+    differences = np.array([difference(o, d) for o, d in zip(out, digits)])
+    assert np.mean(differences < 0.01) >= 0.9, np.sort(differences)[-10:]
+
+
+hypothesis = pytest.importorskip("hypothesis")
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(data=hypothesis.strategies.binary(max_size=2000), cut=hypothesis.strategies.integers(0, 4000),
+                  kind=hypothesis.strategies.sampled_from(["random", "png", "jpeg"]))
+def test_malformed_bytes_only_ever_raise_a_user_error(tmp_path_factory, data, cut, kind):
+    if kind != "random":  # a real image, truncated and with random bytes after the cut
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(cut).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(
+            buffer, "PNG" if kind == "png" else "JPEG")
+        data = buffer.getvalue()[: cut % (len(buffer.getvalue()) + 1)] + data[:50]
+    path = tmp_path_factory.mktemp("fuzz") / "upload"
+    path.write_bytes(data)
+    try:
+        load_image(path)
+    except MnistlabError as e:
+        assert "\n" not in str(e)
