@@ -1,0 +1,77 @@
+"""mnistlab.reading: ink cut into digits left to right, checked against the photo generator's boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnistlab.data.photos import make_photos
+from mnistlab.errors import MnistlabError
+from mnistlab.reading import read_number
+
+SIZE = (576, 432)
+
+
+def unsure(images: np.ndarray) -> np.ndarray:
+    """A classifier with no opinion: segmentation then rests on the width prior alone."""
+    return np.full((len(images), 10), 0.1)
+
+
+@pytest.mark.parametrize("length", [2, 3, 4])
+def test_digits_apart_are_found_left_to_right_in_the_photos_own_pixels(length):
+    photos = make_photos(4, seed=11, size=SIZE, lengths=(length,), spacing="apart", broken="no", lines="ruled")
+    right = 0
+    for photo in photos:
+        reading = read_number(photo.image, unsure)
+        boxes = [d.box for d in reading.digits]
+        if len(boxes) == length:
+            heights = [b[3] - b[1] for b in photo.boxes]
+            right += all(max(abs(a - b) for a, b in zip(found, true)) <= 0.15 * h
+                         for found, true, h in zip(boxes, photo.boxes, heights))
+        assert all(d.image.shape == (28, 28) for d in reading.digits)
+    assert right >= 3
+
+
+def test_touching_digits_are_split_where_the_classifier_reads_them_best():
+    page = np.full((200, 400), 0.9, np.float32)
+    page[50:150, 100:110] = 0.1  # two "1"s joined by a bar at their foot: wider than any digit
+    page[50:150, 220:230] = 0.1
+    page[140:150, 100:230] = 0.1
+
+    def likes_narrow(images: np.ndarray) -> np.ndarray:
+        """Confident on a narrow stroke, unsure on anything wide: what a CNN does with a 1 and a blob."""
+        widths = np.array([np.ptp(np.flatnonzero(x.any(0))) for x in images])
+        p = np.full((len(images), 10), 0.01)
+        p[:, 1] = np.where(widths < 16, 0.91, 0.1)  # a framed digit is 20 px tall
+        return p / p.sum(1, keepdims=True)
+
+    reading = read_number(page, likes_narrow)
+    assert reading.text == "11"
+    left, right = reading.digits[0].box, reading.digits[1].box
+    assert left[0] == 100 and right[2] == 230 and 110 <= left[2] <= right[0] <= 220  # each holds one stroke
+
+
+def test_dots_and_dashes_are_not_digits():
+    page = np.full((200, 500), 0.9, np.float32)
+    page[50:150, 100:110] = 0.1  # 1
+    page[140:150, 160:170] = 0.1  # a decimal point
+    page[95:103, 220:270] = 0.1  # a dash
+    page[50:150, 330:340] = 0.1  # 1
+    reading = read_number(page, unsure)
+    assert len(reading.digits) == 2
+    assert [d.box[0] for d in reading.digits] == [100, 330]
+
+
+def test_the_two_pieces_of_a_five_are_one_digit():
+    page = np.full((200, 300), 0.9, np.float32)
+    page[40:48, 120:180] = 0.1  # the top stroke, drawn separately
+    page[52:150, 118:126] = 0.1  # the body
+    page[100:108, 118:170] = 0.1
+    page[100:150, 162:170] = 0.1
+    reading = read_number(page, unsure)
+    assert len(reading.digits) == 1 and reading.digits[0].box == (118, 40, 180, 150)
+
+
+def test_an_empty_page_is_no_digit_found_naming_the_file():
+    with pytest.raises(MnistlabError, match="no digit found in blank.png"):
+        read_number(np.full((300, 400), 0.85, np.float32), unsure, name="blank.png")
