@@ -159,8 +159,7 @@ def _components(mask: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, np.
     paper), and each label's strongest pixel (0 for the paper)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     peaks = np.zeros(count, np.float32)
-    if count > 1:
-        peaks[1:] = ndimage.maximum(strength, labels, np.arange(1, count))
+    np.maximum.at(peaks, labels[mask], strength[mask])  # only the ink's pixels: ndimage.maximum sorts them all
     return labels, stats, peaks
 
 
