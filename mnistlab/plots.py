@@ -163,3 +163,19 @@ def compare_runs(runs: list[dict[str, Any]], key: str, label: str):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def sweep_errorbars(summary: dict[str, Any], label: Any) -> Any:
+    """A sweep's metric per configuration: the mean with sd error bars, each seed's value as a dot."""
+    plt = _pyplot()
+    rows = [r for r in summary["configurations"] if r["n"]]
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.45 * max(1, len(rows))))
+    for y, r in enumerate(rows):
+        ax.errorbar(r["mean"], y, xerr=r["sd"] or 0, fmt="o", color="C0", capsize=4)
+        ax.scatter(r["values"], [y] * len(r["values"]), s=10, color="C1", zorder=3)
+    ax.set_yticks(range(len(rows)), [label(r["config"]) for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{summary['metric']} (mean ± sd over seeds; dots: each seed)")
+    ax.set_title(f"sweep {summary['study']}")
+    fig.tight_layout()
+    return fig

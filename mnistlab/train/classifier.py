@@ -147,6 +147,11 @@ class CNNTrainer:
             write_report(self.model, self.start.dataset, self.start.run_dir, self.start.device, self.start.dtype)
 
 
+def load_data(config: ClassifierConfig) -> Dataset:
+    """The splits a classifier trains, validates and is tested on."""
+    return load_dataset(config.run.dataset, config.run.data_root, val_size=config.train.val_size)
+
+
 @loop.restores_torch_settings()
 def train_classifier(
     config: ClassifierConfig | str = "seed",
@@ -168,8 +173,7 @@ def train_classifier(
     >>> round(run.metrics[-1]["test_acc"], 1)
     0.9
     """
-    start = loop.start_run("cnn", config, overrides, resume, dataset, progress, lambda c: load_dataset(
-        c.run.dataset, c.run.data_root, val_size=c.train.val_size))
+    start = loop.start_run("cnn", config, overrides, resume, dataset, progress, load_data)
     trainer = CNNTrainer(start)
     history = loop.fit(start, trainer, callback)
     return ClassifierRun(start.run_dir, start.config, trainer.model, history, start.dataset.name)

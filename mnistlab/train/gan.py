@@ -224,6 +224,11 @@ class GANTrainer:
                            run_dir / "progress.gif")
 
 
+def load_data(config: GANConfig) -> Dataset:
+    """The splits a GAN trains on (train) and is judged against (test); no validation split."""
+    return load_dataset(config.run.dataset, config.run.data_root, val_size=0, splits=("train", "test"))
+
+
 @loop.restores_torch_settings()
 def train_gan(
     config: GANConfig | str = "default",
@@ -245,8 +250,7 @@ def train_gan(
     >>> run.samples().size  # the last epoch's grid: 10 columns by 8 rows of 28x28 digits, scaled 2x
     (578, 462)
     """
-    start = loop.start_run("gan", config, overrides, resume, dataset, progress, lambda c: load_dataset(
-        c.run.dataset, c.run.data_root, val_size=0, splits=("train", "test")))
+    start = loop.start_run("gan", config, overrides, resume, dataset, progress, load_data)
     trainer = GANTrainer(start, classifier)
     history = loop.fit(start, trainer, callback)
     return GANRun(start.run_dir, start.config, trainer.gan, history, start.dataset.name)

@@ -262,7 +262,8 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
                 order = epoch_order(n_train, config.run.seed, epoch, device)
                 stats = torch.zeros(steps_per_epoch, width, device=device)
                 first = first_step if epoch == first_epoch else 0
-                stats[:first] = done_stats.to(device)
+                if first:  # resumed mid-epoch: the steps already taken keep their stats
+                    stats[:first] = done_stats.to(device)
                 end = steps_per_epoch
                 bar = tqdm(range(first, steps_per_epoch), leave=False, unit="step",
                            desc=f"epoch {epoch + 1}" + ("" if budget else f"/{epochs}"),

@@ -1,0 +1,199 @@
+"""Running a sweep: an Optuna study in a real database, worked through by processes on one machine or many.
+
+- The study lives in SQLite in the sweep's directory by default, or in any SQLAlchemy URL (`--storage
+  postgresql://…`), so the same command started on several machines shares one study.
+- A grid's points are enqueued in file order (and sampled by Optuna's GridSampler); a search uses TPE.
+- Every trial is an ordinary run directory, `OUT/trial-NNNN`, which `runs`, `evaluate` and `serve` read.
+- A worker killed mid-trial stops its heartbeat; another worker (or the next run of the command) fails
+  the trial and retries it, resuming from the trial's own last checkpoint. Re-running the command never
+  repeats a finished trial. A trial whose training fails (say, it diverges) is kept as failed, with why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from mnistlab.errors import MnistlabError
+from mnistlab.sweep.spec import SweepSpec
+
+HEARTBEAT_S = 1  # how often a running trial says it is alive
+GRACE_S = 4  # silence after which a running trial counts as dead and is retried
+DONE = ("COMPLETE", "PRUNED")
+
+
+def storage_url(out: str | Path, storage: str | None) -> str:
+    """The study's database: the given SQLAlchemy URL, or a SQLite file in the sweep's directory."""
+    return storage or f"sqlite:///{Path(out).resolve() / 'sweep.db'}"
+
+
+def open_storage(url: str, heartbeat: bool = True) -> Any:
+    """An RDB storage with heartbeats and retries of dead trials; an unreachable database is one clear line."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats are what make a killed worker's trial come back; Optuna still calls them experimental.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    beat = dict(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3)) if heartbeat else {}
+    try:
+        return RDBStorage(url, engine_kwargs=engine, **beat)
+    except Exception as e:  # SQLAlchemy raises its own zoo: bad URL, no driver, refused connection, bad password
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MnistlabError(f"cannot open the sweep storage {_redacted(url)}: {first}") from None
+
+
+def open_study(spec: SweepSpec, storage: Any) -> Any:
+    """The sweep's study, created or continued; its settings are stored with it, for `sweep show`."""
+    import optuna
+
+    sampler = (optuna.samplers.TPESampler(seed=spec.seeds[0]) if spec.is_search
+               else optuna.samplers.GridSampler(_grid_space(spec), seed=0))
+    pruner = {"none": optuna.pruners.NopPruner(),
+              "median": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+              "hyperband": optuna.pruners.HyperbandPruner()}[spec.pruner]
+    study = optuna.create_study(storage=storage, study_name=spec.name, direction=spec.direction, sampler=sampler,
+                                pruner=pruner, load_if_exists=True)
+    recorded = study.user_attrs.get("metric")
+    if recorded is not None and recorded != spec.metric:
+        raise MnistlabError(f"study {spec.name!r} already measures {recorded}, not {spec.metric}: name this sweep "
+                            "differently (name = \"...\") or use another --out/--storage")
+    study.set_user_attr("metric", spec.metric)
+    study.set_user_attr("kind", spec.kind)
+    return study
+
+
+def _grid_space(spec: SweepSpec) -> dict[str, list[Any]]:
+    return {**{k: [encode(v) for v in values] for k, values in spec.grid.items()}, "seed": list(spec.seeds)}
+
+
+def encode(value: Any) -> Any:
+    """Optuna's parameters are scalars; a list value (filters = [8, 16, 32]) travels as its JSON."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        return json.loads(value)
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# What is done, what is left
+
+
+@dataclass(frozen=True)
+class Progress:
+    finished: int  # trials complete or pruned (and, for a search, failed for good)
+    total: int  # trials the sweep runs in all
+    running: int
+    waiting: int
+    best: float | None
+
+
+def progress(study: Any, spec: SweepSpec) -> Progress:
+    trials = [t for t in study.get_trials(deepcopy=False) if "spare" not in t.user_attrs]
+    state = lambda t: t.state.name  # noqa: E731
+    final = [t for t in trials if state(t) in DONE or _failed_for_good(t)]
+    if spec.is_search:
+        finished, total = len(final), spec.trials
+    else:
+        done = {_point_key(t.params) for t in final}
+        finished, total = sum(_point_key(p) in done for p in _encoded_points(spec)), len(spec.grid_points())
+    values = [t.value for t in trials if state(t) == "COMPLETE" and t.value is not None]
+    best = (max if spec.direction == "maximize" else min)(values) if values else None
+    return Progress(finished, total, sum(state(t) == "RUNNING" for t in trials),
+                    sum(state(t) == "WAITING" for t in trials), best)
+
+
+def _failed_for_good(trial: Any) -> bool:
+    """A trial whose training failed on its own terms (diverged, bad data): retrying would fail again."""
+    return trial.state.name == "FAIL" and "error" in trial.user_attrs
+
+
+def _point_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def _encoded_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    return [{k: encode(v) for k, v in point.items()} for point in spec.grid_points()]
+
+
+def enqueue_missing(study: Any, spec: SweepSpec, url: str) -> int:
+    """Enqueue each grid point that no trial has finished, is running or waits for; a point whose trial was
+    interrupted resumes from that trial's run directory. Returns how many were enqueued. Machines that start
+    the same sweep at once take turns here, so no point is enqueued twice."""
+    if spec.is_search:
+        return 0
+    with _study_lock(study, url):
+        by_point: dict[str, list[Any]] = {}
+        for t in study.get_trials(deepcopy=False):
+            if "spare" not in t.user_attrs:  # a waiting trial's parameters are still only its queued ones
+                by_point.setdefault(_point_key(t.params or t.system_attrs.get("fixed_params", {})), []).append(t)
+        enqueued = 0
+        for point in _encoded_points(spec):
+            trials = by_point.get(_point_key(point), [])
+            if any(t.state.name in (*DONE, "RUNNING", "WAITING") or _failed_for_good(t) for t in trials):
+                continue
+            interrupted = [t.user_attrs["run_dir"] for t in trials if "run_dir" in t.user_attrs]
+            resume = {"run_dir": interrupted[-1]} if interrupted else {}
+            study.enqueue_trial(point, user_attrs={"queued": True, **resume})  # retries copy these attributes
+            enqueued += 1
+    return enqueued
+
+
+@contextlib.contextmanager
+def _study_lock(study: Any, url: str) -> Iterator[None]:
+    """A lock over the whole study: a file lock beside a SQLite database, an advisory lock in PostgreSQL."""
+    if url.startswith("sqlite"):
+        with open(url.removeprefix("sqlite:///") + ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        return
+    if not url.startswith("postgresql"):
+        yield  # other databases: start the command on one machine first, then on the others
+        return
+    from sqlalchemy import text
+
+    key = zlib.crc32(study.study_name.encode())
+    with study._storage.engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
+def _redacted(url: str) -> str:
+    """A URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        user = rest.split("@", 1)[0].split(":", 1)[0]
+        rest = f"{user}:***@{rest.split('@', 1)[1]}"
+    return f"{scheme}{sep}{rest}"
+
+
+def worker_threads(workers: int) -> int:
+    """Compute threads for each of `workers` processes on this machine, so together they never oversubscribe it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers)
+
+
+def wait_for_stale(study: Any) -> None:
+    """Fail (and so retry) trials whose worker stopped beating, once their grace period has passed."""
+    from optuna.storages import fail_stale_trials
+
+    fail_stale_trials(study)
+    time.sleep(HEARTBEAT_S)

@@ -1,0 +1,201 @@
+"""Sweeps: a grid on SQLite with two workers, a killed worker, PostgreSQL shared by two machines' commands,
+pruning, and bad sweep files refused before any trial starts."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from mnistlab.cli import main
+from mnistlab.sweep.report import load_summary
+from mnistlab.sweep.run import run_sweep
+
+TINY = """
+kind = "cnn"
+preset = "seed"
+dataset = "idx:{data}"
+seeds = [0, 1]
+metric = "test_acc"
+{extra}
+[set]
+epochs = {epochs}
+batch_size = 100
+{settings}
+[grid]
+lr = {lrs}
+"""
+
+
+@pytest.fixture(scope="module")
+def digits(sample_data, tmp_path_factory) -> Path:
+    """1,000 real training and 500 test digits as IDX files: trials of a second or less."""
+    from mnistlab.data.idx import write_idx
+
+    directory = tmp_path_factory.mktemp("digits")
+    for part, split, n in (("train", sample_data.train, 1000), ("t10k", sample_data.test, 500)):
+        write_idx(directory / f"{part}-images-idx3-ubyte", split.images[:n].numpy())
+        write_idx(directory / f"{part}-labels-idx1-ubyte", split.labels[:n].numpy().astype("uint8"))
+    return directory
+
+
+def sweep_file(directory: Path, data: Path, name: str = "tiny", epochs: int = 1, lrs: str = "[0.001, 0.003]",
+               extra: str = "", settings: str = "") -> Path:
+    path = directory / f"{name}.toml"
+    path.write_text(TINY.format(data=data, epochs=epochs, lrs=lrs, extra=extra, settings=settings))
+    return path
+
+
+def last_metric(run_dir: str, metric: str) -> float:
+    lines = Path(run_dir, "metrics.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])[metric]
+
+
+def trials(out: Path, study: str) -> list:
+    import optuna
+
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{out / 'sweep.db'}").get_trials()
+
+
+def test_a_grid_with_two_workers_finishes_and_its_table_is_the_run_directories(tmp_path, digits):
+    summary = run_sweep(sweep_file(tmp_path, digits), workers=2, out=tmp_path / "out", progress=False)
+    rows = summary["configurations"]
+    assert sorted(r["config"]["lr"] for r in rows) == [0.001, 0.003]
+    for row in rows:
+        values = [last_metric(d, "test_acc") for d in row["run_dirs"]]  # each trial is a real run directory
+        assert row["n"] == 2 and sorted(row["seeds"]) == [0, 1]
+        assert row["mean"] == pytest.approx(statistics.fmean(values), abs=1e-12)
+        assert row["sd"] == pytest.approx(statistics.stdev(values), abs=1e-12)
+        assert (row["min"], row["max"]) == (min(values), max(values))
+    assert (tmp_path / "out" / "sweep.png").stat().st_size > 1000
+    again = run_sweep(sweep_file(tmp_path, digits), workers=1, out=tmp_path / "out", progress=False)  # nothing left to do
+    assert again == summary and len(trials(tmp_path / "out", "tiny")) == 4
+
+
+def test_sweep_show_prints_the_table_and_json(tmp_path, digits, capsys):
+    run_sweep(sweep_file(tmp_path, digits, lrs="[0.003]"), out=tmp_path / "out", progress=False)
+    assert main(["sweep", "show", str(tmp_path / "out")]) == 0
+    assert "lr=0.003" in capsys.readouterr().out
+    assert main(["sweep", "show", str(tmp_path / "out"), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == load_summary(tmp_path / "out") and shown["configurations"][0]["n"] == 2
+
+
+def test_a_worker_killed_mid_trial_is_retried_and_no_trial_is_lost_or_repeated(tmp_path, digits):
+    spec = sweep_file(tmp_path, digits, name="killed", epochs=8, settings="checkpoint_every = 5")
+    out = tmp_path / "out"
+    code = f"from mnistlab.sweep.run import run_sweep; run_sweep({str(spec)!r}, out={str(out)!r}, progress=False)"
+    sweep = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not glob.glob(str(out / "killed-trial-0001" / "checkpoint.safetensors")):  # trial 1 is under way
+            assert time.monotonic() < deadline and sweep.poll() is None, "the sweep never reached its second trial"
+            time.sleep(0.05)
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)  # the command and its worker, mid-trial, without warning
+        sweep.wait()
+    assert any(t.state.name == "RUNNING" for t in trials(out, "killed"))
+
+    summary = run_sweep(spec, out=out, progress=False)
+    assert [r["n"] for r in summary["configurations"]] == [2, 2]
+    done = [t for t in trials(out, "killed") if t.state.name == "COMPLETE"]
+    points = sorted((t.params["lr"], t.params["seed"]) for t in done)
+    assert points == sorted({(lr, s) for lr in (0.001, 0.003) for s in (0, 1)})  # each once: none lost or twice
+    in_dir = [t.state.name for t in trials(out, "killed") if t.user_attrs["run_dir"].endswith("killed-trial-0001")]
+    assert sorted(in_dir) == ["COMPLETE", "FAIL"]  # the killed trial, and its retry that resumed in its directory
+    assert [json.loads(m)["epoch"] for m in (out / "killed-trial-0001" / "metrics.jsonl").read_text().splitlines()] == \
+        list(range(1, 9))
+
+
+def test_a_hopeless_trial_is_pruned_at_its_first_epoch(tmp_path, digits):
+    path = sweep_file(tmp_path, digits, name="pruned", epochs=3, lrs="[0.003, 10.0]", extra='pruner = "median"')
+    summary = run_sweep(path, out=tmp_path / "out", progress=False)
+    by_lr = {r["config"]["lr"]: r for r in summary["configurations"]}
+    assert by_lr[0.003]["n"] == 2 and by_lr[10.0]["pruned"] == 2
+    for t in trials(tmp_path / "out", "pruned"):
+        if t.params["lr"] == 10.0:
+            assert list(t.intermediate_values) == [1]  # stopped after its first epoch, not its third
+
+
+@pytest.mark.parametrize("text, message", [
+    ('kind = "cnn"\nlearning = 3\n[grid]\nlr = [0.1]', "unknown key 'learning'"),
+    ('kind = "cnn"\n[grid]\nlearning_rate = [0.1]', "unknown setting 'learning_rate'"),
+    ('kind = "cnn"\n[grid]\nlr = [-1.0]', "lr"),
+    ('kind = "cnn"\n[grid]\nlr = []', "grid.lr must be a non-empty list"),
+    ('kind = "cnn"\n[grid]\n', "[grid] is empty"),
+    ('kind = "cnn"\n[search]\nlr = { low = 1e-4, high = 1e-2, log = true }', "needs a budget"),
+    ('kind = "gan"\nmetric = "test_acc"\n[grid]\nlr_d = [1e-4]', "metric 'test_acc' is not one a gan run reports"),
+    ('kind = "cnn"\n[grid\n', "is not valid TOML"),
+])
+def test_bad_sweep_files_are_one_line_and_exit_2_before_any_trial(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written
+
+
+def test_an_unreachable_storage_is_one_line_and_exit_2(tmp_path, digits, capsys):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql+psycopg://mnistlab:secret@127.0.0.1:{port}/sweeps"
+    assert main(["sweep", str(sweep_file(tmp_path, digits)), "--storage", url, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot open the sweep storage" in err and "secret" not in err and len(err.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# PostgreSQL: a real server, as on a machine that several others share
+
+
+@pytest.fixture
+def postgres() -> str:
+    """A PostgreSQL server on 127.0.0.1, initdb'd into a temporary directory as the postgres user."""
+    bindir = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"))), None)
+    if bindir is None or shutil.which("su") is None:
+        pytest.skip("PostgreSQL is not installed (make test installs Debian's postgresql package)")
+    data = Path(tempfile.mkdtemp(prefix="mnistlab-pg-"))
+    shutil.chown(data, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def as_postgres(*command: str) -> None:
+        subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", " ".join(command)], check=True,
+                       capture_output=True, timeout=60)
+
+    as_postgres(f"{bindir}/initdb", "-D", str(data / "db"), "-A", "trust", "-U", "postgres")
+    as_postgres(f"{bindir}/pg_ctl", "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
+                f"'-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={data}'", "start")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        as_postgres(f"{bindir}/pg_ctl", "-D", str(data / "db"), "-m", "fast", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_machines_share_one_study_on_postgresql(tmp_path, digits, postgres):
+    spec = sweep_file(tmp_path, digits, name="shared", epochs=2, lrs="[0.001, 0.002, 0.003]")
+    # The same command on two "machines": each its own process, its own --out, one database.
+    commands = [subprocess.Popen([sys.executable, "-m", "mnistlab", "sweep", str(spec), "--storage", postgres,
+                                  "--out", str(tmp_path / f"machine{i}")], stdout=subprocess.DEVNULL)
+                for i in range(2)]
+    assert [c.wait(timeout=300) for c in commands] == [0, 0]
+    summary = load_summary(storage=postgres, study="shared")
+    assert [r["n"] for r in summary["configurations"]] == [2, 2, 2]
+    run_dirs = [d for r in summary["configurations"] for d in r["run_dirs"]]
+    assert len(set(run_dirs)) == 6 and all(Path(d, "checkpoint.safetensors").exists() for d in run_dirs)
+    assert {Path(d).parent.name for d in run_dirs} == {"machine0", "machine1"}  # both took trials
