@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +18,7 @@ from mnistlab.models.dcgan import DCGAN
 from mnistlab.device import autocast, autocast_dtype, resolve_device
 from mnistlab.pixels import to_float, to_uint8
 from mnistlab.preprocess import to_mnist_batch
+from mnistlab.reading import read_number
 
 
 @torch.no_grad()
@@ -58,22 +60,48 @@ class Classifier:
     dtype: torch.dtype | None
 
     def predict(self, images: Sequence[Any] | Any) -> list[dict[str, Any]]:
-        """One dict per image: `digit` (the class index), `label`, `probabilities` (10 floats), and `image`,
-        the normalised 28x28 float array the model saw (MNIST's own normalisation, see `preprocess`).
+        """One dict per image, one digit each: `digit` (the class index), `label`, `probabilities` (10 floats),
+        and `image`, the 28x28 float array the model saw: the photo's ink, framed as MNIST frames digits
+        (see `preprocess`).
 
-        >>> Classifier.predict(["seven.png"])[0]["digit"]
-        7
+        >>> classifier.predict([seven])[0]["label"]
+        '7'
         """
         if not isinstance(images, (list, tuple)):
             images = [images]
         batch = to_mnist_batch(images)
-        logits, _ = classify(self.model, batch, self.device, self.dtype)
-        probs = torch.softmax(logits, 1)
+        probs = self.probabilities(batch)
         return [
             {"digit": int(p.argmax()), "label": self.classes[int(p.argmax())],
              "probabilities": [round(float(v), 6) for v in p], "image": img.numpy()}
             for p, img in zip(probs, batch)
         ]
+
+    def probabilities(self, digits: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(N, 10) class probabilities of digits already framed as MNIST's: (N, 28, 28), uint8 or floats in [0, 1]."""
+        logits, _ = classify(self.model, torch.as_tensor(np.asarray(digits)), self.device, self.dtype)
+        return torch.softmax(logits, 1).numpy()
+
+    def read(self, images: Sequence[Any] | Any, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The number written in each image (1 to 10 digits on a line), read left to right: one dict per
+        image with `file`, `text` and `digits`, a list of `{digit, probabilities, box}` with `box` (x0, y0,
+        x1, y1) in the image's own pixels; an image that cannot be read has `error` instead, and the
+        others are still read.
+
+        >>> classifier.read([photo_of_2551])[0]["text"]
+        '2551'
+        """
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        names = list(names) if names is not None else [
+            str(x) if isinstance(x, (str, os.PathLike)) else f"image {i + 1}" for i, x in enumerate(images)]
+        results = []
+        for image, name in zip(images, names):
+            try:
+                results.append({"file": name, **read_number(image, self.probabilities, name=name).to_dict()})
+            except MnistlabError as e:
+                results.append({"file": name, "error": str(e)})
+        return results
 
 
 @dataclass
