@@ -1,9 +1,15 @@
 """The one training loop: the time budget is checked every step, and --dry-run runs the whole pipeline briefly."""
 
 import json
+import os
+import signal
+
+import pytest
+import torch
 
 from mnistlab.train.classifier import train_classifier
 from mnistlab.train.gan import train_gan
+from mnistlab.train.loop import Interrupted
 
 
 def test_a_time_budget_stops_mid_epoch_not_at_the_epoch_end(tiny_data, tmp_path):
@@ -24,3 +30,21 @@ def test_dry_run_trains_a_few_steps_of_one_epoch_and_writes_the_whole_run(tiny_d
     gan = train_gan("default", tiny_data, dry_run=True, eval_samples=100, out=str(tmp_path / "g"), progress=False)
     assert len(gan.metrics) == 1 and gan.metrics[0]["fcd"] > 0  # the quality evaluation ran too
     assert (gan.dir / "progress.gif").exists()
+
+
+def test_a_run_resumed_mid_epoch_trains_its_later_epochs_as_an_uninterrupted_run(tiny_data, tmp_path):
+    settings = dict(epochs=3, batch_size=100, deterministic=True, progress=False)
+    straight = train_classifier("seed", tiny_data, out=str(tmp_path / "a"), **settings)
+
+    def ctrl_c_in_epoch_1(metrics):  # seen at step 1 of epoch 2; epoch 3 then runs whole after the resume
+        if metrics["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        train_classifier("seed", tiny_data, out=str(tmp_path / "b"), callback=ctrl_c_in_epoch_1, **settings)
+    resumed = train_classifier(resume=tmp_path / "b", dataset=tiny_data, progress=False)
+    clock = ("time_s", "images_per_s", "elapsed_s")
+    assert [{k: v for k, v in m.items() if k not in clock} for m in resumed.metrics] == \
+        [{k: v for k, v in m.items() if k not in clock} for m in straight.metrics]
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
