@@ -132,16 +132,19 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], path
     and both sides: what saved the checkpoint, and this mnistlab."""
     import mnistlab
 
+    try:
+        module.load_state_dict(weights)  # modules rename what older checkpoints called otherwise (SameConv2d)
+        return
+    except RuntimeError:
+        pass
     expected = module.state_dict()
     differs = [n for n in sorted(set(expected) | set(weights))
-               if n not in weights or n not in expected or weights[n].shape != expected[n].shape]
-    if differs:
-        name, saved_by = differs[0], state.get("environment", {}).get("mnistlab_version", "?")
-        raise CheckpointError(
-            f"{path} holds a different architecture: the checkpoint ({state['kind']}/{state['config']['preset']}, "
-            f"mnistlab {saved_by}) has {_described(name, weights)}, the model this mnistlab {mnistlab.__version__} "
-            f"builds from its config has {_described(name, expected)}")
-    module.load_state_dict(weights)
+               if n not in weights or n not in expected or weights[n].shape != expected[n].shape] or ["?"]
+    name, saved_by = differs[0], state.get("environment", {}).get("mnistlab_version", "?")
+    raise CheckpointError(
+        f"{path} holds a different architecture: the checkpoint ({state['kind']}/{state['config']['preset']}, "
+        f"mnistlab {saved_by}) has {_described(name, weights)}, the model this mnistlab {mnistlab.__version__} "
+        f"builds from its config has {_described(name, expected)}")
 
 
 def _described(name: str, tensors: dict[str, torch.Tensor]) -> str:

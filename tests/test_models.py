@@ -118,3 +118,27 @@ def test_the_conditional_latent_ends_in_the_one_hot_digit_and_d_is_told_the_digi
     assert gan.digits(z) is not None and unconditional.digits(unconditional.noise(2)) is None
     with pytest.raises(MnistlabError, match="conditional needs arch = default"):
         build_dcgan("seed", conditional=True)
+
+
+def test_same_conv2d_pads_from_its_input_as_tensorflow_does():
+    import torch.nn.functional as F
+
+    from mnistlab.models.layers import SameConv2d
+
+    conv = SameConv2d(1, 1, 5, 2)  # on 28x28: total padding 3, the extra pixel bottom/right
+    x = torch.randn(1, 1, 28, 28)
+    assert conv(x).shape[-2:] == (14, 14) and conv(torch.randn(1, 1, 7, 7)).shape[-2:] == (4, 4)
+    expected = F.conv2d(F.pad(x, (1, 2, 1, 2)), conv.weight, conv.bias, stride=2)
+    assert torch.equal(conv(x), expected)
+
+
+def test_checkpoints_written_before_same_conv2d_still_load():
+    from safetensors import safe_open
+
+    from mnistlab.inference import load
+
+    evaluator = "mnistlab/assets/evaluator-v1.safetensors"  # shipped before: odd-padded convs as `.1.weight`
+    with safe_open(evaluator, framework="pt") as f:
+        old = f.get_tensor("model.features.3.1.weight")
+    model = load(evaluator).model
+    assert torch.equal(model.state_dict()["features.3.weight"].contiguous(), old)

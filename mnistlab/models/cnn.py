@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mnistlab.config import CNNConfig
-from mnistlab.models.layers import same_conv2d
+from mnistlab.models.layers import SameConv2d, same_padding
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -31,9 +31,9 @@ class CNN(nn.Module):
         layers: list[nn.Module] = []
         channels, size = 1, IMAGE_SIZE
         for filters, kernel, stride, dilation in zip(config.filters, config.kernels, config.strides, config.dilations):
-            conv, size = same_conv2d(channels, filters, kernel, stride, size, dilation, bias=not config.batch_norm)
-            layers += [conv, nn.BatchNorm2d(filters) if config.batch_norm else nn.Identity(), nn.ReLU(inplace=True)]
-            channels = filters
+            layers += [SameConv2d(channels, filters, kernel, stride, dilation, bias=not config.batch_norm),
+                       nn.BatchNorm2d(filters) if config.batch_norm else nn.Identity(), nn.ReLU(inplace=True)]
+            channels, size = filters, same_padding(size, kernel, stride, dilation)[2]  # seed: 28 → 28 → 14 → 7
         self.features = nn.Sequential(*layers)  # → channels x size x size
         self.flatten = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if config.global_pool else nn.Flatten()
         flat = channels if config.global_pool else channels * size * size  # seed: 12·7·7 = 588

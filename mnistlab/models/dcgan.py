@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from mnistlab.config import DCGANConfig
-from mnistlab.models.layers import init_weights, same_conv2d, same_conv_transpose2d
+from mnistlab.models.layers import SameConv2d, init_weights, same_conv_transpose2d
 
 NUM_DIGITS = 10
 
@@ -63,10 +63,10 @@ def seed_generator(nz: int) -> nn.Sequential:
 
 def seed_discriminator() -> nn.Sequential:
     return nn.Sequential(
-        same_conv2d(1, 32, 3, 1, 28)[0],  # → 32 x 28 x 28
-        same_conv2d(32, 64, 5, 2, 28)[0],  # → 64 x 14 x 14
-        same_conv2d(64, 64, 5, 2, 14)[0], nn.LeakyReLU(0.2),  # → 64 x 7 x 7
-        same_conv2d(64, 128, 3, 1, 7)[0], nn.LeakyReLU(0.2),  # → 128 x 7 x 7
+        SameConv2d(1, 32, 3, 1),  # → 32 x 28 x 28
+        SameConv2d(32, 64, 5, 2),  # → 64 x 14 x 14
+        SameConv2d(64, 64, 5, 2), nn.LeakyReLU(0.2),  # → 64 x 7 x 7
+        SameConv2d(64, 128, 3, 1), nn.LeakyReLU(0.2),  # → 128 x 7 x 7
         nn.Flatten(),  # → 6272
         nn.Linear(128 * 7 * 7, 100),  # → 100
         nn.Linear(100, 2), nn.Tanh(),  # → 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -15,19 +17,32 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return total // 2, total - total // 2, out
 
 
-def same_conv2d(
-    c_in: int, c_out: int, kernel: int, stride: int, size: int, dilation: int = 1, bias: bool = True
-) -> tuple[nn.Module, int]:
-    """A conv with TF `SAME` padding for a `size`x`size` input, and its output size.
+class SameConv2d(nn.Conv2d):
+    """A conv with TensorFlow's `SAME` padding, worked out from each input's size: out = ceil(size / stride).
 
-    PyTorch's symmetric `padding=` covers the even cases; an odd total (e.g. k=5, s=2 on 28x28)
-    needs an explicit pad with the extra pixel on the bottom/right, as TensorFlow does it.
+    PyTorch's symmetric `padding=` covers the even cases; an odd total (e.g. k=5, s=2 on 28x28) pads
+    explicitly, the extra pixel on the bottom/right, as TensorFlow does it.
     """
-    before, after, out = same_padding(size, kernel, stride, dilation)
-    if before == after:
-        return nn.Conv2d(c_in, c_out, kernel, stride, padding=before, dilation=dilation, bias=bias), out
-    conv = nn.Conv2d(c_in, c_out, kernel, stride, padding=0, dilation=dilation, bias=bias)
-    return nn.Sequential(nn.ZeroPad2d((before, after, before, after)), conv), out
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1, bias: bool = True):
+        super().__init__(c_in, c_out, kernel, stride, padding=0, dilation=dilation, bias=bias)
+        self._register_load_state_dict_pre_hook(_rename_padded_conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (k, _), (s, _), (d, _) = self.kernel_size, self.stride, self.dilation
+        top, bottom, _ = same_padding(x.shape[-2], k, s, d)
+        left, right, _ = same_padding(x.shape[-1], k, s, d)
+        if top == bottom and left == right:
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation)
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride, 0, self.dilation)
+
+
+def _rename_padded_conv(state_dict: dict, prefix: str, *args: object) -> None:
+    """Checkpoints from before SameConv2d held an odd-padded conv as Sequential(ZeroPad2d, Conv2d): `.1.weight`."""
+    for name in ("weight", "bias"):
+        old = f"{prefix}1.{name}"
+        if old in state_dict and f"{prefix}{name}" not in state_dict:
+            state_dict[f"{prefix}{name}"] = state_dict.pop(old)
 
 
 def same_conv_transpose2d(c_in: int, c_out: int, kernel: int, stride: int, bias: bool = True) -> nn.ConvTranspose2d:
