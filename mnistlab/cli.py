@@ -9,8 +9,23 @@ import argparse
 import json
 import os
 import sys
+import typing
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+from mnistlab.config import (
+    CONFIG_TYPES,
+    DATASET_NAMES,
+    PRESETS,
+    SECTIONS,
+    RunConfig,
+    load_toml,
+    parse_assignment,
+    preset,
+    with_overrides,
+)
+from mnistlab.fields import Typed, describe, field_help
 
 EXAMPLES = """examples:
   mnistlab train cnn --preset seed                 the seed notebook's CNN, 5 epochs
@@ -72,23 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a CNN or a DCGAN", description="Train a CNN or a DCGAN.")
     train_kinds = train.add_subparsers(title="what to train", metavar="KIND")
-    p = train_kinds.add_parser("cnn", help="train a digit classifier", description=(
-        "Train a CNN. Presets: seed (the notebook's network), gorner (the network it was based on), "
-        "best (ours). Any setting can be overridden with --set or a TOML --config."))
-    p.add_argument("--preset", default="seed", help="seed, gorner or best (default: seed)")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--bias-init", choices=["zeros", "truncated-normal", "constant"],
-                   help="bias initialisation (a seed 'future improvement')")
-    p.add_argument("--dilations", help="dilation per conv layer, e.g. 1,2,1 (a seed 'future improvement')")
-    _add_run_options(p)
-    p.set_defaults(handler=cmd_train, kind="cnn")
-    p = train_kinds.add_parser("gan", help="train a DCGAN that draws digits", description=(
-        "Train a DCGAN. Presets: seed (the notebook's, quirks included), default (ours: reliable and fast)."))
-    p.add_argument("--preset", default="default", help="seed or default (default: default)")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="train for this long instead of --epochs (stops at the first epoch end past it)")
-    _add_run_options(p)
-    p.set_defaults(handler=cmd_train, kind="gan")
+    for kind, what, default, summary in (("cnn", "a CNN", "seed", "train a digit classifier"),
+                                         ("gan", "a DCGAN", "default", "train a DCGAN that draws digits")):
+        names = ", ".join(PRESETS[kind])
+        p = train_kinds.add_parser(kind, help=summary, description=(
+            f"Train {what} from a preset ({names}; the README describes each). Every setting below overrides "
+            "the preset's; so do a TOML --config and --set KEY=VALUE, in that order of precedence, flags last."))
+        p.add_argument("--preset", default=default, metavar="NAME",
+                       help=f"one of {names} (default: %(default)s)")
+        _add_train_options(p, CONFIG_TYPES[kind])
+        p.set_defaults(handler=cmd_train, kind=kind)
 
     evaluate = commands.add_parser("evaluate", help="measure a trained model", description="Measure a trained model.")
     eval_kinds = evaluate.add_subparsers(title="what to evaluate", metavar="KIND")
@@ -139,42 +147,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, metavar="FILE.onnx", help="where to write the ONNX model")
     p.set_defaults(handler=cmd_export)
 
-    p = commands.add_parser("runs", help="list runs as a table, or compare some: runs [DIR] | runs compare RUN...",
-                            description="mnistlab runs [DIR]: list runs. mnistlab runs compare RUN...: side by side.")
-    p.add_argument("paths", nargs="*", metavar="DIR | compare RUN...")
+    runs = commands.add_parser("runs", help="list runs as a table (runs list [DIR...]), or compare some",
+                               description="List runs (the default action), or compare some side by side.")
+    runs_commands = runs.add_subparsers(title="runs commands", metavar="ACTION")
+    runs.set_defaults(handler=cmd_runs_list, dirs=["runs"])  # `mnistlab runs` alone lists runs/
+    p = _command(runs_commands, "list", "every run at or below each DIR (default: runs), newest first")
+    p.add_argument("dirs", nargs="*", default=["runs"], metavar="DIR")
+    p.set_defaults(handler=cmd_runs_list)
+    p = _command(runs_commands, "compare", "runs side by side: their final metrics, and one plot of their progress")
+    p.add_argument("paths", nargs="+", metavar="RUN")
     p.add_argument("--plot", metavar="FILE.png", default="runs-compare.png",
-                   help="with compare: where to write the comparison plot (default: runs-compare.png)")
-    p.set_defaults(handler=cmd_runs)
+                   help="where to write the comparison plot (default: runs-compare.png)")
+    p.set_defaults(handler=cmd_runs_compare)
     return parser
 
 
 def _add_checkpoint_options(p: argparse.ArgumentParser, dataset_help: str) -> None:
     """What both `evaluate` commands take: the run, the data to measure it on, the device, and --json."""
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("--dataset", help=dataset_help)
+    p.add_argument("--dataset", help=f"{dataset_help}: {', '.join(DATASET_NAMES[1:])} or idx:PATH")
     p.add_argument("--data-root", help="dataset cache")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    devices = typing.get_args(typing.get_type_hints(RunConfig)["device"])
+    p.add_argument("--device", default="auto", help=f"{', '.join(devices)} (default: auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="auto, mnist, fashion-mnist, mnist-sample or idx:PATH (default: auto)")
-    p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
-    p.add_argument("--epochs", type=int, help="passes over the training split")
-    p.add_argument("--batch-size", type=int, help="images per step")
-    p.add_argument("--seed", type=int, help="random seed (default: 0)")
-    p.add_argument("--device", help="auto, cpu, cuda or mps (default: auto)")
-    p.add_argument("--precision", help="auto, fp32 or bf16 (default: auto = bf16 where the hardware is fast at it)")
-    p.add_argument("--deterministic", action="store_true", default=None,
-                   help="deterministic kernels: the same seed gives the same numbers on the same device type")
-    p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also checkpoint every STEPS steps")
+def _add_train_options(p: argparse.ArgumentParser, config_type: type) -> None:
+    """One flag per config field (`train.batch_size` → --batch-size), in a group per section, its help the
+    field's comment; then the ways to override many at once, and --resume."""
+    for section in SECTIONS:
+        section_type = typing.get_type_hints(config_type)[section]
+        group = p.add_argument_group(f"{section} settings", section_type.__doc__)
+        hints, comments = typing.get_type_hints(section_type, include_extras=True), field_help(section_type)
+        for f in fields(section_type):
+            flag, hint, comment = "--" + f.name.replace("_", "-"), hints[f.name], comments.get(f.name, "")
+            if hint is bool:
+                group.add_argument(flag, dest=f"{section}.{f.name}", action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS, help=comment)
+                continue
+            choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else ()
+            metavar = "{" + ",".join(choices) + "}" if choices else f.name.upper()
+            allowed = "" if choices else f" [{describe(hint)}]"
+            group.add_argument(flag, dest=f"{section}.{f.name}", type=Typed, default=argparse.SUPPRESS,
+                               metavar=metavar, help=(comment + allowed).replace("%", "%%"))
     p.add_argument("--config", metavar="FILE.toml", help="TOML overrides: [model], [train] and [run] tables")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set filters=[8,16,32] --set model.batch_norm=true")
-    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<kind>-<preset>-<timestamp>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue that run from its checkpoint, with its own config")
-    p.add_argument("--tensorboard", action="store_true", default=None,
-                   help="also log to <run>/tensorboard (needs: pip install 'mnistlab[tensorboard]')")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
 
 
@@ -199,24 +218,17 @@ def cmd_data_download(args: argparse.Namespace) -> None:
 
 
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from mnistlab.config import load_toml, parse_assignment
-
-    overrides: dict[str, Any] = load_toml(args.config) if args.config else {}
-    overrides.update(parse_assignment(item) for item in args.set)
-    named = {
-        "run.dataset": args.dataset, "run.data_root": args.data_root, "train.epochs": args.epochs,
-        "train.batch_size": args.batch_size, "run.seed": args.seed, "run.device": args.device,
-        "run.precision": args.precision, "run.deterministic": args.deterministic,
-        "run.checkpoint_every": args.checkpoint_every, "run.out": args.out, "run.tensorboard": args.tensorboard,
-        "train.lr": getattr(args, "lr", None), "model.bias_init": getattr(args, "bias_init", None),
-        "model.dilations": getattr(args, "dilations", None), "train.time_budget": getattr(args, "time_budget", None),
-    }
-    overrides.update({k: v for k, v in named.items() if v is not None})
+    """The settings given: a TOML --config, then each --set, then the flags (later wins)."""
+    overrides: dict[str, Any] = {}
+    for source in (load_toml(args.config).items() if args.config else (), map(parse_assignment, args.set),
+                   ((key, value) for key, value in vars(args).items() if "." in key)):  # flags' dests: section.name
+        for key, value in source:
+            overrides.pop(key, None)  # to the end: with_overrides applies "fc" and "model.fc" in this order
+            overrides[key] = value
     return overrides
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from mnistlab.config import preset, with_overrides
     from mnistlab.errors import MnistlabError
 
     overrides = _train_overrides(args)
@@ -306,18 +318,21 @@ def cmd_export(args: argparse.Namespace) -> None:
           f"onnxruntime max |difference| vs PyTorch: {result['max_abs_diff']:.2e}")
 
 
-def cmd_runs(args: argparse.Namespace) -> None:
+def cmd_runs_list(args: argparse.Namespace) -> None:
     import mnistlab
 
-    if args.paths[:1] == ["compare"]:
-        table, plot = mnistlab.compare_runs(args.paths[1:], args.plot)
-        _table(table[0], table[1:])
-        print(f"plot: {plot}")
-        return
-    rows = mnistlab.list_runs(args.paths[0] if args.paths else "runs")
+    rows = [run for directory in args.dirs for run in mnistlab.list_runs(directory)]
     _table(["kind", "preset", "dataset", "epochs", "headline", "wall", "path"],
            [[r["kind"], r["preset"], r["dataset"], str(r["epochs"]), r["headline"], r["wall"], r["path"]]
             for r in rows])
+
+
+def cmd_runs_compare(args: argparse.Namespace) -> None:
+    import mnistlab
+
+    table, plot = mnistlab.compare_runs(args.paths, args.plot)
+    _table(table[0], table[1:])
+    print(f"plot: {plot}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 A run is described by a `ClassifierConfig` (model + train + run) or a `GANConfig` (model + train + run).
 Presets are plain named instances; `--config FILE.toml` and `--set key=value` only override their fields.
+Each field's type says what it allows (see `mnistlab.fields`) and each config checks itself when built,
+so a bad setting from Python, a preset, TOML or the command line is one `MnistlabError` line.
 """
 
 from __future__ import annotations
@@ -12,14 +14,43 @@ import tomllib
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 from mnistlab.errors import MnistlabError
+from mnistlab.fields import (
+    Checked,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Range,
+    Seed,
+    Typed,
+    read_typed,
+)
+
+DATASET_NAMES = ("auto", "mnist", "fashion-mnist", "mnist-sample")  # plus "idx:PATH"; torch-free, for the CLI
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise MnistlabError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+# ----------------------------------------------------------------------------------------------
+# Datasets
+
+
+class DatasetName:
+    """A name `load_dataset` knows, or idx:PATH for a directory of IDX files."""
+
+    def allows(self, name: str) -> bool:
+        return name in DATASET_NAMES or (name.startswith("idx:") and len(name) > len("idx:"))
+
+    def __str__(self) -> str:
+        return f"naming a dataset: {', '.join(DATASET_NAMES)} or idx:PATH"
+
+
+Dataset = Annotated[str, DatasetName()]
+Shift = Annotated[int, Range(ge=0, le=27)]  # pixels: a 28x28 image moves at most 27
+Degrees = Annotated[float, Range(ge=0, le=180)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -27,108 +58,121 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True)
-class CNNConfig:
+class CNNConfig(Checked):
     """A stack of convolutions (TensorFlow `SAME` padding), one hidden dense layer, ten logits."""
 
-    filters: tuple[int, ...] = (4, 8, 12)  # output channels of each conv layer
-    kernels: tuple[int, ...] = (5, 4, 4)  # square kernel size of each conv layer
-    strides: tuple[int, ...] = (1, 2, 2)  # stride of each conv layer; the seed downsamples by stride, not pooling
-    dilations: tuple[int, ...] = (1, 1, 1)  # dilation of each conv layer (a seed "future improvement")
-    fc: int = 200  # width of the hidden fully connected layer; 0 = straight to the logits
-    dropout: float = 0.0  # drop probability before the last layer (Görner used keep 0.75 → 0.25)
+    section: ClassVar[str] = "model"
+    filters: tuple[PositiveInt, ...] = (4, 8, 12)  # output channels of each conv layer
+    kernels: tuple[PositiveInt, ...] = (5, 4, 4)  # square kernel size of each conv layer
+    strides: tuple[PositiveInt, ...] = (1, 2, 2)  # stride of each conv layer (the seed downsamples by it, not pools)
+    dilations: tuple[PositiveInt, ...] = (1, 1, 1)  # dilation of each conv layer (a seed "future improvement")
+    fc: NonNegativeInt = 200  # width of the hidden fully connected layer; 0 = straight to the logits
+    dropout: Fraction = 0.0  # drop probability before the last layer (Görner used keep 0.75 → 0.25)
     batch_norm: bool = False  # batch norm after each conv and the hidden dense layer
     global_pool: bool = False  # average-pool the last feature map instead of flattening it
-    weight_init: str = "truncated-normal"  # "truncated-normal" (TF, std 0.1, cut at 2 std) or "torch" (Kaiming-uniform)
-    bias_init: str = "zeros"  # "zeros", "truncated-normal" (same as weights) or "constant"
+    weight_init: Literal["truncated-normal", "torch"] = "truncated-normal"  # TF's (std 0.1, cut at 2 std) or Kaiming
+    bias_init: Literal["zeros", "truncated-normal", "constant"] = "zeros"  # "truncated-normal": same as the weights
     bias_constant: float = 0.1  # the bias value when bias_init = "constant" (Görner used 0.1 with ReLU)
 
     def __post_init__(self) -> None:
-        n = len(self.filters)
-        if not (len(self.kernels) == len(self.strides) == len(self.dilations) == n) or n == 0:
+        super().__post_init__()
+        lengths = [len(self.filters), len(self.kernels), len(self.strides), len(self.dilations)]
+        if len(set(lengths)) != 1 or lengths[0] == 0:
             raise MnistlabError(
-                f"filters, kernels, strides and dilations need one entry per conv layer; got "
-                f"{len(self.filters)}, {len(self.kernels)}, {len(self.strides)}, {len(self.dilations)}"
+                "model.filters, kernels, strides and dilations need one entry per conv layer (at least one); got "
+                + ", ".join(map(str, lengths))
             )
-        _choice("weight_init", self.weight_init, ("truncated-normal", "torch"))
-        _choice("bias_init", self.bias_init, ("zeros", "truncated-normal", "constant"))
-        if not 0.0 <= self.dropout < 1.0:
-            raise MnistlabError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """How a classifier is optimised."""
 
-    epochs: int = 5  # passes over the training split
-    batch_size: int = 100  # images per optimiser step
-    lr: float = 1e-3  # peak learning rate (Adam; TF1's default is 0.001)
-    lr_schedule: str = "constant"  # "constant", "exp-decay" (Görner: lr_min + lr·e^(−step/decay_steps)) or "onecycle"
-    lr_min: float = 0.0  # floor of the exp-decay schedule (Görner: 0.0001)
-    decay_steps: int = 2000  # e-folding steps of the exp-decay schedule
-    weight_decay: float = 0.0  # decoupled weight decay (AdamW) per step, relative to lr
-    label_smoothing: float = 0.0  # cross-entropy label smoothing
-    augment_shift: int = 0  # random translation, in pixels, up to this many in each direction
-    augment_rotate: float = 0.0  # random rotation, in degrees, up to this many either way
+    section: ClassVar[str] = "train"
+    epochs: PositiveInt = 5  # passes over the training split
+    batch_size: PositiveInt = 100  # images per optimiser step
+    lr: PositiveFloat = 1e-3  # peak learning rate (Adam; TF1's default is 0.001)
+    lr_schedule: Literal["constant", "exp-decay", "onecycle"] = "constant"  # exp-decay: lr_min + lr·e^(−step/decay)
+    lr_min: NonNegativeFloat = 0.0  # floor of the exp-decay schedule (Görner: 0.0001); below lr
+    decay_steps: PositiveInt = 2000  # e-folding steps of the exp-decay schedule
+    weight_decay: NonNegativeFloat = 0.0  # decoupled weight decay (AdamW) per step, relative to lr
+    label_smoothing: Fraction = 0.0  # cross-entropy label smoothing
+    augment_shift: Shift = 0  # random translation, in pixels, up to this many in each direction
+    augment_rotate: Degrees = 0.0  # random rotation, in degrees, up to this many either way
     augment_flip: bool = False  # random left-right mirror of half of each batch (not for digits; hurt Fashion-MNIST)
-    augment_erase: float = 0.0  # chance of blanking a random rectangle of each image (random erasing)
-    val_size: int | None = None  # images carved from the start of train for validation; None = 1/12 (seed: 5,000)
+    augment_erase: Probability = 0.0  # chance of blanking a random rectangle of each image (random erasing)
+    val_size: NonNegativeInt | None = None  # images from train's start held out to validate; None = 1/12 (seed 5,000)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.augment_erase <= 1.0:
-            raise MnistlabError(f"augment_erase is a probability in [0, 1], got {self.augment_erase}")
+        super().__post_init__()
+        if self.lr_min >= self.lr:
+            raise MnistlabError(f"train.lr_min = {self.lr_min} must be below train.lr = {self.lr}")
 
 
 # ----------------------------------------------------------------------------------------------
 # The DCGAN
 
+# Knobs of the default architecture's layer list; the seed's fixed one has none of them.
+DEFAULT_ARCH_ONLY = ("g_width", "d_width", "d_norm", "d_dropout", "d_hidden", "conditional")
+
 
 @dataclass(frozen=True)
-class DCGANConfig:
+class DCGANConfig(Checked):
     """Generator and discriminator. `arch` picks the layer list; the rest are its knobs."""
 
-    arch: str = "default"  # "seed" (the notebook's layer list) or "default" (BN generator: 7→14→28, 3x3 out)
-    nz: int = 100  # length of the noise vector fed to the generator
-    noise: str = "uniform"  # "uniform" on [−1, 1] (the seed) or "normal"
-    g_width: int = 64  # generator channels at 7x7 (halved at 14x14, quartered at 28x28)
-    d_width: int = 64  # discriminator channels at 14x14 (doubled at 7x7)
-    d_norm: str = "batch"  # discriminator normalisation: "batch", "spectral" or "none" (default arch only)
-    d_dropout: float = 0.0  # dropout after each discriminator conv (default arch only)
-    d_hidden: int = 0  # width of a hidden dense layer before D's logit; 0 = none (default arch only)
-    init: str = "glorot"  # "glorot" (TF layers' default, the seed) or "dcgan" (N(0, 0.02), the DCGAN paper)
+    section: ClassVar[str] = "model"
+    arch: Literal["seed", "default"] = "seed"  # the notebook's layer list, or ours (BN generator: 7→14→28, 3x3 out)
+    nz: PositiveInt = 100  # length of the noise vector fed to the generator
+    noise: Literal["uniform", "normal"] = "uniform"  # "uniform" on [−1, 1] (the seed) or "normal"
+    g_width: PositiveInt = 64  # generator channels at 7x7, halved at 14x14, quartered at 28x28 (default arch only)
+    d_width: PositiveInt = 64  # discriminator channels at 14x14, doubled at 7x7 (default arch only)
+    d_norm: Literal["batch", "spectral", "none"] = "batch"  # discriminator normalisation (default arch only)
+    d_dropout: Fraction = 0.0  # dropout after each discriminator conv (default arch only)
+    d_hidden: NonNegativeInt = 0  # width of a hidden dense layer before D's logit; 0 = none (default arch only)
+    init: Literal["glorot", "dcgan"] = "glorot"  # "glorot" (TF layers' default, the seed) or "dcgan" (N(0, 0.02))
     conditional: bool = False  # latent = noise ⊕ one-hot digit; D judges (image, digit) by projection (default arch)
 
     def __post_init__(self) -> None:
-        _choice("arch", self.arch, ("seed", "default"))
-        if self.conditional and self.arch == "seed":
-            raise MnistlabError("conditional needs arch = default: the seed's networks take no digit")
-        _choice("noise", self.noise, ("uniform", "normal"))
-        _choice("init", self.init, ("glorot", "dcgan"))
-        _choice("d_norm", self.d_norm, ("batch", "spectral", "none"))
+        super().__post_init__()
+        if self.arch == "seed":
+            defaults = {f.name: f.default for f in fields(self)}
+            for name in DEFAULT_ARCH_ONLY:
+                if getattr(self, name) != defaults[name]:
+                    raise MnistlabError(
+                        f"{name} needs arch = default: the seed's layer list has no such setting "
+                        f"(got model.{name} = {getattr(self, name)!r}; with arch = seed only {defaults[name]!r})"
+                    )
+
+    @property
+    def d_outputs(self) -> int:
+        """What D gives per image: the seed's two tanh units, or the default's one logit."""
+        return 2 if self.arch == "seed" else 1
 
 
 @dataclass(frozen=True)
-class GANTrainConfig:
+class GANTrainConfig(Checked):
     """How the two networks are optimised against each other."""
 
-    epochs: int = 15  # passes over the training split (ignored when time_budget is set)
-    time_budget: float | None = None  # seconds of training; stops at the first epoch end past it
-    batch_size: int = 16  # real images per step (the seed: 16)
-    lr_d: float = 2e-4  # discriminator Adam learning rate
-    beta1_d: float = 0.4  # discriminator Adam β1
-    lr_g: float = 3.3e-4  # generator Adam learning rate
-    beta1_g: float = 0.55  # generator Adam β1
-    loss: str = "seed-softmax"  # "seed-softmax" (tanh outputs as 2 logits) or "bce" (non-saturating, 1 logit)
+    section: ClassVar[str] = "train"
+    epochs: PositiveInt = 15  # passes over the training split (ignored when time_budget is set)
+    time_budget: PositiveFloat | None = None  # seconds of training; stops at the first epoch end past it
+    batch_size: PositiveInt = 16  # real images per step (the seed: 16)
+    lr_d: PositiveFloat = 2e-4  # discriminator Adam learning rate
+    beta1_d: Fraction = 0.4  # discriminator Adam β1
+    lr_g: PositiveFloat = 3.3e-4  # generator Adam learning rate
+    beta1_g: Fraction = 0.55  # generator Adam β1
+    loss: Literal["seed-softmax", "bce"] = "seed-softmax"  # 2 tanh outputs as logits (seed) or bce (non-saturating)
     simultaneous: bool = True  # both updates from one forward pass, as the seed's single sess.run did
-    real_range: str = "0,1"  # real images fed in "0,1" (the seed's mismatch with tanh) or "-1,1"
-    label_smoothing: float = 0.0  # one-sided: real target = 1 − this
-    ema: float = 0.0  # decay of the moving average of G's weights that draws the samples; 0 = sample G itself
-    augment_shift: int = 0  # DiffAugment: shift real and generated images by up to this many px before D
-    eval_every: int = 1  # epochs between quality metrics during training; 0 = never
-    eval_samples: int = 1000  # samples for the in-training quality metrics (cheap; reports use 10,000)
+    real_range: Literal["0,1", "-1,1"] = "0,1"  # real images fed in "0,1" (the seed's mismatch with tanh) or "-1,1"
+    label_smoothing: Fraction = 0.0  # one-sided: real target = 1 − this
+    ema: Fraction = 0.0  # decay of the moving average of G's weights that draws the samples; 0 = sample G itself
+    augment_shift: Shift = 0  # DiffAugment: shift real and generated images by up to this many px before D
+    eval_every: NonNegativeInt = 1  # epochs between quality metrics during training; 0 = never
+    eval_samples: Annotated[int, Range(ge=2)] = 1000  # samples for the in-training quality metrics (reports use 10,000)
 
-    def __post_init__(self) -> None:
-        _choice("loss", self.loss, ("seed-softmax", "bce"))
-        _choice("real_range", self.real_range, ("0,1", "-1,1"))
+
+# Which loss reads which discriminator output: the loss's logits must be what D gives.
+LOSS_OUTPUTS = {"seed-softmax": 2, "bce": 1}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,27 +180,26 @@ class GANTrainConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Checked):
     """Where a run reads and writes, and how it computes."""
 
-    dataset: str = "auto"  # "auto", "mnist", "fashion-mnist", "mnist-sample" or "idx:PATH"
+    section: ClassVar[str] = "run"
+    dataset: Dataset = "auto"  # "auto", "mnist", "fashion-mnist", "mnist-sample" or "idx:PATH"
     data_root: str | None = None  # dataset cache; None = $MNISTLAB_DATA or ~/.cache/mnistlab
-    seed: int = 0  # seeds the weights, the data order, augmentation and noise
-    device: str = "auto"  # "auto", "cpu", "cuda" or "mps"
-    precision: str = "auto"  # "auto" (bf16 on CPUs with AVX-512-BF16/AMX and bf16 GPUs), "fp32", "bf16"
+    seed: Seed = 0  # seeds the weights, the data order, augmentation and noise
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # "auto": cuda, then mps, then cpu
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # "auto": bf16 on CPUs with AVX-512-BF16/AMX and bf16 GPUs
     channels_last: bool = True  # NHWC activations: faster convolutions for most of our nets (see `bench`)
     deterministic: bool = False  # deterministic kernels, so a seed reproduces bit for bit on one device type
-    checkpoint_every: int = 0  # optimiser steps between mid-epoch checkpoints; 0 = at epoch ends only
+    checkpoint_every: NonNegativeInt = 0  # optimiser steps between mid-epoch checkpoints; 0 = at epoch ends only
     out: str | None = None  # run directory; None = runs/<kind>-<preset>-<timestamp>
     tensorboard: bool = False  # also log scalars (and GAN sample grids) to <run>/tensorboard
-
-    def __post_init__(self) -> None:
-        _choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
-        _choice("precision", self.precision, ("auto", "fp32", "bf16"))
+    dry_run: bool = False  # a few batches of one epoch, to check the whole pipeline in seconds
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(Checked):
+    kind: ClassVar[str] = "cnn"
     preset: str  # the preset these settings started from
     model: CNNConfig = field(default_factory=CNNConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -164,11 +207,26 @@ class ClassifierConfig:
 
 
 @dataclass(frozen=True)
-class GANConfig:
+class GANConfig(Checked):
+    kind: ClassVar[str] = "gan"
     preset: str  # the preset these settings started from
     model: DCGANConfig = field(default_factory=DCGANConfig)
     train: GANTrainConfig = field(default_factory=GANTrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if LOSS_OUTPUTS[self.train.loss] != self.model.d_outputs:
+            fits = next(loss for loss, n in LOSS_OUTPUTS.items() if n == self.model.d_outputs)
+            raise MnistlabError(
+                f"train.loss = {self.train.loss!r} reads {_outputs(LOSS_OUTPUTS[self.train.loss])}, but the "
+                f"discriminator of model.arch = {self.model.arch!r} gives {_outputs(self.model.d_outputs)}: "
+                f"with arch = {self.model.arch!r} the loss must be {fits!r}"
+            )
+
+
+def _outputs(n: int) -> str:
+    return "1 logit" if n == 1 else f"{n} outputs"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,10 +274,16 @@ GAN_PRESETS: dict[str, GANConfig] = {
     ),
 }
 
+PRESETS: dict[str, dict[str, Any]] = {"cnn": CNN_PRESETS, "gan": GAN_PRESETS}  # by run kind
+CONFIG_TYPES: dict[str, type] = {"cnn": ClassifierConfig, "gan": GANConfig}
+SECTIONS = ("model", "train", "run")
+
 
 def preset(kind: str, name: str) -> ClassifierConfig | GANConfig:
     """The named preset of a run kind ("cnn" or "gan")."""
-    table = CNN_PRESETS if kind == "cnn" else GAN_PRESETS
+    if kind not in PRESETS:
+        raise MnistlabError(f"unknown run kind {kind!r}; choose one of: {', '.join(PRESETS)}")
+    table = PRESETS[kind]
     if name not in table:
         raise MnistlabError(f"unknown {kind} preset {name!r}; choose one of: {', '.join(table)}")
     return table[name]
@@ -232,13 +296,17 @@ def preset(kind: str, name: str) -> ClassifierConfig | GANConfig:
 def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     """A copy of `config` with dotted-key overrides applied, e.g. {"model.filters": [8, 16, 32]}.
 
-    A bare key ("epochs") is looked up in whichever section has it. Values are coerced to the field's type.
+    A bare key ("epochs") is looked up in whichever section has it. A `Typed` value is read as its field's
+    type ("3" → 3, "8,16" → (8, 16)); any other value must already be of it (a list for a tuple, an int for
+    a float will do). The new config checks itself, so every setting is refused or kept together.
     """
     by_section: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
         section, name = _locate(config, key)
-        by_section.setdefault(section, {})[name] = _coerce(getattr(config, section), name, value, key)
-    # One replace per section, so that related fields (filters and kernels) are validated together.
+        if isinstance(value, Typed):
+            value = read_typed(typing.get_type_hints(type(getattr(config, section)))[name], value)
+        by_section.setdefault(section, {})[name] = value
+    # One replace per section, so that related fields (filters and kernels) are checked together.
     return replace(config, **{s: replace(getattr(config, s), **kv) for s, kv in by_section.items()})
 
 
@@ -257,65 +325,42 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return flat
 
 
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """`key=value` from the command line; the value is read as TOML ("[8,16]", "true", "0.1", or a bare word)."""
+def parse_assignment(text: str) -> tuple[str, Typed]:
+    """`key=value` from the command line; the value is read later, as its field's type (see `with_overrides`)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise MnistlabError(f"--set expects key=value, got {text!r}")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key.strip(), value
+    return key.strip(), Typed(raw)
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+def to_dict(config: ClassifierConfig | GANConfig) -> dict[str, Any]:
+    """The config as plain data, its run kind first: what a run directory's config.json holds."""
+    return {"kind": config.kind, **dataclasses.asdict(config)}
 
 
-def from_dict(kind: str, data: dict[str, Any]) -> ClassifierConfig | GANConfig:
-    """Rebuild a config saved by `to_dict` (the run directory's config.json, or a checkpoint's metadata)."""
-    base = preset(kind, data["preset"])
-    flat = {f"{section}.{k}": v for section in ("model", "train", "run") for k, v in data.get(section, {}).items()}
-    return with_overrides(base, flat)
+def from_dict(kind: str, data: Any) -> ClassifierConfig | GANConfig:
+    """Rebuild a config saved by `to_dict` (the run directory's config.json, or a checkpoint's metadata).
+    Configs saved before the kind was recorded have no "kind"; one that names another kind is refused."""
+    if not isinstance(data, dict) or not all(isinstance(data.get(s, {}), dict) for s in SECTIONS):
+        raise MnistlabError(f"a saved config is a {{preset, model, train, run}} table; got {str(data)[:80]!r}")
+    if data.get("kind", kind) != kind:
+        raise MnistlabError(f"this config is of a {data['kind']!r} run; a {kind!r} one is needed")
+    base = preset(kind, data.get("preset"))
+    return with_overrides(base, {f"{s}.{k}": v for s in SECTIONS for k, v in data.get(s, {}).items()})
 
 
-def to_json(config: Any) -> str:
+def to_json(config: ClassifierConfig | GANConfig) -> str:
     return json.dumps(to_dict(config), indent=2)
 
 
 def _locate(config: Any, key: str) -> tuple[str, str]:
-    sections = [f.name for f in fields(config) if dataclasses.is_dataclass(getattr(config, f.name))]
     if "." in key:
         section, name = key.split(".", 1)
-        if section in sections and name in {f.name for f in fields(getattr(config, section))}:
+        if section in SECTIONS and name in {f.name for f in fields(getattr(config, section))}:
             return section, name
     else:
-        owners = [s for s in sections if key in {f.name for f in fields(getattr(config, s))}]
+        owners = [s for s in SECTIONS if key in {f.name for f in fields(getattr(config, s))}]
         if len(owners) == 1:
             return owners[0], key
-    known = ", ".join(f"{s}.{f.name}" for s in sections for f in fields(getattr(config, s)))
+    known = ", ".join(f"{s}.{f.name}" for s in SECTIONS for f in fields(getattr(config, s)))
     raise MnistlabError(f"unknown setting {key!r}; known settings: {known}")
-
-
-def _coerce(section: Any, name: str, value: Any, key: str) -> Any:
-    hint = typing.get_type_hints(type(section))[name]
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    try:
-        if value is None or (isinstance(value, str) and value.lower() == "none" and type(None) in args):
-            if type(None) in args:
-                return None
-            raise ValueError("this setting cannot be none")
-        if origin is tuple:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(args[0](v) for v in items)
-        target = next((a for a in args if a is not type(None)), hint) if args else hint
-        if target is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(f"{value!r} is not true or false")
-                return value.lower() in ("true", "1", "yes")
-            return bool(value)
-        return target(value)
-    except (TypeError, ValueError) as e:
-        raise MnistlabError(f"bad value for {key}: {value!r} ({e})") from None

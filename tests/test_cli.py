@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -19,7 +20,7 @@ from PIL import Image
 
 from mnistlab.cli import main
 from mnistlab.data.datasets import Split
-from mnistlab.evaluate import classify
+from mnistlab.inference import classify
 
 
 def run_cli(*args):
@@ -144,7 +145,8 @@ def test_unknown_preset_and_dataset_and_setting(tmp_path):
                        "seed, gorner, best")
     assert_clean_error(run_cli("train", "cnn", "--dataset", "cifar", "--out", tmp_path / "b"), "cifar")
     assert_clean_error(run_cli("train", "cnn", "--set", "fliters=[1]", "--out", tmp_path / "c"), "unknown setting")
-    assert_clean_error(run_cli("train", "cnn", "--set", "epochs=many", "--out", tmp_path / "d"), "bad value for epochs")
+    assert_clean_error(run_cli("train", "cnn", "--set", "epochs=many", "--out", tmp_path / "d"),
+                       "bad value for train.epochs: 'many'", "an integer >= 1")
 
 
 def test_a_wrong_preset_or_setting_is_reported_before_torch_is_imported():
@@ -240,3 +242,11 @@ def test_a_toml_config_overrides_the_preset_and_the_flags_override_it(tmp_path):
     config.write_text("[model]\nfilters = [6, 12]\n")
     assert_clean_error(run_cli("train", "cnn", "--config", config, "--out", tmp_path / "bad"),
                        "one entry per conv layer")
+
+
+def test_runs_list_takes_any_directory_even_one_named_compare(cnn_run, tmp_path, capsys):
+    shutil.copytree(cnn_run.dir, tmp_path / "compare" / "cnn-seed")
+    assert main(["runs", "list", str(tmp_path / "compare"), str(tmp_path / "nowhere")]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 1 and rows[0].startswith("cnn") and rows[0].endswith(str(tmp_path / "compare" / "cnn-seed"))
+    assert_clean_error(run_cli("runs", "compare", tmp_path / "compare" / "cnn-seed", tmp_path / "nowhere"), "nowhere")
