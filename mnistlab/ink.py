@@ -174,7 +174,7 @@ def _paper_light(grey: np.ndarray) -> np.ndarray:
     if factor > 1:
         small = cv2.resize(grey, (round(grey.shape[1] / factor), round(grey.shape[0] / factor)),
                            interpolation=cv2.INTER_AREA)
-    side = int(min(small.shape) / 4) | 1  # wider than any stroke: a stroke is under a tenth of the page
+    side = int(min(small.shape) / 7) | 1  # wider than any stroke: a stroke is under a tenth of the page
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
     light = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
     light = cv2.blur(light, (side // 2 | 1, side // 2 | 1))  # soften the closing's flat-topped blocks

@@ -2,12 +2,16 @@
 
 `read_number(image, classify)` finds the ink (`mnistlab.ink`), then
 
-1. merges the pieces of one digit: pieces that overlap in x (a 5's separate top stroke, a 4 in two strokes);
-2. ignores dots and dashes: pieces far smaller or flatter than the digits beside them;
-3. splits digits that touch: a piece wider than a digit is tried at the low points of its column profile,
-   and the split is kept when the classifier reads its parts more confidently, with a prior on how wide a
-   digit is, than it reads the whole;
-4. frames each digit as MNIST does (`preprocess.frame_digit`) and classifies them all.
+1. ignores dots and dashes: groups of pieces (pieces that overlap in x) far shorter or lighter than the
+   digits beside them; the line's height is the median height of what is left;
+2. cuts the ink into fragments, left to right: each piece, and a piece wider than a digit cut again at the
+   low points of its column profile (where touching digits meet);
+3. chooses how to join consecutive fragments into digits by a dynamic program: every run of up to
+   MAX_FRAGMENTS fragments is a candidate digit, all are classified in one batch, and the partition kept is
+   the one with the highest total of each digit's log-confidence plus priors on a digit's width, height and
+   inner gaps. So the pieces of one digit (a 5's top stroke, a stroke broken by a dry pen) are joined when
+   the classifier reads them better together, and touching digits are split where it reads the parts best;
+4. returns each digit with its probabilities, its box in the photo's pixels and the 28x28 image classified.
 
 `classify` maps float32 (N, 28, 28) MNIST-framed digits in [0, 1] to (N, 10) probabilities, e.g.
 `lambda x: np.array([d["probabilities"] for d in classifier.predict(list(x))])`.
@@ -29,11 +33,16 @@ __all__ = ["DigitRead", "Reading", "read_number"]
 Classify = Callable[[np.ndarray], np.ndarray]
 Box = tuple[int, int, int, int]
 
-OVERLAP = 0.4  # pieces whose x-ranges overlap by this fraction of the narrower belong to one digit
+OVERLAP = 0.4  # pieces whose x-ranges overlap by this fraction of the narrower are one group (dot filter)
 SMALL = 0.35  # a group shorter than this fraction of the tallest digit is a dot, a dash or a speck
-WIDE = 1.1  # a group wider than this times the line's height may be digits that touch
-DIGIT_ASPECT, ASPECT_SPREAD = 0.8, 0.25  # width / height of a digit: typical, and how far it strays
-SPLIT_COST = 2.0  # log-odds against two digits touching, paid once per split
+MAX_FRAGMENTS = 5  # a digit is joined from at most this many fragments
+CUT_WIDTH = 0.7  # a piece wider than this times the line's height is cut into fragments...
+CUT_SPACING = 0.25  # ...at most every this many line heights, at the low points of its column profile
+DIGIT_BONUS = 0.5  # log-odds for one more digit: without it the fewest, widest digits would always win
+WIDEST, WIDTH_SPREAD = 1.1, 0.3  # width / line height beyond which a digit is implausible, and how fast
+SHORTEST, HEIGHT_SPREAD = 0.75, 0.12  # height / line height below which a digit is implausible, and how fast
+GAP_SPREAD = 0.1  # an empty gap inside a digit, as a fraction of the line's height: how fast it costs
+CUT_COST = 0.5  # log-odds against digits touching: paid for each cut through a piece that is kept
 
 
 @dataclass
@@ -68,22 +77,44 @@ def read_number(image: Any, classify: Classify, name: str = "the image") -> Read
     """
     ink = find_ink(to_grey(image))
     groups = _digit_groups(ink.pieces, ink.labels.shape)
-    line_height = max((union_box(g)[3] - union_box(g)[1] for g in groups), default=0)
-    segments = [part for g in groups for part in _split(ink, g, union_box(g), line_height, classify)]
-    if not segments:
+    if not groups:
         raise MnistlabError(f"no digit found in {name}; give a photo or drawing of digits, dark on light "
                             "or light on dark")
-    images = np.stack([frame_digit(ink.crop(pieces, box)) for pieces, box in segments])
+    heights = [union_box(g)[3] - union_box(g)[1] for g in groups]
+    line_height = float(np.median([h for h in heights if h >= 0.5 * max(heights)]))
+    fragments = _fragments(ink, [p for g in groups for p in g], line_height)
+    candidates, images = _candidates(ink, fragments, line_height)
     probabilities = np.asarray(classify(images), dtype=np.float64)
+    chosen = _best_partition(fragments, candidates, probabilities, line_height)
     digits = [
-        DigitRead(int(p.argmax()), [round(float(v), 6) for v in p], ink.photo_box(_ink_box(ink, pieces, box)), x)
-        for (pieces, box), p, x in zip(segments, probabilities, images)
+        DigitRead(int(probabilities[k].argmax()), [round(float(v), 6) for v in probabilities[k]],
+                  ink.photo_box(candidates[k].box), images[k])
+        for k in chosen
     ]
     return Reading("".join(str(d.digit) for d in digits), digits)
 
 
+@dataclass(frozen=True)
+class Fragment:
+    """A piece of ink, or the columns [x0, x1) of one: the unit that digits are joined from."""
+
+    piece: Piece
+    x0: int
+    x1: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Fragments first..last-1 joined into one digit, with the tight box of their ink."""
+
+    first: int
+    last: int
+    box: Box
+    gap: int  # the widest run of empty columns inside the box
+
+
 def _digit_groups(pieces: list[Piece], shape: tuple[int, int]) -> list[list[Piece]]:
-    """Pieces -> the pieces of each digit, left to right, without dots and dashes."""
+    """Pieces -> groups of pieces that overlap in x, left to right, without dots and dashes."""
     groups: list[list[Piece]] = []
     for piece in sorted(pieces, key=lambda p: p.box[0]):
         for group in groups:
@@ -104,48 +135,97 @@ def _digit_groups(pieces: list[Piece], shape: tuple[int, int]) -> list[list[Piec
     return [g for g, h, m in zip(groups, heights, masses) if h >= SMALL * tallest and m >= 0.05 * heaviest]
 
 
-def _log_prior(width: int, height: int) -> float:
-    """How plausible a digit of this width is, given the line's height (log, 0 at best)."""
-    excess = max(0.0, width / height - DIGIT_ASPECT)
-    return -((excess / ASPECT_SPREAD) ** 2)
+def _fragments(ink: Ink, pieces: list[Piece], line_height: float) -> list[Fragment]:
+    """The pieces, those wider than a digit cut at the low points of their column profile, left to right
+    by their centre."""
+    fragments = []
+    for piece in pieces:
+        x0, y0, x1, y1 = piece.box
+        cuts: list[int] = []
+        if piece.width > CUT_WIDTH * line_height:
+            profile = ink.crop([piece]).sum(axis=0)
+            smooth = max(3, int(0.04 * line_height) | 1)
+            profile = np.convolve(profile, np.ones(smooth) / smooth, mode="same")
+            spacing = CUT_SPACING * line_height
+            inner = np.arange(int(spacing / 2), piece.width - int(spacing / 2))
+            for column in inner[np.argsort(profile[inner], kind="stable")]:
+                if all(abs(column - c) >= spacing for c in cuts):
+                    cuts.append(int(column))
+                if len(cuts) >= piece.width / spacing:
+                    break
+        ends = [x0, *sorted(x0 + c for c in cuts), x1]
+        fragments += [Fragment(piece, a, b) for a, b in zip(ends, ends[1:])]
+    return sorted(fragments, key=lambda f: (f.x0 + f.x1) / 2)
 
 
-def _split(
-    ink: Ink, group: list[Piece], box: Box, line_height: int, classify: Classify
-) -> list[tuple[list[Piece], Box]]:
-    """The ink of `group` inside `box` -> one or more digits, as (pieces, box) in working pixels: a wide
-    one is tried at cuts, and each side of the cut kept is tried again (three digits may touch)."""
-    box = _ink_box(ink, group, box)
-    x0, y0, x1, y1 = box
-    width, height = x1 - x0, max(y1 - y0, line_height)
-    if width <= WIDE * height or width < 8:
-        return [(group, box)]
-    profile = ink.crop(group, box).sum(axis=0)
-    profile = np.convolve(profile, np.ones(3) / 3, mode="same")
-    # Candidate cuts: the lowest points of the column profile, away from the ends, a few pixels apart.
-    inner = np.arange(int(0.2 * width), int(0.8 * width))
-    cuts: list[int] = []
-    for column in inner[np.argsort(profile[inner], kind="stable")]:
-        if all(abs(column - c) > width * 0.08 for c in cuts):
-            cuts.append(int(column))
-        if len(cuts) == 6:
-            break
-    boxes = [box] + [b for c in cuts for b in ((x0, y0, x0 + c, y1), (x0 + c, y0, x1, y1))]
-    images = np.stack([frame_digit(ink.crop(group, b)) for b in boxes])
-    confidence = np.log(np.maximum(np.asarray(classify(images)).max(axis=1), 1e-9))
-    scores = confidence + np.array([_log_prior(b[2] - b[0], height) for b in boxes])
-    pair_scores = scores[1::2] + scores[2::2] - SPLIT_COST
-    if not len(cuts) or pair_scores.max() <= scores[0]:
-        return [(group, box)]
-    cut = cuts[int(pair_scores.argmax())]
-    left, right = (x0, y0, x0 + cut, y1), (x0 + cut, y0, x1, y1)
-    return _split(ink, group, left, line_height, classify) + _split(ink, group, right, line_height, classify)
+def _fragment_map(ink: Ink, fragments: list[Fragment]) -> np.ndarray:
+    """int32 (h, w): 1 + the index of the fragment each ink pixel belongs to, 0 elsewhere."""
+    index = np.zeros(ink.labels.shape, np.int32)
+    for k, f in enumerate(fragments):
+        _, y0, _, y1 = f.piece.box
+        region = index[y0:y1, f.x0 : f.x1]
+        region[ink.labels[y0:y1, f.x0 : f.x1] == f.piece.label] = k + 1
+    return index
 
 
-def _ink_box(ink: Ink, pieces: list[Piece], box: Box) -> Box:
-    """`box` shrunk to the ink of `pieces` inside it."""
-    crop = ink.crop(pieces, box)
-    rows, cols = np.flatnonzero(crop.any(axis=1)), np.flatnonzero(crop.any(axis=0))
-    if not rows.size:
-        return box
-    return box[0] + int(cols[0]), box[1] + int(rows[0]), box[0] + int(cols[-1]) + 1, box[1] + int(rows[-1]) + 1
+def _candidates(ink: Ink, fragments: list[Fragment], line_height: float) -> tuple[list[Candidate], np.ndarray]:
+    """Every run of up to MAX_FRAGMENTS consecutive fragments no wider than two digits, and the MNIST
+    framing of each: float32 (N, 28, 28)."""
+    index = _fragment_map(ink, fragments)
+    candidates, images = [], []
+    for first in range(len(fragments)):
+        for last in range(first + 1, min(first + MAX_FRAGMENTS, len(fragments)) + 1):
+            x0 = min(f.x0 for f in fragments[first:last])
+            x1 = max(f.x1 for f in fragments[first:last])
+            if x1 - x0 > 2 * line_height and last > first + 1:
+                break
+            y0 = min(f.piece.box[1] for f in fragments[first:last])
+            y1 = max(f.piece.box[3] for f in fragments[first:last])
+            sub = index[y0:y1, x0:x1]
+            keep = (sub > first) & (sub <= last)
+            rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
+            if not rows.size:
+                continue
+            empty = np.diff(cols) - 1
+            box = (x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1)
+            crop = np.where(keep, ink.strength[y0:y1, x0:x1], np.float32(0))
+            candidates.append(Candidate(first, last, box, int(empty.max(initial=0))))
+            images.append(frame_digit(crop[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]))
+    return candidates, np.stack(images)
+
+
+def _log_prior(candidate: Candidate, line_height: float) -> float:
+    """How plausible a digit of this shape is on a line of this height (log, 0 at best)."""
+    x0, y0, x1, y1 = candidate.box
+    wide = max(0.0, (x1 - x0) / line_height - WIDEST) / WIDTH_SPREAD
+    short = max(0.0, SHORTEST - (y1 - y0) / line_height) / HEIGHT_SPREAD
+    gap = candidate.gap / line_height / GAP_SPREAD
+    return -(wide**2) - short**2 - gap**2
+
+
+def _best_partition(
+    fragments: list[Fragment], candidates: list[Candidate], probabilities: np.ndarray, line_height: float
+) -> list[int]:
+    """The candidates (indices) that cover the fragments left to right with the highest total score."""
+    n = len(fragments)
+    best = np.full(n + 1, -np.inf)
+    best[0] = 0.0
+    came_from = np.full(n + 1, -1)
+    confidence = np.log(np.maximum(probabilities.max(axis=1), 1e-9))
+    by_end: dict[int, list[int]] = {}
+    for k, c in enumerate(candidates):
+        by_end.setdefault(c.last, []).append(k)
+    for last in range(1, n + 1):
+        for k in by_end.get(last, []):
+            c = candidates[k]
+            score = best[c.first] + confidence[k] + DIGIT_BONUS + _log_prior(c, line_height)
+            if c.first > 0 and fragments[c.first - 1].piece == fragments[c.first].piece:
+                score -= CUT_COST  # this digit's left edge cuts through ink
+            if score > best[last]:
+                best[last], came_from[last] = score, k
+    chosen, end = [], n
+    while end > 0:
+        k = int(came_from[end])
+        chosen.append(k)
+        end = candidates[k].first
+    return chosen[::-1]
