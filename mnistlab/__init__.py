@@ -34,6 +34,8 @@ _EXPORTS = {
     "read_run": "mnistlab.runs",
     "compare_runs": "mnistlab.runs",
     "export_onnx": "mnistlab.export",
+    "run_sweep": "mnistlab.sweep.run",
+    "load_sweep": "mnistlab.sweep.report",
     "MnistlabError": "mnistlab.errors",
 }
 

@@ -33,12 +33,17 @@ EXAMPLES = """examples:
   mnistlab evaluate cnn runs/cnn-seed-...          accuracy, per class, confusion matrix
   mnistlab predict runs/cnn-seed-... my_digit.png  read your own handwriting
   mnistlab generate runs/gan-default-... --out digits.png
+  mnistlab read runs/cnn-best-... photo.jpg        read a written number from a photo
+  mnistlab sweep experiments/cnn-presets-sample.toml --workers 2
   mnistlab serve                                   draw digits in the browser
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"] and len(argv) > 1 and argv[1] not in ("run", "show", "-h", "--help"):
+        argv.insert(1, "run")  # `mnistlab sweep FILE.toml` is `mnistlab sweep run FILE.toml`
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
@@ -119,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list of {file, digit, probabilities}")
     p.set_defaults(handler=cmd_predict)
 
+    p = _command(commands, "read", "read written numbers, 1 to 10 digits on a line, from photos or scans")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list of {file, text, digits: [{digit, probabilities, box}]} or {file, error}")
+    p.set_defaults(handler=cmd_read)
+
     p = commands.add_parser("generate", help="draw new digits with a trained DCGAN", description=(
         "Draw digits with a trained generator. --out FILE.png writes a grid, --out FILE.npy a uint8 array "
         "(N, 28, 28) with 0 = background and 255 = ink; --out-dir writes one PNG per digit."))
@@ -159,6 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", default="runs-compare.png",
                    help="where to write the comparison plot (default: runs-compare.png)")
     p.set_defaults(handler=cmd_runs_compare)
+    sweep = commands.add_parser("sweep", help="run a sweep file (sweep [run] FILE.toml), or show one's results",
+                                description="Run or continue a sweep over presets, options and seeds (Optuna), on "
+                                "one machine or many; or show its results grouped by configuration.")
+    sweep_commands = sweep.add_subparsers(title="sweep commands", metavar="ACTION")
+    p = _command(sweep_commands, "run", "run, or continue, the sweep that a TOML file describes")
+    p.add_argument("file", metavar="FILE.toml")
+    p.add_argument("--workers", type=int, help="worker processes on this machine, sharing its cores "
+                   "(default: one per GPU, else 1)")
+    p.add_argument("--storage", metavar="URL", help="SQLAlchemy URL of the study's database, shared by every "
+                   "machine's workers, e.g. postgresql+psycopg://user@host/db (default: SQLite in --out)")
+    p.add_argument("--out", metavar="DIR", help="where the trials' run directories go (default: sweeps/NAME)")
+    p.set_defaults(handler=cmd_sweep_run)
+    p = _command(sweep_commands, "show", "a sweep's trials grouped by configuration: n, mean ± sd, min–max, time")
+    p.add_argument("dir", nargs="?", metavar="DIR", help="the sweep's --out directory (its sweep.db)")
+    p.add_argument("--storage", metavar="URL", help="the study's database instead of DIR's")
+    p.add_argument("--study", metavar="NAME", help="which study, when the database holds several")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=cmd_sweep_show)
     return parser
 
 
@@ -294,6 +324,38 @@ def cmd_predict(args: argparse.Namespace) -> None:
         top = sorted(range(len(r["probabilities"])), key=lambda i: -r["probabilities"][i])[:3]
         alternatives = ", ".join(f"{classifier.classes[i]} {r['probabilities'][i]:.3f}" for i in top)
         print(f"{f}: {r['label']}   ({alternatives})")
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from mnistlab.inference import load
+
+    classifier = load(args.checkpoint, device="cpu", kind="cnn")
+    results = classifier.read([Path(p) for p in args.images], names=args.images)
+    if args.json:
+        print(json.dumps(results))
+    for r in results:
+        if "error" in r:
+            print(f"mnistlab: error: {r['error']}", file=sys.stderr)
+        elif not args.json:
+            confidences = "  ".join(f"{d['digit']} {max(d['probabilities']):.3f}" for d in r["digits"])
+            print(f"{r['file']}: {r['text']}   ({confidences})")
+    return 2 if any("error" in r for r in results) else 0
+
+
+def cmd_sweep_run(args: argparse.Namespace) -> None:
+    import mnistlab
+    from mnistlab.sweep.report import table
+
+    summary = mnistlab.run_sweep(args.file, workers=args.workers, storage=args.storage, out=args.out)
+    print(table(summary))
+
+
+def cmd_sweep_show(args: argparse.Namespace) -> None:
+    import mnistlab
+    from mnistlab.sweep.report import table
+
+    summary = mnistlab.load_sweep(args.dir, storage=args.storage, study=args.study)
+    print(json.dumps(summary, indent=1) if args.json else table(summary))
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

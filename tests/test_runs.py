@@ -123,7 +123,7 @@ def test_compare_refuses_what_is_not_a_run(runs_dir, tmp_path):
 
 
 def test_cli_runs_and_runs_compare(runs_dir, tmp_path, capsys):
-    assert main(["runs", str(runs_dir)]) == 0
+    assert main(["runs", "list", str(runs_dir)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["kind", "preset", "dataset", "epochs", "headline", "wall", "path"]
     assert len(out) == 3 and out[1].startswith("gan") and out[2].startswith("cnn")
@@ -136,7 +136,7 @@ def test_cli_runs_and_runs_compare(runs_dir, tmp_path, capsys):
     assert out.splitlines()[0].split() == ["metric", "cnn-seed", "gan-default"]
     assert f"plot: {plot}" in out and plot.read_bytes().startswith(PNG)
 
-    assert main(["runs", str(tmp_path / "nowhere")]) == 0  # an empty table, not an error
+    assert main(["runs", "list", str(tmp_path / "nowhere")]) == 0  # an empty table, not an error
     header = ["kind", "preset", "dataset", "epochs", "headline", "wall", "path"]
     assert capsys.readouterr().out.split() == header
     assert main(["runs", "compare", str(tmp_path / "nowhere")]) == 2

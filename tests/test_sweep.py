@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mnistlab.cli import main
-from mnistlab.sweep.report import load_summary
+from mnistlab.sweep.report import load_sweep
 from mnistlab.sweep.run import run_sweep
 
 TINY = """
@@ -89,7 +89,7 @@ def test_sweep_show_prints_the_table_and_json(tmp_path, digits, capsys):
     assert "lr=0.003" in capsys.readouterr().out
     assert main(["sweep", "show", str(tmp_path / "out"), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown == load_summary(tmp_path / "out") and shown["configurations"][0]["n"] == 2
+    assert shown == load_sweep(tmp_path / "out") and shown["configurations"][0]["n"] == 2
 
 
 def test_a_worker_killed_mid_trial_is_retried_and_no_trial_is_lost_or_repeated(tmp_path, digits):
@@ -194,7 +194,7 @@ def test_two_machines_share_one_study_on_postgresql(tmp_path, digits, postgres):
                                   "--out", str(tmp_path / f"machine{i}")], stdout=subprocess.DEVNULL)
                 for i in range(2)]
     assert [c.wait(timeout=300) for c in commands] == [0, 0]
-    summary = load_summary(storage=postgres, study="shared")
+    summary = load_sweep(storage=postgres, study="shared")
     assert [r["n"] for r in summary["configurations"]] == [2, 2, 2]
     run_dirs = [d for r in summary["configurations"] for d in r["run_dirs"]]
     assert len(set(run_dirs)) == 6 and all(Path(d, "checkpoint.safetensors").exists() for d in run_dirs)

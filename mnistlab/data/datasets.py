@@ -21,10 +21,10 @@ import torch
 
 from mnistlab.data.download import download_file, md5sum
 from mnistlab.data.idx import idx_shape, read_idx_pair
+from mnistlab.config import DATASET_NAMES  # plus "idx:DIR"
 from mnistlab.errors import DataError
 from mnistlab.pixels import to_float
 
-DATASET_NAMES = ("auto", "mnist", "fashion-mnist", "mnist-sample")  # plus "idx:DIR"
 SPLIT_NAMES = ("train", "val", "test")
 DIGIT_CLASSES = [str(d) for d in range(10)]
 FASHION_CLASSES = [

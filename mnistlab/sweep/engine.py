@@ -48,11 +48,13 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     beat = dict(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3)) if heartbeat else {}
-    try:
-        return RDBStorage(url, engine_kwargs=engine, **beat)
-    except Exception as e:  # SQLAlchemy raises its own zoo: bad URL, no driver, refused connection, bad password
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MnistlabError(f"cannot open the sweep storage {_redacted(url)}: {first}") from None
+    for attempt in range(3):  # machines that start at once race to create the tables; the loser tries again
+        try:
+            return RDBStorage(url, engine_kwargs=engine, **beat)
+        except Exception as e:  # SQLAlchemy's zoo: bad URL, no driver, refused connection, bad password, a race
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            time.sleep(1.0)
+    raise MnistlabError(f"cannot open the sweep storage {_redacted(url)}: {first}")
 
 
 def open_study(spec: SweepSpec, storage: Any) -> Any:
@@ -131,13 +133,13 @@ def _encoded_points(spec: SweepSpec) -> list[dict[str, Any]]:
     return [{k: encode(v) for k, v in point.items()} for point in spec.grid_points()]
 
 
-def enqueue_missing(study: Any, spec: SweepSpec, url: str) -> int:
+def enqueue_missing(study: Any, spec: SweepSpec, storage: Any) -> int:
     """Enqueue each grid point that no trial has finished, is running or waits for; a point whose trial was
     interrupted resumes from that trial's run directory. Returns how many were enqueued. Machines that start
     the same sweep at once take turns here, so no point is enqueued twice."""
     if spec.is_search:
         return 0
-    with _study_lock(study, url):
+    with _study_lock(study, storage):
         by_point: dict[str, list[Any]] = {}
         for t in study.get_trials(deepcopy=False):
             if "spare" not in t.user_attrs:  # a waiting trial's parameters are still only its queued ones
@@ -155,20 +157,21 @@ def enqueue_missing(study: Any, spec: SweepSpec, url: str) -> int:
 
 
 @contextlib.contextmanager
-def _study_lock(study: Any, url: str) -> Iterator[None]:
+def _study_lock(study: Any, storage: Any) -> Iterator[None]:
     """A lock over the whole study: a file lock beside a SQLite database, an advisory lock in PostgreSQL."""
-    if url.startswith("sqlite"):
-        with open(url.removeprefix("sqlite:///") + ".lock", "w") as handle:
+    dialect = storage.engine.dialect.name
+    if dialect == "sqlite":
+        with open(f"{storage.engine.url.database}.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
         return
-    if not url.startswith("postgresql"):
+    if dialect != "postgresql":
         yield  # other databases: start the command on one machine first, then on the others
         return
     from sqlalchemy import text
 
     key = zlib.crc32(study.study_name.encode())
-    with study._storage.engine.connect() as connection:
+    with storage.engine.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
         try:
             yield

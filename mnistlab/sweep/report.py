@@ -49,7 +49,7 @@ def _row(group: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_summary(directory: str | Path | None = None, storage: str | None = None,
+def load_sweep(directory: str | Path | None = None, storage: str | None = None,
                  study: str | None = None) -> dict[str, Any]:
     """The summary of the sweep in `directory` (its sweep.db), or of `study` in the database at `storage`."""
     import optuna

@@ -33,8 +33,9 @@ def run_sweep(path: str | Path, workers: int | None = None, storage: str | None 
     spec = load_spec(path)
     given_out, out = out, Path(out or Path("sweeps") / spec.name)
     url = engine.storage_url(out, storage)
-    study = engine.open_study(spec, engine.open_storage(url))  # an unreachable database fails here, first
-    engine.enqueue_missing(study, spec, url)
+    storage = engine.open_storage(url)  # an unreachable database fails here, before anything starts
+    study = engine.open_study(spec, storage)
+    engine.enqueue_missing(study, spec, storage)
     gpus = _gpu_count()
     workers = workers or max(1, gpus)
     if workers < 1:
