@@ -1,13 +1,12 @@
 """The page in a real Chromium, against a real uvicorn server on loopback, on the real tiny runs.
 
-Draws a digit with mouse strokes and checks that what the page shows is what the API answers for what the page
-sent; uploads a real digit; generates; walks the latent space from the keyboard; shows a refusal readably.
+Draws a digit, then a number, with mouse strokes and checks that what the page shows is what the API answers
+for what the page sent; uploads a phone-sized photo of a number stored sideways (EXIF), which the page shrinks
+and turns upright, and checks the boxes it draws over the digits; says so for a photo without a digit;
+generates; walks the latent space from the keyboard; shows a refusal readably.
 """
 
 import io
-import json
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab.inference import load
+from mnistlab.data.photos import make_photos
+from test_serve_start import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -25,31 +25,38 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def base_url(cnn_run, gan_run):
-    """A real uvicorn server on a free loopback port, in a background thread, serving the fixture runs."""
-    import uvicorn
+class RecordingReads:
+    """The app, keeping the body of each request to /api/read: the image that the page sent."""
 
+    def __init__(self, app) -> None:
+        self.app, self.bodies = app, []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/api/read":
+            return await self.app(scope, receive, send)
+        body = bytearray()
+        self.bodies.append(body)
+
+        async def recording_receive():
+            message = await receive()
+            body.extend(message.get("body", b""))
+            return message
+
+        await self.app(scope, recording_receive, send)
+
+
+@pytest.fixture(scope="module")
+def app(cnn_run, gan_run) -> RecordingReads:
     from mnistlab.serve.app import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # bound here and handed over: no race for the port
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(create_app(cnn_run.dir, gan_run.dir), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    return RecordingReads(create_app(cnn_run.dir, gan_run.dir))
+
+
+@pytest.fixture(scope="module")
+def base_url(app):
+    """A real uvicorn server on a free loopback port, in a background thread, serving the fixture runs."""
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -73,59 +80,132 @@ def page(base_url):
         browser.close()
 
 
-def settle(page, predict_requests, quiet_s=0.4, timeout_s=10):
-    """Wait until the page has sent no prediction request for `quiet_s` and has none in flight."""
+def settle(page, requests, quiet_s=0.4, timeout_s=10):
+    """Wait until the page has had every answer and then sent no request for `quiet_s` (an answer to a drawing
+    that changed meanwhile makes the page send the newest one at once)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        count = len(predict_requests)
+        for request in requests:
+            request.response()  # waits for its answer
+        count = len(requests)
         page.wait_for_timeout(quiet_s * 1000)
-        if len(predict_requests) == count and all(r.response() for r in predict_requests):
+        if len(requests) == count:
             return
-    raise AssertionError("the page kept sending predictions")
+    raise AssertionError("the page kept sending readings")
 
 
-def test_draw_upload_generate_and_walk(page, base_url, cnn_run, tiny_data, tmp_path):
-    requests = []
-    page.on("request", lambda r: r.url.endswith("/api/predict/pixels") and requests.append(r))
-
-    # Draw a "1": one stroke down the middle, as a person would with a mouse.
+def stroke(page, *points):
+    """One mouse stroke through `points`, given as fractions of the canvas's width and height."""
     box = page.locator("#canvas").bounding_box()
-    x, top = box["x"] + box["width"] * 0.52, box["y"] + box["height"] * 0.15
-    page.mouse.move(x, top)
+    (x, y), *rest = [(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy) for fx, fy in points]
+    page.mouse.move(x, y)
     page.mouse.down()
-    page.mouse.move(x - box["width"] * 0.06, box["y"] + box["height"] * 0.85, steps=25)
+    for x, y in rest:
+        page.mouse.move(x, y, steps=25)
     page.mouse.up()
-    settle(page, requests)
-    assert len(requests) >= 2  # it predicted while drawing, not only at the end
 
-    # What the page shows is the API's answer for what the page last sent.
-    sent = json.loads(requests[-1].post_data)
-    answer = httpx.post(f"{base_url}/api/predict/pixels", json=sent).json()
-    assert page.locator("#prediction").inner_text() == answer["label"] == "1"
-    bars = page.locator("#probabilities li")
-    assert bars.count() == 10 and page.locator("#probabilities .bar").count() == 10
-    assert bars.nth(answer["digit"]).get_attribute("class") == "top"
+
+def sent_file(body: bytes) -> bytes:
+    """The file inside a multipart body with one field: what the page sent."""
+    return bytes(body[body.index(b"\r\n\r\n") + 4 : body.rindex(b"\r\n--")])
+
+
+def answer_to(body: bytes, base_url: str) -> dict:
+    """/api/read's answer, asked again, for the file in a multipart body that the page sent."""
+    return httpx.post(f"{base_url}/api/read", files={"file": ("sent", sent_file(body))}).json()
+
+
+def iou(a, b) -> float:
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def bars_and_seen(page) -> tuple[list[float], np.ndarray]:
+    """The probabilities as the bars are drawn, and the 28x28 image #seen shows (0..255)."""
     shown = page.eval_on_selector_all("#probabilities .bar", """bars => bars.map(
         bar => bar.firstElementChild.getBoundingClientRect().width / bar.getBoundingClientRect().width)""")
-    np.testing.assert_allclose(shown, answer["probabilities"], atol=0.01)  # as drawn, not only as styled
     seen = page.evaluate("""() => Array.from(document.querySelector('#seen').getContext('2d')
                                .getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))""")
-    np.testing.assert_allclose(np.reshape(seen, (28, 28)), np.round(np.array(answer["image"]) * 255), atol=1)
-    assert np.max(seen) == 255  # the 28x28 view is drawn, ink at full strength
+    return shown, np.reshape(seen, (28, 28))
+
+
+def test_draw_read_photos_generate_and_walk(page, app, base_url, tmp_path):
+    requests = []
+    page.on("request", lambda r: r.url.endswith("/api/read") and requests.append(r))
+
+    # Draw a "1": one stroke down the middle, as a person would with a mouse.
+    stroke(page, (0.52, 0.15), (0.49, 0.85))
+    settle(page, requests)
+    assert len(requests) >= 2  # it read while drawing, not only at the end
+
+    # What the page shows is the API's answer for what the page last sent.
+    answer = answer_to(app.bodies[-1], base_url)
+    assert page.locator("#prediction").inner_text() == answer["text"] == "1"
+    assert page.locator("#digits").is_hidden()  # one digit: no chips, the bars say it all
+    digit = answer["digits"][0]
+    bars = page.locator("#probabilities li")
+    assert bars.count() == 10 and page.locator("#probabilities .bar").count() == 10
+    assert bars.nth(digit["digit"]).get_attribute("class") == "top"
+    shown, seen = bars_and_seen(page)
+    np.testing.assert_allclose(shown, digit["probabilities"], atol=0.01)  # as drawn, not only as styled
+    np.testing.assert_allclose(seen, np.round(np.array(digit["image"]) * 255), atol=1)
+    assert seen.max() == 255  # the 28x28 view is drawn, ink at full strength
 
     page.click("#clear")
     assert page.locator("#prediction").inner_text() == "–"
 
-    # Upload a real test digit that the fixture model reads correctly.
-    classifier = load(cnn_run.dir, kind="cnn", precision="fp32")
-    digits, labels = tiny_data.test.images.numpy()[:20], tiny_data.test.labels.tolist()[:20]
-    uploads = [Image.fromarray(255 - d).resize((112, 112)) for d in digits]  # dark on light, bigger: scanned
-    results = classifier.predict(uploads)
-    i = next(i for i, r in enumerate(results) if r["digit"] == labels[i] and labels[i] != 1)
-    uploads[i].save(tmp_path / "digit.png")
-    page.set_input_files("#upload", str(tmp_path / "digit.png"))
-    page.wait_for_function("() => document.querySelector('#source').textContent === 'Read from digit.png.'")
-    assert page.locator("#prediction").inner_text() == str(labels[i])
+    # Two digits side by side are read as a number: a chip each; choosing the second shows its probabilities.
+    stroke(page, (0.3, 0.15), (0.28, 0.85))
+    stroke(page, (0.7, 0.15), (0.68, 0.85))
+    settle(page, requests)
+    answer = answer_to(app.bodies[-1], base_url)
+    assert len(answer["text"]) == 2 and page.locator("#prediction").inner_text() == answer["text"]
+    assert page.locator("#digits button").count() == 2
+    page.locator("#digits button").nth(1).click()
+    shown, seen = bars_and_seen(page)
+    np.testing.assert_allclose(shown, answer["digits"][1]["probabilities"], atol=0.01)
+    np.testing.assert_allclose(seen, np.round(np.array(answer["digits"][1]["image"]) * 255), atol=1)
+
+    # A 4-megapixel photo of a number, stored sideways with an EXIF tag saying "rotate me", as phones do.
+    photo = make_photos(1, seed=2, lengths=(3,), size=(2400, 1800), spacing="apart", edge="none")[0]
+    sideways = Image.fromarray(np.ascontiguousarray(np.rot90(photo.image)))
+    exif = sideways.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    sideways.save(tmp_path / "photo.jpg", quality=92, exif=exif)
+    page.set_input_files("#upload", str(tmp_path / "photo.jpg"))
+    page.wait_for_function("() => document.querySelector('#source').textContent === 'Read from photo.jpg.'")
+    image = Image.open(io.BytesIO(sent_file(app.bodies[-1])))
+    assert image.format == "JPEG" and 1.8e6 < image.width * image.height <= 2e6  # shrunk in the browser
+    assert image.width / image.height == pytest.approx(2400 / 1800, abs=0.01)  # and upright
+    answer = answer_to(app.bodies[-1], base_url)
+    assert page.locator("#prediction").inner_text() == answer["text"] and len(answer["text"]) == 3
+    # A box over each digit, where the digit is in the photo, with the digit read above it.
+    boxes = page.locator("#boxes .box")
+    assert boxes.count() == len(photo.boxes) == 3
+    shown = page.locator("#photo-image").bounding_box()
+    scale = 2400 / shown["width"]
+    for i, truth in enumerate(photo.boxes):
+        b = boxes.nth(i).bounding_box()
+        box = [(b["x"] - shown["x"]) * scale, (b["y"] - shown["y"]) * scale,
+               (b["x"] + b["width"] - shown["x"]) * scale, (b["y"] + b["height"] - shown["y"]) * scale]
+        assert iou(box, truth) > 0.5, (i, box, truth)
+        assert boxes.nth(i).inner_text() == str(answer["digits"][i]["digit"])
+    assert page.locator("#digits button").count() == 3
+    page.screenshot(path=str(tmp_path / "app-read.png"), full_page=True)
+    assert Image.open(tmp_path / "app-read.png").size[0] >= 1200
+
+    # A photo of blank paper: the page says there is no digit in it, rather than guessing one.
+    page_photo = make_photos(1, seed=0, lengths=(3,), size=(2400, 1800), lines="plain", edge="none")[0]
+    above = min(box[1] for box in page_photo.boxes) - 20  # the page above the number: paper only
+    Image.fromarray(page_photo.image[:above]).save(tmp_path / "blank.jpg", quality=92)
+    page.set_input_files("#upload", str(tmp_path / "blank.jpg"))
+    page.wait_for_function("() => document.querySelector('#source').textContent === 'Read from blank.jpg.'")
+    assert page.locator("#verdict").inner_text().startswith("No digit found in blank.jpg")
+    assert page.locator("#prediction").inner_text() == "–" and page.locator("#boxes .box").count() == 0
+    assert page.locator("#photo-image").is_visible()  # the photo is still shown
+    assert page.problems == ["Failed to load resource: the server responded with a status of 422 "
+                             "(Unprocessable Entity)"]  # Chromium logs the answer "no digit found" itself
+    page.problems.clear()
 
     # Generate from a new seed: the grid is replaced by a 4x4 grid of 28 px digits.
     first = page.get_attribute("#grid", "src")

@@ -1,7 +1,8 @@
 """The web app's API, in process (FastAPI's TestClient), on the real tiny runs from conftest.
 
-Predictions must agree exactly with `Classifier.predict`; every bad request must get its own status and a JSON
-explanation, and the server must go on answering good requests after each one.
+Predictions must agree exactly with `Classifier.predict`, and numbers read from photos with `Classifier.read`,
+boxes where the photo's digits are; every bad request must get its own status and a JSON explanation, and the
+server must go on answering good requests after each one. (The real server refusing a large body: test_serve_start.py.)
 """
 
 import asyncio
@@ -17,10 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from mnistlab.data.photos import make_photos
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import EVALUATOR
 from mnistlab.inference import load
-from mnistlab.preprocess import MAX_PIXELS, to_mnist
+from mnistlab.preprocess import MAX_PIXELS, load_image, to_mnist
+from mnistlab.reading import read_number
+from mnistlab.serve.middleware import MAX_UPLOAD
 
 with warnings.catch_warnings():  # Starlette suggests httpx2 for its TestClient; httpx is what we have
     warnings.simplefilter("ignore")
@@ -61,6 +65,17 @@ def drawn_one(dark_on_light: bool = True) -> Image.Image:
 def upload(data: bytes) -> dict:
     """httpx arguments posting `data` as the multipart field `file`."""
     return {"files": {"file": ("digit.png", data, "image/png")}}
+
+
+def photo_jpeg(image: np.ndarray, noise: float = 0) -> bytes:
+    """A generated photo's pixels as a camera's JPEG; `noise`, the sensor's, in grey levels, makes it as large."""
+    pixels = image + np.random.default_rng(0).normal(0, noise, image.shape) if noise else image
+    return encoded(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), "JPEG", quality=95)
+
+
+def iou(a, b) -> float:
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def predict_png(client, data: bytes):
@@ -189,6 +204,64 @@ def test_pixels_may_be_0_to_255_or_0_to_1(client):
 
 
 # ----------------------------------------------------------------------------------------------
+# Reading numbers from photos
+
+
+@pytest.fixture(scope="module")
+def number_photos():
+    """A 1-megapixel photo of a 3-digit number, and a 6-megapixel one (a 12-MP phone's JPEG size, 2-5 MB)."""
+    small = make_photos(1, seed=1, lengths=(3,), spacing="apart")[0]
+    large = make_photos(1, seed=2, lengths=(3,), size=(3000, 2000), spacing="apart", edge="none")[0]
+    return {"1 MP": (small, photo_jpeg(small.image)), "6 MP": (large, photo_jpeg(large.image, noise=10))}
+
+
+@pytest.mark.parametrize("size", ["1 MP", "6 MP"])
+def test_read_finds_each_digit_of_a_photo_where_the_photo_has_it(client, classifier, number_photos, size):
+    photo, data = number_photos[size]
+    answer = client.post("/api/read", files={"file": ("photo.jpg", data, "image/jpeg")})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    height, width = photo.image.shape[:2]
+    assert (body["width"], body["height"]) == (width, height)
+    assert len(body["digits"]) == len(photo.boxes) == 3
+    for digit, truth in zip(body["digits"], photo.boxes):
+        assert iou(digit["box"], truth) > 0.5, (digit["box"], truth)  # in the photo's own pixels
+        assert 0 <= digit["box"][0] < digit["box"][2] <= width and 0 <= digit["box"][1] < digit["box"][3] <= height
+        assert digit["digit"] == int(np.argmax(digit["probabilities"]))
+        assert sum(digit["probabilities"]) == pytest.approx(1, abs=1e-4)
+        image = np.array(digit["image"])
+        assert image.shape == (28, 28) and image.min() >= 0 and image.max() > 0.5  # light ink on black
+    assert body["text"] == "".join(str(d["digit"]) for d in body["digits"])
+    if size == "6 MP":
+        assert len(data) > 2 * 2**20  # over the old 1 MB limit, as a phone's photo is
+    else:  # not shrunk: exactly what the library reads
+        expected = classifier.read([load_image(io.BytesIO(data))])[0]
+        assert body["text"] == expected["text"]
+        assert [d["box"] for d in body["digits"]] == [d["box"] for d in expected["digits"]]
+        assert [d["probabilities"] for d in body["digits"]] == [d["probabilities"] for d in expected["digits"]]
+        seen = read_number(load_image(io.BytesIO(data)), classifier.probabilities).digits
+        for digit, expected_digit in zip(body["digits"], seen, strict=True):
+            np.testing.assert_allclose(digit["image"], expected_digit.image, atol=5e-4)
+
+
+def test_a_large_photo_of_one_digit_is_read_on_predict_too(client, classifier):
+    photo = make_photos(1, seed=3, lengths=(1,), size=(3000, 2000))[0]
+    data = photo_jpeg(photo.image, noise=10)
+    answer = predict_png(client, data)
+    assert len(data) > 2**20 and answer.status_code == 200, answer.text
+    assert answer.json()["digit"] == int(np.argmax(answer.json()["probabilities"]))
+
+
+def test_a_photo_without_a_digit_gets_a_clear_answer_not_a_guess(client):
+    page = make_photos(1, seed=0, lengths=(3,), size=(2400, 1800), lines="plain", edge="none")[0]
+    paper = page.image[: min(box[1] for box in page.boxes) - 20]  # the page above the number
+    for data in (photo_jpeg(paper), png(np.full((200, 300), 240, np.uint8))):
+        answer = client.post("/api/read", **upload(data))
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"].startswith("no digit found in the photo; give a photo or drawing of digits")
+
+
+# ----------------------------------------------------------------------------------------------
 # Bad requests: each gets its status and a JSON "detail" (FastAPI's list of what is wrong where, for a 422),
 # and the server goes on
 
@@ -213,15 +286,16 @@ def chunks(n: int):
 
 
 BIG = b"0" * (2**20 + 1)
-BIG_FORM, BIG_FORM_TYPE = multipart(BIG)
+HUGE = b"0" * (MAX_UPLOAD + 1)
+HUGE_FORM, HUGE_FORM_TYPE = multipart(HUGE)
 JSON = {"content-type": "application/json"}
 MULTIPART = "multipart/form-data"
 
 
 BAD_REQUESTS = {  # name: (what to post to /api/predict, status, a fragment of its detail, explained)
-    "upload over 1 MB": (upload(BIG), 413, "over 1 MB"),
-    "multipart over 1 MB, Content-Length lying": (
-        dict(content=BIG_FORM, headers={"content-type": BIG_FORM_TYPE, "content-length": "1000"}), 413, "MB"),
+    "upload over 10 MB": (upload(HUGE), 413, "upload is over 10 MB"),
+    "multipart over 10 MB, Content-Length lying": (
+        dict(content=HUGE_FORM, headers={"content-type": HUGE_FORM_TYPE, "content-length": "1000"}), 413, "10 MB"),
     "JSON over 1 MB, Content-Length lying": (
         dict(content=BIG, headers={**JSON, "content-length": "10"}), 413, "over 1 MB"),
     "chunked body over 1 MB, no Content-Length": (dict(content=chunks(12), headers=JSON), 413, "over 1 MB"),
@@ -252,6 +326,22 @@ def test_bad_predict_requests_get_a_clear_error_and_the_server_goes_on(client, c
     assert answer.status_code == status, answer.text
     assert fragment in explained(answer)
     assert_still_serving(client)
+
+
+BAD_READS = {name: BAD_REQUESTS[name] for name in (
+    "upload over 10 MB", "garbage bytes", "truncated PNG", "decompression bomb", "malformed multipart",
+    "no file field")} | {
+    "JSON pixels, not a file": (dict(json={"pixels": [[0] * 28] * 28}), 422, "body.file: Field required")}
+
+
+@pytest.mark.parametrize("case", BAD_READS)
+def test_bad_read_requests_get_a_clear_error_and_the_server_goes_on(client, case, number_photos):
+    kwargs, status, fragment = BAD_READS[case]
+    answer = client.post("/api/read", **kwargs)
+    assert answer.status_code == status, answer.text
+    assert fragment in explained(answer)
+    photo = number_photos["1 MP"][1]
+    assert client.post("/api/read", files={"file": ("photo.jpg", photo, "image/jpeg")}).status_code == 200
 
 
 def test_pixels_sent_as_anything_but_json_are_refused_with_what_was_expected(client):
@@ -349,7 +439,8 @@ def test_models_reports_the_checkpoints_and_what_they_measured(client, cnn_run, 
 def test_health_schema_and_page(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     schema = client.get("/openapi.json").json()
-    endpoints = {"/api/predict", "/api/generate", "/api/interpolate", "/api/models", "/healthz"}
+    endpoints = {"/api/read", "/api/predict", "/api/predict/pixels", "/api/generate", "/api/interpolate",
+                 "/api/models", "/healthz"}
     assert endpoints <= set(schema["paths"])
     components = schema["components"]["schemas"]
 
@@ -368,6 +459,13 @@ def test_health_schema_and_page(client):
     assert upload_form["required"] == ["file"] and upload_form["properties"]["file"]["type"] == "string"  # a file
     assert set(by_pixels["requestBody"]["content"]) == {"application/json"}
     assert model(by_pixels, None)["title"] == "Pixels"
+    read = schema["paths"]["/api/read"]["post"]
+    assert read["summary"] and read["description"] and {"400", "413", "422", "503"} <= set(read["responses"])
+    assert model(read)["title"] == "NumberRead" and set(read["requestBody"]["content"]) == {MULTIPART}
+    digit = components[model(read)["properties"]["digits"]["items"]["$ref"].rsplit("/", 1)[1]]
+    assert set(digit["properties"]) == {"digit", "probabilities", "box", "image"}
+    no_digit = read["responses"]["422"]["content"]["application/json"]["schema"]["anyOf"]
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in no_digit} == {"Problem", "Invalid"}  # no digit; a bad form
     generate = schema["paths"]["/api/generate"]["get"]
     assert set(generate["responses"]["200"]["content"]) == {"image/png", "application/json"}
     assert model(generate)["title"] == "Generated" and model(generate, "422")["title"] == "HTTPValidationError"
@@ -376,13 +474,14 @@ def test_health_schema_and_page(client):
     page = client.get("/")
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    for element in ("canvas", "clear", "prediction", "probabilities", "seen", "upload", "generate", "seed", "digit",
-                    "grid", "walk", "models"):
+    for element in ("canvas", "clear", "prediction", "probabilities", "seen", "upload", "digits", "verdict",
+                    "photo-image", "boxes", "generate", "seed", "digit", "grid", "walk", "models"):
         assert f'id="{element}"' in page.text
-    script, style = client.get("/app.js"), client.get("/style.css")
-    assert script.headers["content-type"].startswith("text/javascript")
+    assert 'accept="image/*" capture="environment"' in page.text  # a phone offers its camera
+    script, reading, style = client.get("/app.js"), client.get("/reading.js"), client.get("/style.css")
+    assert all(js.headers["content-type"].startswith("text/javascript") for js in (script, reading))
     assert style.headers["content-type"].startswith("text/css")
-    assert not any("://" in text for text in (page.text, script.text, style.text))  # nothing from elsewhere
+    assert not any("://" in text for text in (page.text, script.text, reading.text, style.text))  # all from here
 
 
 def test_digits_drawn_with_strokes_are_read_right_by_a_well_trained_cnn():

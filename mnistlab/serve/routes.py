@@ -2,6 +2,9 @@
 `request.app.state`: `batcher` (a MicroBatcher or None), `generator` (or None), `models` (what /api/models
 says) and `page` (the page's files, read at start-up, so no request path reaches the file system).
 
+    POST /api/read             a photo or drawing of a number (multipart field `file`) → the number as text,
+                               and each digit's box in the photo, its probabilities and the 28x28 image the
+                               model saw; 422 when there is no digit in it
     POST /api/predict          an image file (multipart field `file`) → the digit, the ten probabilities
                                and the normalised 28x28 image the model saw
     POST /api/predict/pixels   {"pixels": 28x28 numbers} → the same
@@ -11,13 +14,15 @@ says) and `page` (the page's files, read at start-up, so no request path reaches
     GET  /healthz              liveness
 
 Out-of-range parameters and malformed pixels get FastAPI's own 422: a list of what is wrong and where
-(`validation_failed`).
+(`validation_failed`). Uploads are decoded in memory by `preprocess.load_image`, which refuses decompression
+bombs from the header, and shrunk to about PHOTO_PIXELS before they are read (`decoded`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import secrets
 from typing import Annotated, Any, Iterator, Literal
 
@@ -30,13 +35,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from mnistlab.errors import MnistlabError
-from mnistlab.inference import Generator
+from mnistlab.inference import Classifier, Generator
 from mnistlab.plots import grid_image, png_bytes
-from mnistlab.preprocess import load_image
+from mnistlab.preprocess import load_image, to_grey
+from mnistlab.reading import read_number
 from mnistlab.serve.batching import MicroBatcher
-from mnistlab.serve.schemas import Generated, Models, Pixels, Prediction, Problem, Walk
+from mnistlab.serve.middleware import MAX_BODY, MAX_UPLOAD
+from mnistlab.serve.schemas import DigitRead, Generated, Invalid, Models, NumberRead, Pixels, Prediction, Problem, Walk
 
-PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "reading.js": "text/javascript",
+              "style.css": "text/css"}
 # The page loads nothing from elsewhere; the policy makes the browser hold it to that.
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; base-uri 'none'; form-action 'none'"
 
@@ -45,6 +53,7 @@ FORMAT = Annotated[Literal["png", "json"], Query(description="png: one image; js
 SCALE = Annotated[int, Query(ge=1, le=8, description="PNG only: enlarge each pixel to scale x scale")]
 STEPS = Annotated[int, Query(ge=2, le=64, description="digits in the walk, both ends included")]
 N = Annotated[int, Query(ge=1, le=256, description="how many digits")]
+UPLOAD = Annotated[UploadFile, File(description=f"a PNG or JPEG, any size up to {MAX_UPLOAD // 2**20} MB")]
 DIGIT = Annotated[int | None, Query(ge=0, le=9, description="only this digit (conditional GAN)")]
 PNG_OR_JSON = {"content": {"image/png": {}}, "description": "a PNG image, or JSON with format=json"}
 
@@ -62,14 +71,24 @@ async def loaded_generator(request: Request) -> Generator:
     return request.app.state.generator
 
 
+async def loaded_reader(request: Request) -> Classifier:
+    batcher = await loaded_classifier(request)
+    return batcher.classifier
+
+
 Classifying = Annotated[MicroBatcher, Depends(loaded_classifier)]
+Reader = Annotated[Classifier, Depends(loaded_reader)]
 Generating = Annotated[Generator, Depends(loaded_generator)]
 
 api = APIRouter(responses={503: {"model": Problem, "description": "that model is not loaded"}})
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "the image cannot be read: not an image, broken, or too large to decode"},
-    413: {"model": Problem, "description": "body over 1 MB"},
+    413: {"model": Problem, "description": f"an upload over {MAX_UPLOAD // 2**20} MB, or another body over "
+                                           f"{MAX_BODY // 2**20} MB"},
 }
+PHOTO_PIXELS = 2_000_000  # uploads are shrunk to about this first: reading works at 480 px tall (ink.WORK_SIDE)
+# Modes whose pixels average when shrunk (palette indices do not): the rest are read at full size.
+SHRINKABLE = {"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F"}
 
 
 @contextlib.contextmanager
@@ -96,22 +115,64 @@ class _Upload(io.BytesIO):
         return "(the upload)"
 
 
+def decoded(data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+    """An uploaded image as `to_grey` makes it, shrunk by a whole factor to about PHOTO_PIXELS (a 12-megapixel
+    photo then takes ~0.1 s, not ~0.2 s, to decode and read); and its (width, height) as uploaded, after
+    its EXIF rotation."""
+    image = load_image(_Upload(data))
+    size = image.size
+    factor = round(math.sqrt(image.width * image.height / PHOTO_PIXELS))
+    if factor > 1 and image.mode in SHRINKABLE:
+        image = image.reduce(factor)
+    return to_grey(image), size
+
+
+def _scaled(box: tuple[int, int, int, int], scale: tuple[float, float], size: tuple[int, int]) -> list[int]:
+    """A box in the shrunk image's pixels -> in the upload's, still covering the ink."""
+    (x0, y0, x1, y1), (sx, sy), (width, height) = box, scale, size
+    return [int(x0 * sx), int(y0 * sy), min(width, math.ceil(x1 * sx)), min(height, math.ceil(y1 * sy))]
+
+
+def _read(classifier: Classifier, grey: np.ndarray, size: tuple[int, int]) -> NumberRead:
+    """The number in `grey`, boxes in the pixels of the upload it was shrunk from (`size`)."""
+    with torch.inference_mode():
+        reading = read_number(grey, classifier.probabilities, name="the photo")
+    scale = (size[0] / grey.shape[1], size[1] / grey.shape[0])
+    digits = [DigitRead(digit=d.digit, probabilities=d.probabilities, box=_scaled(d.box, scale, size),
+                        image=np.round(d.image, 3).tolist()) for d in reading.digits]
+    return NumberRead(text=reading.text, width=size[0], height=size[1], digits=digits)
+
+
 def _prediction(result: dict[str, Any]) -> Prediction:
     return Prediction(digit=result["digit"], label=result["label"], probabilities=result["probabilities"],
                       image=np.round(result["image"], 3).tolist())
+
+
+NO_DIGIT = {422: {"model": Problem | Invalid, "description": (
+    "no digit found in the photo (`detail` says so), or no `file` in the request (FastAPI's list)")}}
+
+
+@api.post("/api/read", summary="Read a number from a photo", responses=READ_ERRORS | NO_DIGIT, description=(
+    "Send a photo (or a drawing, or a scan) of a number written on one line, 1 to 10 digits, as the "
+    "multipart form field `file` (`curl -F file=@photo.jpg`). The ink is found on the page (uneven light, "
+    "shadows, ruled lines), cut into digits left to right, and each digit is read. Each `box` is in the "
+    "uploaded image's own pixels, `width` x `height`. A photo without a digit gets 422 saying so, not a guess."))
+async def read_file(file: UPLOAD, classifier: Reader) -> NumberRead:
+    data = await file.read()
+    with refused_as(400):
+        grey, size = await run_in_threadpool(decoded, data)  # decoding takes CPU
+    with refused_as(422):  # the image is fine, but it holds no digit
+        return await run_in_threadpool(_read, classifier, grey, size)
 
 
 @api.post("/api/predict", summary="Read a digit from an image file", responses=READ_ERRORS, description=(
     "Send an image file as the multipart form field `file` (`curl -F file=@digit.png`). It gets MNIST's "
     "normalisation first, dark-on-light and light-on-dark alike; `image` in the answer is the 28x28 result, "
     "which is what the model saw. (A JSON body sent here is answered by /api/predict/pixels.)"))
-async def predict_file(
-    file: Annotated[UploadFile, File(description="a PNG or JPEG of one digit, any size, up to 1 MB")],
-    classifier: Classifying,
-) -> Prediction:
+async def predict_file(file: UPLOAD, classifier: Classifying) -> Prediction:
     with refused_as(400):
-        image = await run_in_threadpool(load_image, _Upload(await file.read()))  # decoding takes CPU
-        return _prediction(await classifier.predict(image))
+        grey, _ = await run_in_threadpool(decoded, await file.read())  # decoding takes CPU
+        return _prediction(await classifier.predict(grey))
 
 
 @api.post("/api/predict/pixels", summary="Read a digit drawn as 28x28 numbers", responses=READ_ERRORS,
@@ -167,20 +228,15 @@ def _png(image: Any, headers: dict[str, str] | None = None) -> Response:
 page = APIRouter(include_in_schema=False)
 
 
-def _page_file(request: Request, name: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(request.app.state.page[name], media_type=PAGE_FILES[name], headers=headers)
+def _page_route(name: str) -> None:
+    """GET /NAME answers the page's file NAME, from memory; the page itself is GET /."""
+    headers = {"Content-Security-Policy": PAGE_POLICY} if name == "index.html" else None
+
+    async def page_file(request: Request) -> Response:
+        return Response(request.app.state.page[name], media_type=PAGE_FILES[name], headers=headers)
+
+    page.add_api_route("/" if name == "index.html" else f"/{name}", page_file, methods=["GET"])
 
 
-@page.get("/")
-async def index(request: Request) -> Response:
-    return _page_file(request, "index.html", {"Content-Security-Policy": PAGE_POLICY})
-
-
-@page.get("/app.js")
-async def script(request: Request) -> Response:
-    return _page_file(request, "app.js")
-
-
-@page.get("/style.css")
-async def style(request: Request) -> Response:
-    return _page_file(request, "style.css")
+for _name in PAGE_FILES:
+    _page_route(_name)

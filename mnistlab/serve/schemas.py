@@ -3,7 +3,7 @@ and writes them into `/openapi.json`, so the schema is the behaviour."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +34,23 @@ class Prediction(BaseModel):
     probabilities: list[float] = Field(description="softmax probability of each class, in class order")
     image: list[list[float]] = Field(
         description="the normalised 28x28 image the model saw, 0 = background .. 1 = ink, to 3 decimals")
+
+
+class DigitRead(BaseModel):
+    digit: int = Field(description="index of the most probable class: the digit")
+    probabilities: list[float] = Field(description="softmax probability of each class, in class order")
+    box: list[int] = Field(min_length=4, max_length=4, description=(
+        "x0, y0, x1, y1 of the digit's ink in the uploaded image's own pixels (after its EXIF rotation), "
+        "x1 and y1 exclusive"))
+    image: list[list[float]] = Field(
+        description="the 28x28 image the model saw of this digit, 0 = background .. 1 = ink, to 3 decimals")
+
+
+class NumberRead(BaseModel):
+    text: str = Field(description="the number: the digits read, left to right")
+    width: int = Field(description="the uploaded image's width in pixels (after its EXIF rotation)")
+    height: int = Field(description="its height: `box` is in these pixels")
+    digits: list[DigitRead] = Field(min_length=1, description="each digit, left to right")
 
 
 class Generated(BaseModel):
@@ -69,3 +86,9 @@ class Problem(BaseModel):
     """Every error but a validation error (422, FastAPI's list of what is wrong where) answers this."""
 
     detail: str = Field(description="what is wrong and what to send instead")
+
+
+class Invalid(BaseModel):
+    """FastAPI's own 422: what is wrong in the request, and where."""
+
+    detail: list[dict[str, Any]] = Field(description="one entry per error: `loc` (where), `msg`, `type`")

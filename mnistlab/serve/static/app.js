@@ -1,17 +1,17 @@
-// The mnistlab page: the drawing goes to /api/predict/pixels as it grows, an upload to /api/predict; the GAN
-// panels use /api/generate and /api/interpolate; /api/models says what is loaded. Plain DOM, no libraries, nothing from elsewhere.
-"use strict";
+// The mnistlab page: the drawing goes to /api/read as it grows, and so does a photo, shrunk first (reading.js
+// shows what was read); the GAN panels use /api/generate and /api/interpolate; /api/models says what is loaded.
+// Plain DOM, no libraries, nothing from elsewhere.
 
-const $ = (id) => document.getElementById(id);
-const SIZE = 28;               // what the models see
-const BRUSH = 20;              // on the 280 px canvas: ~2 px at 28x28, MNIST's stroke width
-const THROTTLE_MS = 150;       // at most one prediction this often while a stroke goes on
-const MAX_UPLOAD = 1 << 20;    // the server refuses bodies over 1 MB
+import { $, buildBars, paint, resetReading, showNoDigit, showPhoto, showReading, shrinkPhoto } from "/reading.js";
+
+const BRUSH = 20;              // on the 280 px tall canvas: ~2 px at 28x28, MNIST's stroke width
+const THROTTLE_MS = 150;       // at most one reading this often while a stroke goes on
+const MAX_UPLOAD = 10 << 20;   // the server refuses uploads over 10 MB
 const WALK_STEPS = 16;
+const DRAW_HINT = "Draw large, as on paper: one digit, or several side by side. Or upload a photo of a number written on paper.";
 
 const canvas = $("canvas");
 const ctx = canvas.getContext("2d");
-let classes = [...Array(10).keys()].map(String);
 
 // ---------------------------------------------------------------------------------------------
 // Talking to the server
@@ -34,7 +34,15 @@ function explain(detail) {
   return detail.length > 1 ? `${first} (and ${detail.length - 1} more)` : first;
 }
 
-/** fetch that throws the server's own explanation ({"detail": ...}) on a non-2xx answer. */
+/** A non-2xx answer: its status, and the server's explanation as one sentence. */
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(`${status}: ${detail}`);
+    Object.assign(this, { status, detail });
+  }
+}
+
+/** fetch that throws an ApiError with the server's own explanation ({"detail": ...}) on a non-2xx answer. */
 async function api(url, options) {
   const response = await fetch(url, options);
   if (!response.ok) {
@@ -42,48 +50,21 @@ async function api(url, options) {
     try {
       detail = explain((await response.json()).detail);
     } catch (_) { /* not JSON: keep the status text */ }
-    throw new Error(`${response.status}: ${detail}`);
+    throw new ApiError(response.status, detail);
   }
   return response;
 }
 
-/** Paint a 28x28 array (values 0..1, or 0..255 when `max` is 255) onto a 28x28 canvas, grey levels. */
-function paint(target, image, max = 1) {
-  const pixels = new ImageData(SIZE, SIZE);
-  image.flat().forEach((v, i) => {
-    const grey = Math.round((v / max) * 255);
-    pixels.data.set([grey, grey, grey, 255], i * 4);
-  });
-  target.getContext("2d").putImageData(pixels, 0, 0);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reading: the prediction, the ten bars, and what the model saw
-
-function buildBars() {
-  $("probabilities").replaceChildren(...classes.map((name) => {
-    const li = document.createElement("li");
-    li.innerHTML = '<span class="name"></span><span class="bar"><span class="fill"></span></span><span class="pct">–</span>';
-    li.querySelector(".name").textContent = name;
-    return li;
-  }));
-}
-
-function show(result) {
-  $("prediction").textContent = result.label;
-  [...$("probabilities").children].forEach((li, i) => {
-    const p = result.probabilities[i];
-    li.querySelector(".fill").style.width = `${(p * 100).toFixed(1)}%`;
-    li.querySelector(".pct").textContent = `${(p * 100).toFixed(1)}%`;
-    li.classList.toggle("top", i === result.digit);
-  });
-  paint($("seen"), result.image);
-}
-
-function resetReading() {
-  $("prediction").textContent = "–";
-  buildBars();
-  $("seen").getContext("2d").clearRect(0, 0, SIZE, SIZE);
+/** /api/read's answer for an image (a Blob), or null when it holds no digit (the server's 422 says so). */
+async function read(image, name) {
+  const form = new FormData();
+  form.append("file", image, name);
+  try {
+    return await (await api("/api/read", { method: "POST", body: form })).json();
+  } catch (e) {
+    if (e.status === 422 && e.detail.startsWith("no digit found")) return null;
+    throw e;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,7 +132,8 @@ for (const type of ["pointerup", "pointercancel"]) {
 $("clear").addEventListener("click", () => {
   clearCanvas();
   resetReading();
-  $("source").textContent = "Draw large, in the middle, as on paper. Or upload a photo of one digit.";
+  showPhoto(null);
+  $("source").textContent = DRAW_HINT;
 });
 
 // Throttling: one request at a time; the newest drawing is sent when the previous answer arrives, at most
@@ -169,17 +151,6 @@ function schedule(now) {
   else if (!timer) timer = setTimeout(send, wait);
 }
 
-/** The canvas downsampled to 28x28 (the browser averages the area): the red channel, 0..255. */
-function canvasPixels() {
-  const small = document.createElement("canvas");
-  small.width = small.height = SIZE;
-  const sctx = small.getContext("2d");
-  sctx.imageSmoothingQuality = "high";
-  sctx.drawImage(canvas, 0, 0, SIZE, SIZE);
-  const data = sctx.getImageData(0, 0, SIZE, SIZE).data;
-  return Array.from({ length: SIZE }, (_, y) => Array.from({ length: SIZE }, (_, x) => data[(y * SIZE + x) * 4]));
-}
-
 async function send() {
   clearTimeout(timer);
   timer = null;
@@ -189,12 +160,11 @@ async function send() {
   lastSent = performance.now();
   const which = drawing;
   try {
-    const response = await api("/api/predict/pixels", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ pixels: canvasPixels() }),
-    });
-    const result = await response.json();
-    if (which === drawing) show(result);
+    const drawn = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+    const result = await read(drawn, "drawing.png");
+    if (which !== drawing) return;
+    if (result) showReading(result);
+    else showNoDigit("No digit in the drawing yet: draw it larger.");
   } catch (e) {
     showError(`Could not read the drawing: ${e.message}`);
   } finally {
@@ -209,22 +179,31 @@ $("upload").addEventListener("change", async () => {
   input.value = "";  // choosing the same file again should read it again
   if (!file) return;
   hideError();
-  if (file.size > MAX_UPLOAD) {
-    showError(`${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MB; the limit is 1 MB. Crop or shrink it: `
-              + "the model sees 28x28 pixels anyway.");
+  clearCanvas();
+  resetReading();
+  const which = drawing;
+  let photo = file;  // a format this browser cannot draw goes as it is: the server says what it is
+  try {
+    photo = await shrinkPhoto(file);
+  } catch (_) { /* sent as it is */ }
+  if (photo.size > MAX_UPLOAD) {
+    showPhoto(null);
+    showError(`${file.name} is ${(photo.size / 2 ** 20).toFixed(1)} MB, and this browser cannot shrink it; `
+              + "the limit is 10 MB. Save it as a JPEG first.");
     return;
   }
-  clearCanvas();
-  const which = drawing;
-  const form = new FormData();
-  form.append("file", file);
+  showPhoto(photo, file.name);
+  $("source").textContent = `Reading ${file.name}…`;
   try {
-    const result = await (await api("/api/predict", { method: "POST", body: form })).json();
+    const result = await read(photo, file.name);
     if (which !== drawing) return;
-    show(result);
+    if (result) showReading(result);
+    else showNoDigit(`No digit found in ${file.name}. Photograph digits written on paper, dark on light or light on dark.`);
     $("source").textContent = `Read from ${file.name}.`;
   } catch (e) {
-    resetReading();
+    if (which !== drawing) return;
+    showPhoto(null);
+    $("source").textContent = DRAW_HINT;
     showError(`Could not read ${file.name}: ${e.message}`);
   }
 });
@@ -313,7 +292,7 @@ function disable(sectionChild, why) {
 
 async function start() {
   clearCanvas();
-  buildBars();
+  resetReading();
   try {
     const models = await (await api("/api/models")).json();
     const dl = $("models");
@@ -321,8 +300,7 @@ async function start() {
     describe(dl, "Classifier", models.cnn, "--cnn");
     describe(dl, "Generator", models.gan, "--gan");
     if (models.cnn) {
-      classes = models.cnn.classes;
-      buildBars();
+      buildBars(models.cnn.classes);
     } else {
       disable($("clear"), "No classifier is loaded.");
     }

@@ -1,0 +1,147 @@
+// What the model read, shown: the number, each digit's 28x28 image and probabilities, and the photo with a box
+// over each digit. Also the photo's shrinking, in the browser, before it is sent (a phone photo is 2–5 MB).
+
+export const $ = (id) => document.getElementById(id);
+export const SIZE = 28;                // what the models see
+const PHOTO_PIXELS = 2_000_000;        // photos are sent at about this size: reading works at 480 px tall anyway
+
+let classes = [...Array(10).keys()].map(String);
+let shown = null;                      // the reading on display: /api/read's answer
+let photoUrl = null;
+
+/** Paint a 28x28 array (values 0..1, or 0..255 when `max` is 255) onto a 28x28 canvas, grey levels. */
+export function paint(target, image, max = 1) {
+  const pixels = new ImageData(SIZE, SIZE);
+  image.flat().forEach((v, i) => {
+    const grey = Math.round((v / max) * 255);
+    pixels.data.set([grey, grey, grey, 255], i * 4);
+  });
+  target.getContext("2d").putImageData(pixels, 0, 0);
+}
+
+/** The ten bars, one per class name (the loaded CNN's classes). */
+export function buildBars(names = classes) {
+  classes = names;
+  $("probabilities").replaceChildren(...classes.map((name) => {
+    const li = document.createElement("li");
+    li.innerHTML = '<span class="name"></span><span class="bar"><span class="fill"></span></span><span class="pct">–</span>';
+    li.querySelector(".name").textContent = name;
+    return li;
+  }));
+}
+
+const percent = (p) => `${(p * 100).toFixed(1)}%`;
+
+/** One digit's probabilities in the bars and its 28x28 image in #seen; its chip and its box marked. */
+function select(index) {
+  const digit = shown.digits[index];
+  [...$("probabilities").children].forEach((li, i) => {
+    li.querySelector(".fill").style.width = percent(digit.probabilities[i]);
+    li.querySelector(".pct").textContent = percent(digit.probabilities[i]);
+    li.classList.toggle("top", i === digit.digit);
+  });
+  paint($("seen"), digit.image);
+  for (const list of [$("digits").children, $("boxes").children]) {
+    [...list].forEach((item, i) => item.classList.toggle("selected", i === index));
+  }
+  [...$("digits").querySelectorAll("button")].forEach((b, i) => b.setAttribute("aria-pressed", i === index));
+}
+
+/** /api/read's answer: the number, a chip per digit (its image, digit and confidence), the first digit chosen. */
+export function showReading(result) {
+  shown = result;
+  $("verdict").hidden = true;
+  $("prediction").textContent = result.text;
+  $("prediction").classList.toggle("long", result.digits.length > 3);
+  $("digits").replaceChildren(...result.digits.map((digit, i) => {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    const seen = document.createElement("canvas");
+    seen.width = seen.height = SIZE;
+    paint(seen, digit.image);
+    const label = document.createElement("span");
+    label.textContent = `${classes[digit.digit]} · ${percent(digit.probabilities[digit.digit])}`;
+    button.append(seen, label);
+    button.setAttribute("aria-label", `digit ${i + 1}: ${classes[digit.digit]}, ${label.textContent.split(" · ")[1]}`);
+    button.addEventListener("click", () => select(i));
+    li.append(button);
+    return li;
+  }));
+  $("digits").hidden = result.digits.length < 2;  // one digit: the bars say it all
+  drawBoxes(result);
+  select(0);
+}
+
+/** No digit found: the page says so (`message`), and shows no reading. */
+export function showNoDigit(message) {
+  resetReading();
+  $("verdict").textContent = message;
+  $("verdict").hidden = false;
+}
+
+export function resetReading() {
+  shown = null;
+  $("prediction").textContent = "–";
+  $("prediction").classList.remove("long");
+  $("verdict").hidden = true;
+  $("digits").replaceChildren();
+  $("boxes").replaceChildren();
+  buildBars();
+  $("seen").getContext("2d").clearRect(0, 0, SIZE, SIZE);
+}
+
+/** A box over each digit of the photo, the digit read above it: in percent of the photo, so they scale with it. */
+function drawBoxes(result) {
+  if ($("photo-card").hidden) return;
+  $("boxes").replaceChildren(...result.digits.map((digit, i) => {
+    const [x0, y0, x1, y1] = digit.box;
+    const box = document.createElement("div");
+    box.className = "box";
+    Object.assign(box.style, {
+      left: `${(100 * x0) / result.width}%`, top: `${(100 * y0) / result.height}%`,
+      width: `${(100 * (x1 - x0)) / result.width}%`, height: `${(100 * (y1 - y0)) / result.height}%`,
+    });
+    const label = document.createElement("span");
+    label.textContent = classes[digit.digit];
+    box.append(label);
+    box.addEventListener("click", () => select(i));
+    return box;
+  }));
+}
+
+/** Show `blob` as the photo being read (null: hide the photo card, as for a drawing). */
+export function showPhoto(blob, name = "") {
+  if (photoUrl) URL.revokeObjectURL(photoUrl);
+  photoUrl = blob ? URL.createObjectURL(blob) : null;
+  $("boxes").replaceChildren();
+  $("photo-card").hidden = !blob;
+  if (blob) {
+    $("photo-image").src = photoUrl;
+    $("photo-image").alt = `The photo ${name}`;
+  } else {
+    $("photo-image").removeAttribute("src");
+  }
+}
+
+/**
+ * The photo shrunk to about PHOTO_PIXELS, upright as its EXIF orientation says, as a JPEG blob; a photo no
+ * larger is redrawn at its size (upright, and transparent paper made white, as the server would make it).
+ * Throws when the browser cannot decode the file.
+ */
+export async function shrinkPhoto(file) {
+  const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  const scale = Math.min(1, Math.sqrt(PHOTO_PIXELS / (bitmap.width * bitmap.height)));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.floor(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.floor(bitmap.height * scale));
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+  if (!blob) throw new Error("the photo could not be re-encoded");
+  return blob;
+}
