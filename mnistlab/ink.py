@@ -33,6 +33,9 @@ __all__ = ["WORK_SIDE", "Ink", "Piece", "digit_pieces", "find_ink"]
 
 WORK_SIDE = 480  # photos are shrunk to this short side first: speed, and the digit is still ~100 px tall
 BACKGROUND_SIDE = 120  # the paper's light is estimated at this short side: it varies slowly
+FLAT_KERNEL = 0.25  # the closing that decides whether paper is flat: wider than any stroke, even a slanted one
+PAPER_KERNEL = 1 / 7  # the closing that measures uneven paper: wider than a pen stroke, narrow enough to follow
+# a soft shadow's edge (a quarter of the page made the shadowed side of that edge count as ink)
 FLAT = 0.03  # paper whose estimated light varies less than this is flat: one level for all of it
 MIN_CONTRAST = 0.05  # ink fainter than this against its paper is no ink at all (a blank page)
 NOISE_SIGMAS = 4.0  # weak ink: this many noise deviations darker than the paper
@@ -41,6 +44,7 @@ LINE_DRIFT = 5  # rows (columns) a line may drift over that span: it is photogra
 LINE_THICKNESS = 0.015  # a line is at most this fraction of the page's short side thick, +1 px of blur
 NOISE = 0.2  # ink fainter than this fraction of the strongest is paper (grain, JPEG ringing), as in MNIST
 MIN_DIGIT = 0.06  # a digit is at least this fraction of the page's short side tall (or wide)
+EDGE_DIGIT = 0.5  # ink touching the photo's edge is a digit only when at most this fraction of its width and height
 NEAR = 0.25  # pieces within this fraction of the digit's size of it belong to the same digit
 
 
@@ -102,7 +106,7 @@ def find_ink(grey: np.ndarray) -> Ink:
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     paper_level = float(np.median(border))
     dark_ink = paper_level > (grey.min() + grey.max()) / 2
-    paper = _paper_light(grey if dark_ink else 1 - grey)
+    paper = _paper_light(grey if dark_ink else 1 - grey, FLAT_KERNEL)
     if float(paper.max() - paper.min()) < FLAT:
         # Flat paper (any clean image): ink is its difference from the border's level, as it always was.
         darkness = paper_level - grey if dark_ink else grey - paper_level
@@ -110,7 +114,7 @@ def find_ink(grey: np.ndarray) -> Ink:
         # Uneven light is a photo of paper, and its ink is dark even when a shadow over the border says
         # otherwise (light ink on a dark ground is a drawing, and a drawing's ground is flat). Dividing by
         # the paper's light measures each stroke against the paper around it.
-        paper = paper if dark_ink else _paper_light(grey)
+        paper = _paper_light(grey, PAPER_KERNEL)
         darkness = 1 - grey / paper  # 0 on paper, towards 1 for black ink; noise either side of 0
     strength = np.clip(darkness, 0, 1)
     if strength.max() < MIN_CONTRAST:
@@ -131,8 +135,12 @@ def find_ink(grey: np.ndarray) -> Ink:
     # What touches the photo's edge (the table, the page's edge, a shadow's corner) is not the digit when
     # there is clear ink away from the edge; a digit drawn out to the edge of a canvas is kept.
     inner = keep & ~edge
+    cut_off = np.zeros_like(keep)
     if inner.any() and peaks[inner].max() >= max(2 * weak, 0.3 * peaks.max()):
         keep = inner
+        # A digit the photo's edge cuts into (a number written out to the edge) is no bigger than a digit;
+        # the table, the page's edge and a shadow span the photo. It is kept, but sets no level.
+        cut_off = edge & (stats[:, 2] <= EDGE_DIGIT * w) & (stats[:, 3] <= EDGE_DIGIT * h) & (peaks > 0)
     # The strongest ink, of the pieces with some mass: a speck (a line's remnant, a dust mote) has none.
     heavy = keep & (masses >= 0.1 * masses[keep].max()) if keep.any() else keep
     strongest = float(peaks[heavy].max()) if heavy.any() else 0.0
@@ -140,7 +148,7 @@ def find_ink(grey: np.ndarray) -> Ink:
         return _empty(grey.shape, scale)
     # Hysteresis: a piece is ink when it holds a pixel at least half as dark as the darkest ink. Then, as
     # MNIST's framing does, ink fainter than NOISE of the strongest (JPEG ringing, blur) is paper.
-    keep &= peaks >= max(2 * weak, 0.5 * strongest)
+    keep = (keep | cut_off) & (peaks >= max(2 * weak, 0.5 * strongest))
     inked = keep[labels] & (strength / np.float32(strongest) >= NOISE)  # as frame_digit divides
     labels, stats, _ = _components(inked, strength)
     strength = np.where(inked, strength, np.float32(0))
@@ -167,14 +175,15 @@ def _empty(shape: tuple[int, int], scale: float) -> Ink:
     return Ink(np.zeros(shape, np.float32), np.zeros(shape, np.int32), [], scale)
 
 
-def _paper_light(grey: np.ndarray) -> np.ndarray:
-    """The paper's brightness at every pixel: the page with its dark strokes closed over, at low resolution."""
+def _paper_light(grey: np.ndarray, kernel: float) -> np.ndarray:
+    """The paper's brightness at every pixel: the page with its dark strokes closed over by a square
+    `kernel` times the short side, at low resolution."""
     factor = max(1.0, min(grey.shape) / BACKGROUND_SIDE)
     small = grey
     if factor > 1:
         small = cv2.resize(grey, (round(grey.shape[1] / factor), round(grey.shape[0] / factor)),
                            interpolation=cv2.INTER_AREA)
-    side = int(min(small.shape) / 7) | 1  # wider than any stroke: a stroke is under a tenth of the page
+    side = int(min(small.shape) * kernel) | 1
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
     light = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
     light = cv2.blur(light, (side // 2 | 1, side // 2 | 1))  # soften the closing's flat-topped blocks

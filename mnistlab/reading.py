@@ -38,11 +38,11 @@ SMALL = 0.35  # a group shorter than this fraction of the tallest digit is a dot
 MAX_FRAGMENTS = 5  # a digit is joined from at most this many fragments
 CUT_WIDTH = 0.7  # a piece wider than this times the line's height is cut into fragments...
 CUT_SPACING = 0.25  # ...at most every this many line heights, at the low points of its column profile
-DIGIT_BONUS = 0.5  # log-odds for one more digit: without it the fewest, widest digits would always win
-WIDEST, WIDTH_SPREAD = 1.1, 0.3  # width / line height beyond which a digit is implausible, and how fast
+DIGIT_BONUS = 0.25  # log-odds for one more digit: without it the fewest, widest digits would always win
+WIDEST, WIDTH_SPREAD = 1.1, 0.2  # width / line height beyond which a digit is implausible, and how fast
 SHORTEST, HEIGHT_SPREAD = 0.75, 0.12  # height / line height below which a digit is implausible, and how fast
-GAP_SPREAD = 0.1  # an empty gap inside a digit, as a fraction of the line's height: how fast it costs
-CUT_COST = 0.5  # log-odds against digits touching: paid for each cut through a piece that is kept
+GAP_SPREAD = 0.2  # an empty gap inside a digit, as a fraction of the line's height: how fast it costs
+CUT_COST = 0.25  # log-odds against digits touching: paid for each stroke a kept cut goes through
 
 
 @dataclass
@@ -82,7 +82,7 @@ def read_number(image: Any, classify: Classify, name: str = "the image") -> Read
                             "or light on dark")
     heights = [union_box(g)[3] - union_box(g)[1] for g in groups]
     line_height = float(np.median([h for h in heights if h >= 0.5 * max(heights)]))
-    fragments = _fragments(ink, [p for g in groups for p in g], line_height)
+    fragments = _fragments(ink, groups, line_height)
     candidates, images = _candidates(ink, fragments, line_height)
     probabilities = np.asarray(classify(images), dtype=np.float64)
     chosen = _best_partition(fragments, candidates, probabilities, line_height)
@@ -96,11 +96,17 @@ def read_number(image: Any, classify: Classify, name: str = "the image") -> Read
 
 @dataclass(frozen=True)
 class Fragment:
-    """A piece of ink, or the columns [x0, x1) of one: the unit that digits are joined from."""
+    """The columns [x0, x1) of a group of pieces that overlap in x: the unit that digits are joined from."""
 
-    piece: Piece
+    group: int  # its index in the groups: fragments of one group were cut apart
+    pieces: tuple[Piece, ...]
     x0: int
     x1: int
+    strokes_cut: int  # the strokes its left edge cuts through (0 at a group's left end)
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        return min(p.box[1] for p in self.pieces), max(p.box[3] for p in self.pieces)
 
 
 @dataclass(frozen=True)
@@ -135,26 +141,29 @@ def _digit_groups(pieces: list[Piece], shape: tuple[int, int]) -> list[list[Piec
     return [g for g, h, m in zip(groups, heights, masses) if h >= SMALL * tallest and m >= 0.05 * heaviest]
 
 
-def _fragments(ink: Ink, pieces: list[Piece], line_height: float) -> list[Fragment]:
-    """The pieces, those wider than a digit cut at the low points of their column profile, left to right
+def _fragments(ink: Ink, groups: list[list[Piece]], line_height: float) -> list[Fragment]:
+    """The groups, those wider than a digit cut at the low points of their column profile, left to right
     by their centre."""
     fragments = []
-    for piece in pieces:
-        x0, y0, x1, y1 = piece.box
+    for number, group in enumerate(groups):
+        x0, _, x1, _ = union_box(group)
         cuts: list[int] = []
-        if piece.width > CUT_WIDTH * line_height:
-            profile = ink.crop([piece]).sum(axis=0)
+        if x1 - x0 > CUT_WIDTH * line_height:
+            profile = ink.crop(group).sum(axis=0)
             smooth = max(3, int(0.04 * line_height) | 1)
             profile = np.convolve(profile, np.ones(smooth) / smooth, mode="same")
             spacing = CUT_SPACING * line_height
-            inner = np.arange(int(spacing / 2), piece.width - int(spacing / 2))
+            inner = np.arange(int(spacing / 2), x1 - x0 - int(spacing / 2))
             for column in inner[np.argsort(profile[inner], kind="stable")]:
                 if all(abs(column - c) >= spacing for c in cuts):
                     cuts.append(int(column))
-                if len(cuts) >= piece.width / spacing:
+                if len(cuts) >= (x1 - x0) / spacing:
                     break
-        ends = [x0, *sorted(x0 + c for c in cuts), x1]
-        fragments += [Fragment(piece, a, b) for a, b in zip(ends, ends[1:])]
+        cuts.sort()
+        columns = ink.crop(group)[:, cuts] > 0 if cuts else np.zeros((1, 0), bool)
+        strokes = [0, *(columns[1:] & ~columns[:-1]).sum(axis=0) + columns[0]]  # runs of ink down each cut
+        ends = [x0, *(x0 + c for c in cuts), x1]
+        fragments += [Fragment(number, tuple(group), a, b, int(n)) for a, b, n in zip(ends, ends[1:], strokes)]
     return sorted(fragments, key=lambda f: (f.x0 + f.x1) / 2)
 
 
@@ -162,9 +171,9 @@ def _fragment_map(ink: Ink, fragments: list[Fragment]) -> np.ndarray:
     """int32 (h, w): 1 + the index of the fragment each ink pixel belongs to, 0 elsewhere."""
     index = np.zeros(ink.labels.shape, np.int32)
     for k, f in enumerate(fragments):
-        _, y0, _, y1 = f.piece.box
+        y0, y1 = f.rows
         region = index[y0:y1, f.x0 : f.x1]
-        region[ink.labels[y0:y1, f.x0 : f.x1] == f.piece.label] = k + 1
+        region[np.isin(ink.labels[y0:y1, f.x0 : f.x1], [p.label for p in f.pieces])] = k + 1
     return index
 
 
@@ -179,8 +188,8 @@ def _candidates(ink: Ink, fragments: list[Fragment], line_height: float) -> tupl
             x1 = max(f.x1 for f in fragments[first:last])
             if x1 - x0 > 2 * line_height and last > first + 1:
                 break
-            y0 = min(f.piece.box[1] for f in fragments[first:last])
-            y1 = max(f.piece.box[3] for f in fragments[first:last])
+            y0 = min(f.rows[0] for f in fragments[first:last])
+            y1 = max(f.rows[1] for f in fragments[first:last])
             sub = index[y0:y1, x0:x1]
             keep = (sub > first) & (sub <= last)
             rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
@@ -219,8 +228,7 @@ def _best_partition(
         for k in by_end.get(last, []):
             c = candidates[k]
             score = best[c.first] + confidence[k] + DIGIT_BONUS + _log_prior(c, line_height)
-            if c.first > 0 and fragments[c.first - 1].piece == fragments[c.first].piece:
-                score -= CUT_COST  # this digit's left edge cuts through ink
+            score -= CUT_COST * fragments[c.first].strokes_cut  # where touching digits are cut apart
             if score > best[last]:
                 best[last], came_from[last] = score, k
     chosen, end = [], n
