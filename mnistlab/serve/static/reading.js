@@ -97,7 +97,7 @@ function drawBoxes(result) {
   $("boxes").replaceChildren(...result.digits.map((digit, i) => {
     const [x0, y0, x1, y1] = digit.box;
     const box = document.createElement("div");
-    box.className = "box";
+    box.className = y0 / result.height < 0.03 ? "box top" : "box";  // at the photo's top: its label inside
     Object.assign(box.style, {
       left: `${(100 * x0) / result.width}%`, top: `${(100 * y0) / result.height}%`,
       width: `${(100 * (x1 - x0)) / result.width}%`, height: `${(100 * (y1 - y0)) / result.height}%`,
