@@ -32,8 +32,8 @@ class BodyLimit:
 
     def explain(self, is_upload: bool) -> str:
         if is_upload:
-            return (f"the upload is over {self.upload_limit // 2**20} MB; send a smaller image (a photo shrunk to about 2 "
-                    "megapixels loses nothing: the page does so itself)")
+            return (f"the upload is over {self.upload_limit // 2**20} MB; send a smaller image (a photo shrunk "
+                    "to about 2 megapixels loses nothing: the page does so itself)")
         return (f"the request body is over {self.limit // 2**20} MB; send 28x28 pixels as JSON, or an image file "
                 f"as a multipart upload (up to {self.upload_limit // 2**20} MB) to {' or '.join(UPLOAD_PATHS)}")
 

@@ -8,7 +8,8 @@ const BRUSH = 20;              // on the 280 px tall canvas: ~2 px at 28x28, MNI
 const THROTTLE_MS = 150;       // at most one reading this often while a stroke goes on
 const MAX_UPLOAD = 10 << 20;   // the server refuses uploads over 10 MB
 const WALK_STEPS = 16;
-const DRAW_HINT = "Draw large, as on paper: one digit, or several side by side. Or upload a photo of a number written on paper.";
+const DRAW_HINT = "Draw large, as on paper: one digit, or several side by side. "
+                  + "Or upload a photo of a number written on paper.";
 
 const canvas = $("canvas");
 const ctx = canvas.getContext("2d");
@@ -198,7 +199,8 @@ $("upload").addEventListener("change", async () => {
     const result = await read(photo, file.name);
     if (which !== drawing) return;
     if (result) showReading(result);
-    else showNoDigit(`No digit found in ${file.name}. Photograph digits written on paper, dark on light or light on dark.`);
+    else showNoDigit(`No digit found in ${file.name}. Photograph digits written on paper, `
+                     + "dark on light or light on dark.");
     $("source").textContent = `Read from ${file.name}.`;
   } catch (e) {
     if (which !== drawing) return;
