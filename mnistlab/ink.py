@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["WORK_SIDE", "Ink", "Piece", "digit_pieces", "find_ink"]
+__all__ = ["WORK_SIDE", "Ink", "Piece", "digit_pieces", "find_ink", "is_digit_sized"]
 
 WORK_SIDE = 480  # photos are shrunk to this short side first: speed, and the digit is still ~100 px tall
 BACKGROUND_SIDE = 120  # the paper's light is estimated at this short side: it varies slowly
@@ -45,6 +45,8 @@ LINE_THICKNESS = 0.015  # a line is at most this fraction of the page's short si
 NOISE = 0.2  # ink fainter than this fraction of the strongest is paper (grain, JPEG ringing), as in MNIST
 MIN_DIGIT = 0.06  # a digit is at least this fraction of the page's short side tall (or wide)
 EDGE_DIGIT = 0.5  # ink touching the photo's edge is a digit only when at most this fraction of its width and height
+INK_MEAN = 0.14  # a digit's ink darkens its paper by at least this on average (measured: pen and pencil 0.3+,
+# what is left of an empty page's lines and light 0.15 at most)
 NEAR = 0.25  # pieces within this fraction of the digit's size of it belong to the same digit
 
 
@@ -232,6 +234,12 @@ def _vertical_runs(mask: np.ndarray) -> np.ndarray:
     return lengths[run].reshape(columns.shape)[:, :-1].T
 
 
+def is_digit_sized(piece: Piece, shape: tuple[int, int]) -> bool:
+    """Whether `piece` can be (the main piece of) a digit on a page of `shape`: not a speck, and as dark
+    as a pen or pencil leaves paper, not as faint as what line removal, shadows and grain leave behind."""
+    return max(piece.width, piece.height) >= MIN_DIGIT * min(shape) and piece.mass >= INK_MEAN * piece.area
+
+
 def digit_pieces(ink: Ink) -> list[Piece]:
     """The pieces of the one digit on the page: the main piece of ink, with the pieces near it.
 
@@ -243,8 +251,8 @@ def digit_pieces(ink: Ink) -> list[Piece]:
     heaviest = max(p.mass for p in ink.pieces)
     inside = [p for p in ink.pieces if not p.touches_edge and p.mass >= 0.2 * heaviest]
     chosen = [max(inside or ink.pieces, key=lambda p: p.mass)]
-    if max(chosen[0].width, chosen[0].height) < MIN_DIGIT * min(ink.labels.shape):
-        return []  # only specks: what is left of lines, dust
+    if not is_digit_sized(chosen[0], ink.labels.shape):
+        return []  # only specks, or what is left of lines, a shadow or paper grain
     grown = True
     while grown:
         x0, y0, x1, y1 = union_box(chosen)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mnistlab.errors import MnistlabError
-from mnistlab.ink import MIN_DIGIT, Ink, Piece, find_ink, union_box
+from mnistlab.ink import INK_MEAN, Ink, Piece, find_ink, is_digit_sized, union_box
 from mnistlab.preprocess import frame_digit, to_grey
 
 __all__ = ["DigitRead", "Reading", "read_number"]
@@ -133,12 +133,13 @@ def _digit_groups(pieces: list[Piece], shape: tuple[int, int]) -> list[list[Piec
             groups.append([piece])
     if not groups:
         return []
+    if not any(is_digit_sized(p, shape) for p in pieces):
+        return []  # only specks, or what is left of lines, a shadow or paper grain
     heights = [union_box(g)[3] - union_box(g)[1] for g in groups]
     masses = [sum(p.mass for p in g) for g in groups]
     tallest, heaviest = max(heights), max(masses)
-    if tallest < MIN_DIGIT * min(shape):
-        return []  # only specks: what is left of lines, dust
-    return [g for g, h, m in zip(groups, heights, masses) if h >= SMALL * tallest and m >= 0.05 * heaviest]
+    return [g for g, h, m in zip(groups, heights, masses)
+            if h >= SMALL * tallest and m >= 0.05 * heaviest and m >= INK_MEAN * sum(p.area for p in g)]
 
 
 def _fragments(ink: Ink, groups: list[list[Piece]], line_height: float) -> list[Fragment]:
