@@ -101,6 +101,11 @@ class TrainConfig(Checked):
     augment_rotate: Degrees = 0.0  # random rotation, in degrees, up to this many either way
     augment_flip: bool = False  # random left-right mirror of half of each batch (not for digits; hurt Fashion-MNIST)
     augment_erase: Probability = 0.0  # chance of blanking a random rectangle of each image (random erasing)
+    augment_shear: Degrees = 0.0  # random shear, in degrees, up to this many either way (slanted handwriting)
+    augment_elastic: Annotated[float, Range(ge=0, le=8)] = 0.0  # elastic distortion: pixels of smooth random warp
+    augment_stroke: Probability = 0.0  # chance of thickening or thinning each image's strokes by a pixel
+    augment_blur: Probability = 0.0  # chance of a slight Gaussian blur of each image (a camera's focus)
+    augment_noise: Annotated[float, Range(ge=0, le=0.5)] = 0.0  # std of Gaussian pixel noise, on a 0..1 scale
     val_size: NonNegativeInt | None = None  # images from train's start held out to validate; None = 1/12 (seed 5,000)
 
     def __post_init__(self) -> None:
@@ -258,6 +263,11 @@ CNN_PRESETS: dict[str, ClassifierConfig] = {
         ),
     ),
 }
+# For photos: best's network, trained on digits made to look like what reading a photo leaves behind —
+# marker and fine-pen strokes, slant, wobble, focus blur and sensor noise (chosen on photos, README).
+CNN_PRESETS["photo"] = dataclasses.replace(CNN_PRESETS["best"], preset="photo", train=dataclasses.replace(
+    CNN_PRESETS["best"].train, augment_rotate=8.0, augment_shear=8.0, augment_elastic=0.7, augment_stroke=0.5,
+    augment_blur=0.3, augment_noise=0.03))
 
 GAN_PRESETS: dict[str, GANConfig] = {
     # The seed notebook's DCGAN and its training recipe, quirks included.

@@ -40,7 +40,7 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a stopped or failed trial is reported by us, in one line
     # Heartbeats are what make a killed worker's trial come back; Optuna still calls them experimental.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}

@@ -16,7 +16,7 @@ def summarize(study: Any) -> dict[str, Any]:
     metric, direction = study.user_attrs.get("metric", "value"), study.direction.name.lower()
     groups: dict[str, dict[str, Any]] = {}
     for t in study.get_trials(deepcopy=False):
-        if "spare" in t.user_attrs:
+        if "spare" in t.user_attrs or t.state.name in ("WAITING", "RUNNING"):
             continue
         config = {k: engine.decode(v) for k, v in sorted(t.params.items()) if k != "seed"}
         group = groups.setdefault(json.dumps(config, sort_keys=True), {

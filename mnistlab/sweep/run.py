@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from mnistlab.errors import MnistlabError
 from mnistlab.sweep import engine, report
@@ -33,9 +34,9 @@ def run_sweep(path: str | Path, workers: int | None = None, storage: str | None 
     spec = load_spec(path)
     given_out, out = out, Path(out or Path("sweeps") / spec.name)
     url = engine.storage_url(out, storage)
-    storage = engine.open_storage(url)  # an unreachable database fails here, before anything starts
-    study = engine.open_study(spec, storage)
-    engine.enqueue_missing(study, spec, storage)
+    database = engine.open_storage(url)  # an unreachable database fails here, before anything starts
+    study = engine.open_study(spec, database)
+    engine.enqueue_missing(study, spec, database)
     gpus = _gpu_count()
     workers = workers or max(1, gpus)
     if workers < 1:
@@ -46,10 +47,11 @@ def run_sweep(path: str | Path, workers: int | None = None, storage: str | None 
     procs = [subprocess.Popen([sys.executable, "-m", "mnistlab.sweep.worker", str(path), url, str(out), str(threads)],
                               env=_worker_env(i, threads, gpus)) for i in range(workers)]
     try:
-        _watch(study, spec, procs, progress)
-    except KeyboardInterrupt:
-        _stop(procs, signal.SIGINT)
-        raise SweepStopped(hint) from None
+        with _terminate_as_interrupt():
+            _watch(study, spec, procs, progress)
+    except _Stop as stop:
+        _stop(procs, stop.signum)
+        raise SweepStopped(hint, 128 + stop.signum) from None
     codes = [p.wait() for p in procs]
     summary = report.summarize(study)
     state = engine.progress(study, spec)
@@ -74,6 +76,25 @@ def _watch(study: Any, spec: Any, procs: list[subprocess.Popen], progress: bool)
             bar.update(state.finished - bar.n)
             if state.best is not None:
                 bar.set_postfix_str(f"best {spec.metric} {state.best:.4g}, {state.running} running")
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Ctrl-C and SIGTERM both stop the sweep the same way: the workers checkpoint their trials, then exit."""
+    def stop(signum: int, frame: Any) -> None:
+        raise _Stop(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _stop(procs: list[subprocess.Popen], signum: int) -> None:

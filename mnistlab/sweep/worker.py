@@ -67,6 +67,7 @@ def objective(trial: Any, spec: SweepSpec, out: Path, data: dict[tuple, Any]) ->
         raise
     except MnistlabError as e:
         trial.set_user_attr("error", str(e))
+        print(f"mnistlab sweep: trial {trial.number} failed: {e}", file=sys.stderr)
         raise TrialFailed(str(e)) from None
     values = [m[spec.metric] for m in run.metrics if m.get(spec.metric) is not None]
     if not values:

@@ -26,7 +26,7 @@ from mnistlab.inference import classify
 from mnistlab.models.cnn import CNN
 from mnistlab.pixels import to_float
 from mnistlab.train import loop
-from mnistlab.train.augment import augment, erase
+from mnistlab.train.augment import augment, erase, photo_noise
 from mnistlab.train.distributed import Dist
 from mnistlab.train.optim import adam, load_optimizer
 
@@ -108,8 +108,10 @@ class CNNTrainer:
     def step(self, idx: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         tc, start = self.config.train, self.start
         x, y = to_float(self.train_x[idx], "0,1", start.memory_format), self.train_y[idx]
-        if tc.augment_shift or tc.augment_rotate or tc.augment_flip:
-            x = augment(x, tc.augment_shift, tc.augment_rotate, tc.augment_flip)
+        if tc.augment_shift or tc.augment_rotate or tc.augment_flip or tc.augment_shear or tc.augment_elastic:
+            x = augment(x, tc.augment_shift, tc.augment_rotate, tc.augment_flip, tc.augment_shear, tc.augment_elastic)
+        if tc.augment_stroke or tc.augment_blur or tc.augment_noise:
+            x = photo_noise(x, tc.augment_stroke, tc.augment_blur, tc.augment_noise)
         if tc.augment_erase:
             x = erase(x, tc.augment_erase)
         for group in self.optimizer.param_groups:
