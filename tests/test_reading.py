@@ -75,3 +75,33 @@ def test_the_two_pieces_of_a_five_are_one_digit():
 def test_an_empty_page_is_no_digit_found_naming_the_file():
     with pytest.raises(MnistlabError, match="no digit found in blank.png"):
         read_number(np.full((300, 400), 0.85, np.float32), unsure, name="blank.png")
+
+
+@pytest.fixture(scope="module")
+def reader(sample_data, tmp_path_factory):
+    """A seed CNN trained 5 epochs on mnist-sample's training digits (the photos are made from its test
+    digits), ~94 % on clean digits: weak, so the segmentation has to do its share."""
+    from mnistlab.inference import load
+    from mnistlab.train.classifier import train_classifier
+
+    run = train_classifier("seed", sample_data, epochs=5, lr=3e-3, out=str(tmp_path_factory.mktemp("runs") / "cnn"),
+                           progress=False)
+    return load(run.dir, kind="cnn")
+
+
+def matches_truth(reading, photo) -> bool:
+    """One digit found per true digit, each box within 15 % of the digit's height of the true box."""
+    if len(reading.digits) != len(photo.boxes):
+        return False
+    return all(max(abs(a - b) for a, b in zip(d.box, true)) <= 0.15 * (true[3] - true[1])
+               for d, true in zip(reading.digits, photo.boxes))
+
+
+@pytest.mark.parametrize(("spacing", "broken", "at_least"), [
+    ("touching", "no", 6), ("apart", "yes", 6),  # grouping by x-overlap and the best split alone: 4 and 3
+    ("touching", "yes", 4),  # both at once is the hardest case, and still open
+])
+def test_touching_and_broken_digits_are_cut_where_the_generator_drew_them(reader, spacing, broken, at_least):
+    photos = make_photos(8, seed=21, size=SIZE, lengths=(2, 3, 4), spacing=spacing, broken=broken)
+    found = [matches_truth(read_number(p.image, reader.probabilities), p) for p in photos]
+    assert sum(found) >= at_least, found
