@@ -80,18 +80,11 @@ def page(base_url):
         browser.close()
 
 
-def settle(page, requests, quiet_s=0.4, timeout_s=10):
-    """Wait until the page has had every answer and then sent no request for `quiet_s` (an answer to a drawing
-    that changed meanwhile makes the page send the newest one at once)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for request in requests:
-            request.response()  # waits for its answer
-        count = len(requests)
-        page.wait_for_timeout(quiet_s * 1000)
-        if len(requests) == count:
-            return
-    raise AssertionError("the page kept sending readings")
+def settle(page, requests):
+    """Wait until the page has read the drawing as it is now: the reading is no longer busy (aria-busy)."""
+    page.wait_for_selector('#prediction[aria-busy="false"]')
+    for request in requests:
+        assert request.response().ok
 
 
 def stroke(page, *points):

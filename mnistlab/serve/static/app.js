@@ -144,8 +144,14 @@ let pending = false;
 let lastSent = 0;
 let timer = null;
 
+/** Whether a reading is on its way: screen readers wait for it, and so can a test. */
+function setBusy(busy) {
+  $("prediction").setAttribute("aria-busy", String(busy));
+}
+
 function schedule(now) {
   pending = true;
+  setBusy(true);
   if (inFlight) return;
   const wait = now ? 0 : lastSent + THROTTLE_MS - performance.now();
   if (wait <= 0) send();
@@ -155,8 +161,12 @@ function schedule(now) {
 async function send() {
   clearTimeout(timer);
   timer = null;
-  if (!pending || inFlight || !hasInk) return;
+  if (!pending || inFlight) return;
   pending = false;
+  if (!hasInk) {  // cleared meanwhile
+    setBusy(false);
+    return;
+  }
   inFlight = true;
   lastSent = performance.now();
   const which = drawing;
@@ -171,6 +181,7 @@ async function send() {
   } finally {
     inFlight = false;
     if (pending) schedule(last === null);
+    else setBusy(false);
   }
 }
 
