@@ -2,19 +2,22 @@
 
 `read_number(image, classify)` finds the ink (`mnistlab.ink`), then
 
-1. ignores dots and dashes: groups of pieces (pieces that overlap in x) far shorter or lighter than the
-   digits beside them; the line's height is the median height of what is left;
-2. cuts the ink into fragments, left to right: each piece, and a piece wider than a digit cut again at the
-   low points of its column profile (where touching digits meet);
+1. groups the pieces that overlap in x (a 5's top stroke and its body, a stroke broken across) and ignores
+   dots, dashes and faint leftovers: groups far shorter, lighter or fainter than the digits beside them;
+   the line's height is the median height of what is left;
+2. cuts the groups into fragments, left to right: a group wider than a digit is cut at the low points of
+   its column profile (where touching digits meet), the others are one fragment each;
 3. chooses how to join consecutive fragments into digits by a dynamic program: every run of up to
-   MAX_FRAGMENTS fragments is a candidate digit, all are classified in one batch, and the partition kept is
-   the one with the highest total of each digit's log-confidence plus priors on a digit's width, height and
-   inner gaps. So the pieces of one digit (a 5's top stroke, a stroke broken by a dry pen) are joined when
-   the classifier reads them better together, and touching digits are split where it reads the parts best;
+   MAX_FRAGMENTS fragments is a candidate digit, all are framed as MNIST frames digits and classified in one
+   batch, and the partition kept is the one with the highest total of each digit's log-confidence, a small
+   bonus per digit, priors on a digit's width, height and inner gaps, and a cost per stroke that a kept cut
+   goes through. So the fragments of one digit (side by side where a dry pen broke a stroke) are joined
+   when the classifier reads them better together, and touching digits are split where it reads the parts
+   best; the constants below were tuned on generated photos of other seeds than the benchmark reports;
 4. returns each digit with its probabilities, its box in the photo's pixels and the 28x28 image classified.
 
-`classify` maps float32 (N, 28, 28) MNIST-framed digits in [0, 1] to (N, 10) probabilities, e.g.
-`lambda x: np.array([d["probabilities"] for d in classifier.predict(list(x))])`.
+`classify` maps float32 (N, 28, 28) MNIST-framed digits in [0, 1] to (N, 10) probabilities:
+`Classifier.probabilities` is one.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ Box = tuple[int, int, int, int]
 OVERLAP = 0.4  # pieces whose x-ranges overlap by this fraction of the narrower are one group (dot filter)
 SMALL = 0.35  # a group shorter than this fraction of the tallest digit is a dot, a dash or a speck
 MAX_FRAGMENTS = 5  # a digit is joined from at most this many fragments
-CUT_WIDTH = 0.7  # a piece wider than this times the line's height is cut into fragments...
+CUT_WIDTH = 0.7  # a group wider than this times the line's height is cut into fragments...
 CUT_SPACING = 0.25  # ...at most every this many line heights, at the low points of its column profile
 DIGIT_BONUS = 0.25  # log-odds for one more digit: without it the fewest, widest digits would always win
 WIDEST, WIDTH_SPREAD = 1.1, 0.2  # width / line height beyond which a digit is implausible, and how fast
@@ -149,10 +152,11 @@ def _fragments(ink: Ink, groups: list[list[Piece]], line_height: float) -> list[
     for number, group in enumerate(groups):
         x0, _, x1, _ = union_box(group)
         cuts: list[int] = []
+        crop = ink.crop(group)
+        ink_per_column = crop.sum(axis=0)
         if x1 - x0 > CUT_WIDTH * line_height:
-            profile = ink.crop(group).sum(axis=0)
             smooth = max(3, int(0.04 * line_height) | 1)
-            profile = np.convolve(profile, np.ones(smooth) / smooth, mode="same")
+            profile = np.convolve(ink_per_column, np.ones(smooth) / smooth, mode="same")
             spacing = CUT_SPACING * line_height
             inner = np.arange(int(spacing / 2), x1 - x0 - int(spacing / 2))
             for column in inner[np.argsort(profile[inner], kind="stable")]:
@@ -161,10 +165,11 @@ def _fragments(ink: Ink, groups: list[list[Piece]], line_height: float) -> list[
                 if len(cuts) >= (x1 - x0) / spacing:
                     break
         cuts.sort()
-        columns = ink.crop(group)[:, cuts] > 0 if cuts else np.zeros((1, 0), bool)
+        columns = crop[:, cuts] > 0
         strokes = [0, *(columns[1:] & ~columns[:-1]).sum(axis=0) + columns[0]]  # runs of ink down each cut
         ends = [x0, *(x0 + c for c in cuts), x1]
-        fragments += [Fragment(number, tuple(group), a, b, int(n)) for a, b, n in zip(ends, ends[1:], strokes)]
+        fragments += [Fragment(number, tuple(group), a, b, int(n)) for a, b, n in zip(ends, ends[1:], strokes)
+                      if ink_per_column[a - x0 : b - x0].any()]  # each fragment alone must be a candidate
     return sorted(fragments, key=lambda f: (f.x0 + f.x1) / 2)
 
 
