@@ -45,8 +45,9 @@ LINE_THICKNESS = 0.015  # a line is at most this fraction of the page's short si
 NOISE = 0.2  # ink fainter than this fraction of the strongest is paper (grain, JPEG ringing), as in MNIST
 MIN_DIGIT = 0.06  # a digit is at least this fraction of the page's short side tall (or wide)
 EDGE_DIGIT = 0.5  # ink touching the photo's edge is a digit only when at most this fraction of its width and height
-INK_MEAN = 0.14  # a digit's ink darkens its paper by at least this on average (measured: pen and pencil 0.3+,
-# what is left of an empty page's lines and light 0.15 at most)
+INK_MEAN = 0.14  # a digit's ink darkens its paper by at least this on average. Measured on generated photos:
+# ink 0.3 and more, thin pencil on grey paper down to 0.15; what an empty page's lines and light leave behind
+# mostly under 0.1, at most 0.15. The margin is thin: a stroke-width-aware test would separate them better
 NEAR = 0.25  # pieces within this fraction of the digit's size of it belong to the same digit
 
 
