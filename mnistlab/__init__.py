@@ -4,11 +4,13 @@ The public API (the CLI, the notebooks and the web app all call these):
 
     >>> import mnistlab
     >>> data = mnistlab.load_dataset("mnist-sample")
-    >>> run = mnistlab.train_classifier("seed", data, epochs=1)
+    >>> run = mnistlab.train_classifier("seed", data, epochs=1, out="doc-runs/seed", progress=False)
     >>> model = mnistlab.load(run.dir)
-    >>> model.predict(["my_digit.png"])
-    >>> mnistlab.export_onnx(run.dir, "cnn.onnx")
-    >>> mnistlab.compare_runs([run.dir, "runs/cnn-best-..."], "compare.png")
+    >>> model.predict(["seven.png"])[0]["label"]
+    '7'
+    >>> mnistlab.export_onnx(run.dir, "cnn.onnx")["kind"]
+    'cnn'
+    >>> table, plot = mnistlab.compare_runs([run.dir, "runs/cnn-seed"], "compare.png")
 
 Heavy modules are imported on first use, so `import mnistlab` and `mnistlab --help` stay fast.
 """

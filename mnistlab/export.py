@@ -5,8 +5,8 @@ exporter is deprecated), serialised in memory, run with onnxruntime on a random 
 PyTorch, and only then written, atomically: a failed export never leaves a partial file nor replaces a good
 one. onnx, onnxscript and onnxruntime are the `onnx` extra; without them `export_onnx` says what to install.
 
-    >>> export_onnx("runs/cnn-seed-...", "cnn.onnx")["max_abs_diff"]
-    1.9e-06
+    >>> export_onnx("runs/cnn-seed", "cnn.onnx")["max_abs_diff"] < 1e-4
+    True
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, An
     output `images` float32 [N,1,28,28] from the generator's tanh, in [-1,1] (`output` says how to get
     pixels).
 
-    >>> result = export_onnx("runs/cnn-seed-...", "cnn.onnx")
+    >>> result = export_onnx("runs/cnn-seed", "cnn.onnx")
     >>> result["kind"], result["input"]
     ('cnn', 'images float32 [N,1,28,28] in [0,1], light ink on black (mnistlab.preprocess.to_mnist)')
     """

@@ -64,7 +64,7 @@ class Classifier:
         and `image`, the 28x28 float array the model saw: the photo's ink, framed as MNIST frames digits
         (see `preprocess`).
 
-        >>> classifier.predict([seven])[0]["label"]
+        >>> load("runs/cnn-seed").predict(["seven.png"])[0]["label"]
         '7'
         """
         if not isinstance(images, (list, tuple)):
@@ -88,8 +88,9 @@ class Classifier:
         x1, y1) in the image's own pixels; an image that cannot be read has `error` instead, and the
         others are still read.
 
-        >>> classifier.read([photo_of_2551])[0]["text"]
-        '2551'
+        >>> reading = load("runs/cnn-seed").read(["number.jpg"])[0]
+        >>> sorted(reading), len(reading["digits"]), sorted(reading["digits"][0])
+        (['digits', 'file', 'text'], 4, ['box', 'digit', 'probabilities'])
         """
         if not isinstance(images, (list, tuple)):
             images = [images]
@@ -131,7 +132,7 @@ class Generator:
         """`n` new digits as uint8 (n, 28, 28); the same seed gives the same digits.
         A conditional generator draws `digit` (0–9) when given, else digits drawn uniformly.
 
-        >>> load("runs/gan-default-...").generate(16, seed=1).shape
+        >>> load("runs/gan-default").generate(16, seed=1).shape
         (16, 28, 28)
         """
         return self.images(self.latents(n, seed, digit))
@@ -154,7 +155,7 @@ class Generator:
     def interpolate(self, seed_a: int, seed_b: int, steps: int = 8) -> np.ndarray:
         """uint8 (steps, 28, 28): a straight walk through latent space from seed_a's digit to seed_b's.
 
-        >>> load("runs/gan-default-...").interpolate(1, 2, steps=8).shape
+        >>> load("runs/gan-default").interpolate(1, 2, steps=8).shape
         (8, 28, 28)
         """
         if steps < 2:
@@ -172,9 +173,9 @@ def load(
 
     `kind` ("cnn" or "gan") refuses a checkpoint of the other kind; `precision` is "auto", "fp32" or "bf16".
 
-    >>> model = load("runs/cnn-seed-20260101-120000")
-    >>> model.predict("digit.png")[0]["digit"]
-    3
+    >>> model = load("runs/cnn-seed")
+    >>> model.predict("seven.png")[0]["digit"]
+    7
     """
     path = resolve_checkpoint(run_or_checkpoint)
     state = load_checkpoint(path, kind=kind)

@@ -8,10 +8,10 @@ are themselves. Everything read here is validated where it enters, and anything 
 one-line `MnistlabError` (`CheckpointError` for the checkpoint); listing runs, choosing the runs to
 serve and loading a checkpoint (`mnistlab.checkpoint.load_checkpoint`) all go through it.
 
-    >>> read_checkpoint_header("runs/cnn-seed-20260101-120000").kind
+    >>> read_checkpoint_header("runs/cnn-seed/checkpoint.safetensors").kind
     'cnn'
-    >>> read_run_info("runs/cnn-seed-20260101-120000").preset
-    'seed'
+    >>> read_run_info("runs/gan-default").preset
+    'default'
 """
 
 from __future__ import annotations

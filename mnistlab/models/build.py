@@ -12,6 +12,7 @@ from mnistlab.models.dcgan import DCGAN
 def build_cnn(preset_name: str = "seed", **overrides: Any) -> CNN:
     """A freshly initialised classifier.
 
+    >>> import torch
     >>> model = build_cnn("seed", dilations=(1, 2, 1))
     >>> model(torch.zeros(1, 1, 28, 28)).shape
     torch.Size([1, 10])

@@ -171,9 +171,9 @@ def train_classifier(
     `resume` continues the run in that directory from its checkpoint, with the run's own config.
     `callback` gets each epoch's metrics dict.
 
-    >>> run = train_classifier("seed", epochs=1, dataset="mnist-sample", progress=False)
-    >>> round(run.metrics[-1]["test_acc"], 1)
-    0.9
+    >>> run = train_classifier("seed", epochs=1, dataset="mnist-sample", out="doc-runs/cnn", progress=False)
+    >>> 0.6 < run.metrics[-1]["test_acc"] < 1  # one epoch of the seed CNN on 3,667 digits
+    True
     """
     start = loop.start_run("cnn", config, overrides, resume, dataset, progress, load_data)
     trainer = CNNTrainer(start)

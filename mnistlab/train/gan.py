@@ -246,9 +246,10 @@ def train_gan(
     `classifier` is the CNN run that scores sample quality during training (default: the shipped
     evaluator). Overrides set any config field by name (`epochs=3`, `time_budget=120`, `batch_size=64`).
 
-    >>> run = train_gan("default", epochs=1, dataset="mnist-sample", progress=False)
+    >>> run = train_gan("default", dataset="mnist-sample", dry_run=True, eval_every=0, out="doc-runs/gan",
+    ...                 progress=False)
     >>> run.samples().size  # the last epoch's grid: 10 columns by 8 rows of 28x28 digits, scaled 2x
-    (578, 462)
+    (604, 484)
     """
     start = loop.start_run("gan", config, overrides, resume, dataset, progress, load_data)
     trainer = GANTrainer(start, classifier)

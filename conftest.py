@@ -1,0 +1,30 @@
+"""The docstring examples run as doctests (`make test`), inside a folder that holds what they name:
+`runs/cnn-seed` and `runs/gan-default` (small real runs), `seven.png` (a real test 7) and `number.jpg`
+(a photo-like image of a written number)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def _doctest_folder(tmp_path_factory):
+    from PIL import Image
+
+    from mnistlab import load_dataset, train_classifier, train_gan
+    from mnistlab.data.photos import make_photos
+
+    root = tmp_path_factory.mktemp("doctest")
+    data = load_dataset("mnist-sample")
+    train_classifier("seed", data, epochs=2, out=str(root / "runs" / "cnn-seed"), progress=False)
+    train_gan("default", data, dry_run=True, eval_samples=200, out=str(root / "runs" / "gan-default"), progress=False)
+    seven = data.test.images[(data.test.labels == 7).nonzero()[0, 0]].numpy()
+    Image.fromarray(255 - seven).save(root / "seven.png")  # dark ink on white, as people write
+    Image.fromarray(make_photos(1, seed=0, lengths=(4,))[0].image).save(root / "number.jpg")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _doctests_run_in_that_folder(request, monkeypatch):
+    if isinstance(request.node, pytest.DoctestItem):
+        monkeypatch.chdir(request.getfixturevalue("_doctest_folder"))
