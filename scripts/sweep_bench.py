@@ -23,6 +23,7 @@ from mnistlab.sweep.run import run_sweep
 
 def measure(workers: int, trials: int, epochs: int, directory: Path) -> tuple[float, float]:
     """(trials per hour, engine seconds per trial) of one fresh sweep."""
+    directory.mkdir(parents=True, exist_ok=True)
     spec = directory / f"bench-{workers}.toml"
     seeds = list(range(trials))
     spec.write_text(f'kind = "cnn"\npreset = "seed"\ndataset = "mnist-sample"\nseeds = {seeds}\n'
