@@ -199,3 +199,54 @@ def test_two_machines_share_one_study_on_postgresql(tmp_path, digits, postgres):
     run_dirs = [d for r in summary["configurations"] for d in r["run_dirs"]]
     assert len(set(run_dirs)) == 4 and all(Path(d, "checkpoint.safetensors").exists() for d in run_dirs)
     assert {Path(d).parent.name for d in run_dirs} == {"machine0", "machine1"}  # both took trials
+
+
+# ----------------------------------------------------------------------------------------------
+# Fuzz: whatever a sweep file holds, it is a spec or one MnistlabError line
+
+
+def _toml_value():
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.integers(-5, 100), st.floats(-1e3, 1e3, allow_nan=False), st.booleans(),
+                        st.sampled_from(["cnn", "gan", "seed", "best", "default", "test_acc", "fcd", "median", "x"]))
+    return st.one_of(scalars, st.lists(scalars, max_size=3))
+
+
+def test_random_sweep_files_give_a_spec_or_one_clear_line(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from mnistlab.errors import MnistlabError
+    from mnistlab.sweep.spec import load_spec
+
+    keys = st.sampled_from(["kind", "preset", "dataset", "seeds", "metric", "direction", "pruner", "trials",
+                            "name", "bogus"])
+    fields = st.sampled_from(["lr", "epochs", "batch_size", "dropout", "preset", "seed", "filters", "nonsense"])
+    tables = st.dictionaries(fields, st.one_of(_toml_value(), st.dictionaries(
+        st.sampled_from(["low", "high", "log", "choices", "step", "x"]), _toml_value(), max_size=3)), max_size=3)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.dictionaries(keys, _toml_value(), max_size=6), st.sampled_from(["grid", "search", "set", None]),
+           tables)
+    def check(top, table_name, table):
+        import json
+
+        lines = [f"{k} = {json.dumps(v)}" for k, v in top.items()]
+        if table_name:
+            lines.append(f"[{table_name}]")
+            lines += [f"{k} = {json.dumps(v) if not isinstance(v, dict) else _inline(v)}" for k, v in table.items()]
+        path = tmp_path / "fuzz.toml"
+        path.write_text("\n".join(lines))
+        try:
+            load_spec(path)
+        except MnistlabError as e:
+            assert "\n" not in str(e)
+
+    check()
+
+
+def _inline(table: dict) -> str:
+    import json
+
+    return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items()) + " }"
