@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 STAMP  := $(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install quickstart test bench browser clean
+.PHONY: install quickstart test bench browser postgres clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "no chromium: the browser test will be skipped"; }
 
-test: install browser
+# Debian's PostgreSQL for the shared-study sweep test (started by the test itself, on 127.0.0.1).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null) || echo "no postgresql: the shared-study test will be skipped"; }
+
+test: install browser postgres
 	$(BIN)/python -m pytest
 
 bench: install
