@@ -1,5 +1,7 @@
 """Errors a user can fix. The CLI prints them as one line and exits with status 2."""
 
+import importlib
+
 
 class MnistlabError(Exception):
     """Bad input or a missing resource: the message says what is wrong and what to do."""
@@ -15,3 +17,13 @@ class CheckpointError(MnistlabError):
 
 class TrainingDiverged(MnistlabError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def require_extra(purpose: str, extra: str, modules: tuple[str, ...]) -> None:
+    """Raise MnistlabError naming the extra to install when one of `modules` (import names) is missing."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise MnistlabError(f"{purpose} needs {module}, which is not installed: "
+                                f"pip install 'mnistlab[{extra}]'") from None

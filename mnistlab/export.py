@@ -12,7 +12,6 @@ one. onnx, onnxscript and onnxruntime are the `onnx` extra; without them `export
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import warnings
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from mnistlab.checkpoint import atomic_write_bytes
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, require_extra
 from mnistlab.inference import Classifier, load
 
 TOLERANCE = 1e-4  # fp32 kernels differ in summation order, by ~1e-6 here; more means a wrong graph
@@ -88,13 +87,7 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, An
 
 
 def _require_onnx_stack() -> None:
-    """Raise MnistlabError naming the `onnx` extra if one of its packages cannot be imported."""
-    for module in ONNX_STACK:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            raise MnistlabError(f"ONNX export needs {module}, which is not installed: "
-                                "pip install 'mnistlab[onnx]'") from None
+    require_extra("ONNX export", "onnx", ONNX_STACK)
 
 
 @contextlib.contextmanager

@@ -18,13 +18,12 @@ micro-batched (`batching.MicroBatcher`): requests arriving while the classifier 
 from __future__ import annotations
 
 import gc
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, require_extra
 from mnistlab.inference import Classifier, Generator, load
 from mnistlab.run_info import CHECKPOINT_NAME, read_checkpoint_header
 
@@ -36,13 +35,7 @@ WEB_STACK = ("fastapi", "uvicorn", "python_multipart")  # the `serve` extra, by 
 
 
 def _require_web_stack() -> None:
-    """Raise MnistlabError naming the `serve` extra if one of its packages cannot be imported."""
-    for module in WEB_STACK:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            raise MnistlabError(f"the web app needs {module}, which is not installed: "
-                                "pip install 'mnistlab[serve]'") from None
+    require_extra("the web app", "serve", WEB_STACK)
 
 
 def create_app(cnn: str | Path | None = None, gan: str | Path | None = None) -> FastAPI:
