@@ -38,12 +38,12 @@ Box = tuple[int, int, int, int]
 
 OVERLAP = 0.4  # pieces whose x-ranges overlap by this fraction of the narrower are one group (dot filter)
 SMALL = 0.35  # a group shorter than this fraction of the tallest digit is a dot, a dash or a speck
-MAX_FRAGMENTS = 5  # a digit is joined from at most this many fragments
+MAX_FRAGMENTS = 6  # a digit is joined from at most this many fragments
 CUT_WIDTH = 0.7  # a group wider than this times the line's height is cut into fragments...
-CUT_SPACING = 0.25  # ...at most every this many line heights, at the low points of its column profile
+CUT_SPACING = 0.2  # ...at most every this many line heights, at the low points of its column profile
 DIGIT_BONUS = 0.25  # log-odds for one more digit: without it the fewest, widest digits would always win
 WIDEST, WIDTH_SPREAD = 1.1, 0.2  # width / line height beyond which a digit is implausible, and how fast
-SHORTEST, HEIGHT_SPREAD = 0.75, 0.12  # height / line height below which a digit is implausible, and how fast
+SHORTEST, HEIGHT_SPREAD = 0.85, 0.12  # height / line height below which a digit is implausible, and how fast
 GAP_SPREAD = 0.2  # an empty gap inside a digit, as a fraction of the line's height: how fast it costs
 CUT_COST = 0.25  # log-odds against digits touching: paid for each stroke a kept cut goes through
 
