@@ -35,8 +35,9 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null) || echo "no postgresql: the shared-study test will be skipped"; }
 
+# Two test processes: most tests are single-threaded (one compute thread each, see tests/conftest.py).
 test: install browser postgres
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 bench: install
 	$(BIN)/python -m mnistlab.bench all
