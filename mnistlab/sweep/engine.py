@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from mnistlab.errors import MnistlabError
 from mnistlab.sweep.spec import SweepSpec
 
+SWEEP_STACK = ("optuna", "sqlalchemy")  # the `sweep` extra, by import name
 HEARTBEAT_S = 1  # how often a running trial says it is alive
 GRACE_S = 4  # silence after which a running trial counts as dead and is retried
 DONE = ("COMPLETE", "PRUNED")

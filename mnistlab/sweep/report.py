@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, require_extra
 from mnistlab.sweep import engine
 
 
@@ -52,6 +52,7 @@ def _row(group: dict[str, Any]) -> dict[str, Any]:
 def load_sweep(directory: str | Path | None = None, storage: str | None = None,
                  study: str | None = None) -> dict[str, Any]:
     """The summary of the sweep in `directory` (its sweep.db), or of `study` in the database at `storage`."""
+    require_extra("mnistlab sweep show", "sweep", engine.SWEEP_STACK)
     import optuna
 
     if directory is None and storage is None:

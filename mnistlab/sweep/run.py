@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, require_extra
 from mnistlab.sweep import engine, report
+from mnistlab.sweep.engine import SWEEP_STACK
 from mnistlab.sweep.spec import load_spec
 
 
@@ -31,6 +32,7 @@ def run_sweep(path: str | Path, workers: int | None = None, storage: str | None 
     `workers` processes share this machine's cores (default: one per GPU, else 1); `storage` is a
     SQLAlchemy URL shared by every machine's workers (default: SQLite in `out`, `sweeps/<name>`).
     """
+    require_extra("mnistlab sweep", "sweep", SWEEP_STACK)
     spec = load_spec(path)
     given_out, out = out, Path(out or Path("sweeps") / spec.name)
     url = engine.storage_url(out, storage)
