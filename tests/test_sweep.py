@@ -86,7 +86,7 @@ def test_a_two_worker_grid_finishes_and_sweep_show_is_its_run_directories(tmp_pa
 
 
 def test_a_worker_killed_mid_trial_is_retried_and_no_trial_is_lost_or_repeated(tmp_path, digits):
-    spec = sweep_file(tmp_path, digits, name="killed", epochs=8, settings="checkpoint_every = 5")
+    spec = sweep_file(tmp_path, digits, name="killed", epochs=6, settings="checkpoint_every = 5")
     out = tmp_path / "out"
     code = f"from mnistlab.sweep.run import run_sweep; run_sweep({str(spec)!r}, out={str(out)!r}, progress=False)"
     sweep = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
@@ -108,11 +108,11 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_trial_is_lost_or_repeated(t
     in_dir = [t.state.name for t in trials(out, "killed") if t.user_attrs["run_dir"].endswith("killed-trial-0001")]
     assert sorted(in_dir) == ["COMPLETE", "FAIL"]  # the killed trial, and its retry that resumed in its directory
     assert [json.loads(m)["epoch"] for m in (out / "killed-trial-0001" / "metrics.jsonl").read_text().splitlines()] == \
-        list(range(1, 9))
+        list(range(1, 7))
 
 
 def test_a_hopeless_trial_is_pruned_at_its_first_epoch(tmp_path, digits):
-    path = sweep_file(tmp_path, digits, name="pruned", epochs=3, lrs="[0.003, 10.0]", extra='pruner = "median"')
+    path = sweep_file(tmp_path, digits, name="pruned", epochs=2, lrs="[0.003, 10.0]", extra='pruner = "median"')
     summary = run_sweep(path, out=tmp_path / "out", progress=False)
     by_lr = {r["config"]["lr"]: r for r in summary["configurations"]}
     assert by_lr[0.003]["n"] == 2 and by_lr[10.0]["pruned"] == 2
@@ -181,7 +181,7 @@ def postgres() -> str:
 
 
 def test_two_machines_share_one_study_on_postgresql(tmp_path, digits, postgres):
-    spec = sweep_file(tmp_path, digits, name="shared", epochs=2, lrs="[0.001, 0.003]")
+    spec = sweep_file(tmp_path, digits, name="shared", epochs=1, lrs="[0.001, 0.003]")
     # The same command on two "machines": each its own process, its own --out, one database.
     commands = [subprocess.Popen([sys.executable, "-m", "mnistlab", "sweep", str(spec), "--storage", postgres,
                                   "--out", str(tmp_path / f"machine{i}")], stdout=subprocess.DEVNULL)
