@@ -15,8 +15,8 @@ import torch
 from mnistlab.data.datasets import load_dataset
 from mnistlab.data.download import md5sum
 from mnistlab.errors import MnistlabError
-from mnistlab.metrics import FeatureStats, feature_stats, frechet_distance, inception_score, sample_quality
 from mnistlab.inference import classify, load
+from mnistlab.metrics import FeatureStats, feature_stats, frechet_distance, inception_score, sample_quality
 
 
 def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, Any]:

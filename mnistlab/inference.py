@@ -12,10 +12,10 @@ import torch
 
 from mnistlab.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 from mnistlab.config import from_dict
+from mnistlab.device import autocast, autocast_dtype, resolve_device
 from mnistlab.errors import MnistlabError
 from mnistlab.models.cnn import CNN
 from mnistlab.models.dcgan import DCGAN
-from mnistlab.device import autocast, autocast_dtype, resolve_device
 from mnistlab.pixels import to_float, to_uint8
 from mnistlab.preprocess import to_mnist_batch
 from mnistlab.reading import read_number

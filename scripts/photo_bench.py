@@ -24,8 +24,8 @@ import torch
 
 from mnistlab.data.datasets import load_dataset
 from mnistlab.data.photos import Photo, make_photos
-from mnistlab.ink import digit_pieces, find_ink
 from mnistlab.inference import load
+from mnistlab.ink import digit_pieces, find_ink
 from mnistlab.preprocess import to_grey
 
 
@@ -71,7 +71,8 @@ def main() -> None:
     singles = make_photos(args.photos, seed=2 * args.seed)
     numbers = make_photos(args.numbers, seed=2 * args.seed + 1, lengths=(2, 3, 4, 5, 6))
     print(f"{len(singles) + len(numbers)} photos made in {time.perf_counter() - start:.1f} s (seed {args.seed}); "
-          f"{sum(len(p.labels) < 6 for p in numbers)} numbers of 2-5 digits, {sum(len(p.labels) == 6 for p in numbers)} "
+          f"{sum(len(p.labels) < 6 for p in numbers)} numbers of 2-5 digits, "
+          f"{sum(len(p.labels) == 6 for p in numbers)} "
           f"of 6", flush=True)
     test = load_dataset("mnist-sample", splits=("test",)).test
     _, page_ms = timed(lambda p: digit_pieces(find_ink(to_grey(p.image))), singles + numbers)

@@ -7,16 +7,15 @@ generates; walks the latent space from the keyboard; shows a refusal readably.
 """
 
 import io
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from test_serve_start import serving
 
 from mnistlab.data.photos import make_photos
-from test_serve_start import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

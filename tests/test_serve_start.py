@@ -16,7 +16,6 @@ import warnings
 from collections.abc import Iterable, Iterator
 
 import httpx
-
 import numpy as np
 import pytest
 import torch

@@ -15,8 +15,8 @@ from mnistlab.config import preset
 from mnistlab.data.datasets import Split
 from mnistlab.errors import MnistlabError
 from mnistlab.models.dcgan import DCGAN
-from mnistlab.train.loop import Interrupted
 from mnistlab.train.gan import gan_loss, train_gan
+from mnistlab.train.loop import Interrupted
 
 
 def test_a_run_writes_grids_gif_curves_metrics_and_a_full_checkpoint(gan_run):

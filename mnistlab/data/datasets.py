@@ -19,9 +19,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from mnistlab.config import DATASET_NAMES  # plus "idx:DIR"
 from mnistlab.data.download import download_file, md5sum
 from mnistlab.data.idx import idx_shape, read_idx_pair
-from mnistlab.config import DATASET_NAMES  # plus "idx:DIR"
 from mnistlab.errors import DataError
 from mnistlab.pixels import to_float
 

@@ -37,7 +37,8 @@ def objective(trial: Any, spec: SweepSpec, out: Path, data: dict[tuple, Any]) ->
         params = {k: p.suggest(trial, k) for k, p in spec.search.items()}
         params["seed"] = trial.suggest_categorical("seed", [spec.seeds[0]])
     else:
-        params = {k: trial.suggest_categorical(k, [engine.encode(v) for v in values]) for k, values in spec.grid.items()}
+        params = {k: trial.suggest_categorical(k, [engine.encode(v) for v in values])
+                  for k, values in spec.grid.items()}
         params["seed"] = trial.suggest_categorical("seed", list(spec.seeds))
     config = spec.config({k: engine.decode(v) for k, v in params.items()})
     # A retried trial carries the run directory of the one it retries, and resumes from its checkpoint.
