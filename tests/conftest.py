@@ -106,17 +106,24 @@ def sample_data():
 
 
 @pytest.fixture(scope="session")
-def tiny_data(sample_data):
-    """1,000 real training digits, 200 validation, 500 test: enough for the loss to fall in seconds."""
+def first_digits(sample_data):
+    """A function: the first `train`, `val` and `test` digits of each mnist-sample split, as a Dataset."""
     from dataclasses import replace
 
     from mnistlab.data.datasets import Split
 
-    def head(split, n):
-        return Split(split.images[:n].clone(), split.labels[:n].clone())
+    def first(train: int, val: int, test: int):
+        head = lambda split, n: Split(split.images[:n].clone(), split.labels[:n].clone())  # noqa: E731
+        return replace(sample_data, train=head(sample_data.train, train), val=head(sample_data.val, val),
+                       test=head(sample_data.test, test))
 
-    return replace(sample_data, train=head(sample_data.train, 1000), val=head(sample_data.val, 200),
-                   test=head(sample_data.test, 500))
+    return first
+
+
+@pytest.fixture(scope="session")
+def tiny_data(first_digits):
+    """1,000 real training digits, 200 validation, 500 test: enough for the loss to fall in seconds."""
+    return first_digits(1000, 200, 500)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,14 +37,8 @@ VOLATILE = ("time_s", "images_per_s", "elapsed_s")
 
 
 @pytest.fixture(scope="module")
-def golden_data(sample_data):
-    from mnistlab.data.datasets import Split
-
-    def head(split, n):
-        return Split(split.images[:n].clone(), split.labels[:n].clone())
-
-    return replace(sample_data, train=head(sample_data.train, 200), val=head(sample_data.val, 50),
-                   test=head(sample_data.test, 100))
+def golden_data(first_digits):
+    return first_digits(200, 50, 100)
 
 
 def _figures(run, model: torch.nn.Module) -> dict:

@@ -55,7 +55,7 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
         except Exception as e:  # SQLAlchemy's zoo: bad URL, no driver, refused connection, bad password, a race
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             time.sleep(1.0)
-    raise MnistlabError(f"cannot open the sweep storage {_redacted(url)}: {first}")
+    raise MnistlabError(f"cannot open the sweep storage {redacted(url)}: {first}")
 
 
 def open_study(spec: SweepSpec, storage: Any) -> Any:
@@ -180,7 +180,7 @@ def _study_lock(study: Any, storage: Any) -> Iterator[None]:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """A URL without its password, for messages."""
     scheme, sep, rest = url.partition("://")
     if "@" in rest and ":" in rest.split("@", 1)[0]:

@@ -63,11 +63,11 @@ def load_sweep(directory: str | Path | None = None, storage: str | None = None,
     names = [s.study_name for s in optuna.get_all_study_summaries(engine.open_storage(url, heartbeat=False))]
     if study is None:
         if len(names) != 1:
-            raise MnistlabError(f"{engine._redacted(url)} holds {len(names)} studies; name one with --study "
+            raise MnistlabError(f"{engine.redacted(url)} holds {len(names)} studies; name one with --study "
                                 f"({', '.join(names) or 'none'})")
         study = names[0]
     if study not in names:
-        raise MnistlabError(f"no study {study!r} in {engine._redacted(url)}; it has: {', '.join(names) or 'none'}")
+        raise MnistlabError(f"no study {study!r} in {engine.redacted(url)}; it has: {', '.join(names) or 'none'}")
     return summarize(optuna.load_study(study_name=study, storage=engine.open_storage(url, heartbeat=False)))
 
 

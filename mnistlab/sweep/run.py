@@ -45,7 +45,7 @@ def run_sweep(path: str | Path, workers: int | None = None, storage: str | None 
         raise MnistlabError(f"--workers must be at least 1, got {workers}")
     threads = engine.worker_threads(workers)
     hint = f"mnistlab sweep {path}" + (f" --workers {workers}" if workers > 1 else "") + \
-        (f" --storage {engine._redacted(url)}" if storage else "") + (f" --out {given_out}" if given_out else "")
+        (f" --storage {engine.redacted(url)}" if storage else "") + (f" --out {given_out}" if given_out else "")
     procs = [subprocess.Popen([sys.executable, "-m", "mnistlab.sweep.worker", str(path), url, str(out), str(threads)],
                               env=_worker_env(i, threads, gpus)) for i in range(workers)]
     try:
