@@ -12,6 +12,13 @@ The public API (the CLI, the notebooks and the web app all call these):
     'cnn'
     >>> table, plot = mnistlab.compare_runs([run.dir, "runs/cnn-seed"], "compare.png")
 
+A GAN run keeps its best generator (best.safetensors, the lowest FCD of its evaluations) beside its last
+checkpoint; `load`, `evaluate_gan`, `export_onnx` and `write_samples` take `checkpoint="best"` or `"last"`,
+and by default read the best when the run kept one:
+
+    >>> mnistlab.load("runs/gan-default").checkpoint, mnistlab.load("runs/gan-default", checkpoint="last").checkpoint
+    ('best', 'last')
+
 Heavy modules are imported on first use, so `import mnistlab` and `mnistlab --help` stay fast.
 """
 
@@ -36,6 +43,7 @@ _EXPORTS = {
     "read_run": "mnistlab.runs",
     "compare_runs": "mnistlab.runs",
     "export_onnx": "mnistlab.export",
+    "write_samples": "mnistlab.generate",
     "run_sweep": "mnistlab.sweep.run",
     "load_sweep": "mnistlab.sweep.report",
     "MnistlabError": "mnistlab.errors",

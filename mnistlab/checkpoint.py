@@ -1,9 +1,10 @@
 """Checkpoints: one safetensors file per run, written atomically, loaded without ever unpickling.
 
-A checkpoint is a plain nested dict (model weights, optimiser state, RNG state, epoch, step, config,
+A run's last checkpoint is a plain nested dict (model weights, optimiser state, RNG state, epoch, step, config,
 metrics so far), as nanoGPT keeps it. `pack` splits it into the tensors, stored as safetensors, and
 a JSON skeleton that points at them, stored in the file's metadata. Loading reverses that: the torch-free
-`mnistlab.run_info` validates and decodes the metadata, and this module puts the tensors in.
+`mnistlab.run_info` validates and decodes the metadata, and this module puts the tensors in. A GAN run's
+best.safetensors is written the same way, with the role "best" in its header (`mnistlab.run_info`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from safetensors.torch import save as save_tensors
 
 from mnistlab.errors import CheckpointError, MnistlabError
 from mnistlab.run_info import (
+    BEST_NAME,
     CHECKPOINT_NAME,
     DICT_MARK,
     FORMAT_VERSION,
@@ -33,8 +35,8 @@ from mnistlab.run_info import (
     resolve_checkpoint,
 )
 
-__all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "atomic_write_bytes", "atomic_write_text", "check_writable",
-           "load_checkpoint", "load_weights", "pack", "resolve_checkpoint", "save_checkpoint"]
+__all__ = ["BEST_NAME", "CHECKPOINT_NAME", "FORMAT_VERSION", "atomic_write_bytes", "atomic_write_text",
+           "check_writable", "load_checkpoint", "load_weights", "pack", "resolve_checkpoint", "save_checkpoint"]
 
 _UMASK = os.umask(0o22)
 os.umask(_UMASK)
@@ -99,31 +101,38 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def save_checkpoint(path: str | Path, kind: str, state: dict[str, Any]) -> None:
-    """Save `state` (a nested dict holding tensors) as a `kind` ("cnn" or "gan") checkpoint, atomically."""
+def save_checkpoint(path: str | Path, kind: str, state: dict[str, Any], role: str = "last") -> None:
+    """Save `state` (a nested dict holding tensors) as a `kind` ("cnn" or "gan") checkpoint, atomically;
+    `role` "best" marks a GAN's best generator (its state as `mnistlab.run_info.STATE_SCHEMA["gan-best"]`)."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = pack(state, tensors)
-    header = {"format_version": FORMAT_VERSION, "kind": kind, "state": skeleton}
+    header = {"format_version": FORMAT_VERSION, "kind": kind, **({} if role == "last" else {"role": role}),
+              "state": skeleton}
     atomic_write_bytes(path, save_tensors(tensors, metadata={METADATA_KEY: json.dumps(header)}))
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, kind: str | None = None, which: str | None = "last") -> dict[str, Any]:
     """Load a checkpoint's state dict, checking its kind and format version. Never executes code.
 
+    `which` ("last", "best" or None for either, as `resolve_checkpoint`) picks the file in a run directory,
+    and a file given must be that one: only the last checkpoint resumes. The state gets "kind" and "role".
     The metadata is validated (`mnistlab.run_info.parse_checkpoint_metadata`) before any tensor is read;
     anything damaged raises a one-line `CheckpointError`.
     """
-    path = resolve_checkpoint(path)
+    path = resolve_checkpoint(path, which)
     try:
         with safe_open(str(path), framework="pt") as f:
             header = parse_checkpoint_metadata(f.metadata(), f.keys(), path)
             if kind is not None and header.kind != kind:
                 raise CheckpointError(f"{path} is a {header.kind} checkpoint, but a {kind} checkpoint is needed here")
+            if which is not None and header.role != which:
+                raise CheckpointError(f"{path} is its run's {header.role} checkpoint, but the {which} one is needed "
+                                      f"here ({CHECKPOINT_NAME} is the last, {BEST_NAME} the best generator)")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise not_a_checkpoint(path, e) from None
     state = _with_tensors(header.state, tensors)
-    state["kind"] = header.kind
+    state["kind"], state["role"] = header.kind, header.role
     return state
 
 

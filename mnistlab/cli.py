@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=10000, help="number of generated samples (default: 10000)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     _add_checkpoint_options(p, dataset_help="real data to compare against (default: the GAN's training dataset)")
+    _add_checkpoint_choice(p)
     p.set_defaults(handler=cmd_evaluate_gan)
 
     p = commands.add_parser("predict", help="read digits from your own image files", description=(
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw only this digit, 0-9 (a conditional GAN such as the default preset's)")
     p.add_argument("--interpolate", action="store_true",
                    help="instead, a strip of n steps walking the latent space between two random points")
+    _add_checkpoint_choice(p)
     p.set_defaults(handler=cmd_generate)
 
     p = _command(commands, "serve", "web app: draw a digit and watch it read; watch the generator draw")
@@ -152,11 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs", help="where to look for the newest runs (default: runs)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    _add_checkpoint_choice(p, "--gan's ")
     p.set_defaults(handler=cmd_serve)
 
     p = _command(commands, "export", "export a CNN or a GAN generator to ONNX, verified with onnxruntime")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--onnx", required=True, metavar="FILE.onnx", help="where to write the ONNX model")
+    _add_checkpoint_choice(p)
     p.set_defaults(handler=cmd_export)
 
     runs = commands.add_parser("runs", help="list runs as a table (runs list [DIR...]), or compare some",
@@ -200,6 +204,19 @@ def _add_checkpoint_options(p: argparse.ArgumentParser, dataset_help: str) -> No
     devices = typing.get_args(typing.get_type_hints(RunConfig)["device"])
     p.add_argument("--device", default="auto", help=f"{', '.join(devices)} (default: auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_checkpoint_choice(p: argparse.ArgumentParser, whose: str = "") -> None:
+    p.add_argument("--checkpoint", dest="which", choices=("best", "last"), help=(
+        f"which of the {whose}GAN run's files: best (best.safetensors, the generator with the best FCD of its "
+        "evaluations) or last (checkpoint.safetensors); default: best when the run kept one, else last"))
+
+
+def _chosen(run_or_checkpoint: str, which: str | None) -> str:
+    """The file a command read, and which of its run's checkpoints it is (best or last), for its output."""
+    from mnistlab.run_info import describe_checkpoint, read_checkpoint_header, resolve_checkpoint
+
+    return describe_checkpoint(read_checkpoint_header(resolve_checkpoint(run_or_checkpoint, which)))
 
 
 def _add_train_options(p: argparse.ArgumentParser, config_type: type) -> None:
@@ -294,11 +311,11 @@ def cmd_evaluate_gan(args: argparse.Namespace) -> None:
     from mnistlab.evaluate import evaluate_gan
 
     report = evaluate_gan(args.checkpoint, classifier=args.classifier, n=args.n, dataset=args.dataset,
-                          data_root=args.data_root, seed=args.seed, device=args.device)
+                          data_root=args.data_root, seed=args.seed, device=args.device, checkpoint=args.which)
     if args.json:
         print(json.dumps(report))
         return
-    print(f"{report['checkpoint']}: {report['n']} samples vs {report['dataset']}; "
+    print(f"{_chosen(report['checkpoint'], None)}: {report['n']} samples vs {report['dataset']}; "
           f"features: {report['feature_extractor']}"
           f" ({report['feature_dim']}-d)")
     print(f"FCD {report['fcd']:.3f}   (real-data floor {report['fcd_real_floor']:.3f}, "
@@ -362,21 +379,24 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from mnistlab.generate import write_samples
 
     for path in write_samples(args.checkpoint, n=args.n, seed=args.seed, out=args.out, out_dir=args.out_dir,
-                              interpolate=args.interpolate, digit=args.digit):
+                              interpolate=args.interpolate, digit=args.digit, checkpoint=args.which):
         print(path)
+    print(f"mnistlab: drawn by {_chosen(args.checkpoint, args.which)}", file=sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from mnistlab.serve.app import serve
 
-    serve(cnn=args.cnn, gan=args.gan, runs_dir=args.runs_dir, host=args.host, port=args.port)
+    serve(cnn=args.cnn, gan=args.gan, runs_dir=args.runs_dir, host=args.host, port=args.port,
+          gan_checkpoint=args.which)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     import mnistlab
 
-    result = mnistlab.export_onnx(args.checkpoint, args.onnx)
-    print(f"wrote {result['path']} ({result['kind']}, input {result['input']}, output {result['output']}); "
+    result = mnistlab.export_onnx(args.checkpoint, args.onnx, checkpoint=args.which)
+    print(f"wrote {result['path']} ({result['kind']}, input {result['input']}, output {result['output']}) "
+          f"from {_chosen(result['source'], None)}; "
           f"onnxruntime max |difference| vs PyTorch: {result['max_abs_diff']:.2e}")
 
 

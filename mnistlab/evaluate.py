@@ -110,10 +110,12 @@ def quality_judge(
 
 def evaluate_gan(
     run_or_checkpoint: str | Path, classifier: str | Path | None = None, n: int = 10000, dataset: str | None = None,
-    data_root: str | None = None, seed: int = 0, device: str = "auto",
+    data_root: str | None = None, seed: int = 0, device: str = "auto", checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """FCD (with its real-data floor), Inception Score and mode coverage of `n` generated digits; for a
     conditional GAN (digits drawn uniformly) also how often the digit drawn is the digit asked for.
+    `checkpoint`: "best", "last" or None, best when the run kept one (`mnistlab.inference.load`); the report
+    names the file (`checkpoint`) and its role (`checkpoint_role`).
 
     >>> r = evaluate_gan("runs/gan-default", n=500)  # a --dry-run GAN: 3 steps, so far from the floor
     >>> r["fcd"] > 10 * r["fcd_real_floor"], 0 <= r["class_entropy"] <= 2.303
@@ -122,7 +124,7 @@ def evaluate_gan(
 
     if n < 2:
         raise MnistlabError(f"-n must be at least 2 (the FCD needs a covariance), got {n}")
-    generator = load(run_or_checkpoint, device=device, kind="gan")
+    generator = load(run_or_checkpoint, device=device, kind="gan", checkpoint=checkpoint)
     data = load_dataset(dataset or generator.dataset, data_root, val_size=0, splits=("train", "test"))
     judge = quality_judge(data, classifier, n_floor=n, device=device)
     latent = generator.latents(n, seed)
@@ -130,6 +132,6 @@ def evaluate_gan(
     report.update(
         fcd_real_floor=judge.floor, n_real_floor=judge.n_floor, inception_score_real=judge.inception_score_real,
         feature_extractor=judge.name, feature_dim=judge.reference.mean.shape[0], dataset=data.name,
-        checkpoint=str(generator.path), seed=seed,
+        checkpoint=str(generator.path), checkpoint_role=generator.checkpoint, seed=seed,
     )
     return report

@@ -29,8 +29,10 @@ CHECK_BATCH = 8  # not the export example's batch size, so the dynamic axis is c
 ONNX_STACK = ("onnx", "onnxscript", "onnxruntime")  # the `onnx` extra: the exporter's and the checker's
 
 
-def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, Any]:
-    """Export a run's CNN or generator to `path`; returns what was written and how far onnxruntime strayed.
+def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str | None = None) -> dict[str, Any]:
+    """Export a run's CNN or generator to `path`; returns what was written (`source`: the checkpoint file read)
+    and how far onnxruntime strayed. `checkpoint`: "best", "last" or None, best when the run kept one (a
+    GAN's best generator; see `mnistlab.inference.load`).
 
     CNN: input `images` float32 [N,1,28,28] in [0,1], light ink on black as `preprocess.to_mnist` makes them;
     output `logits` float32 [N,classes] (softmax gives the probabilities).
@@ -46,7 +48,7 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, An
     _require_onnx_stack()
     if not Path(path).parent.is_dir():  # say so now, not after the export
         raise MnistlabError(f"cannot write {path}: there is no directory {Path(path).parent}")
-    model = load(run_or_checkpoint, precision="fp32")
+    model = load(run_or_checkpoint, precision="fp32", checkpoint=checkpoint)
     if isinstance(model, Classifier):
         kind, net, names = "cnn", model.model, ("images", "logits")
         example, check = torch.rand(2, 1, 28, 28), torch.rand(CHECK_BATCH, 1, 28, 28)
@@ -83,7 +85,7 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path) -> dict[str, An
     except OSError as e:
         raise MnistlabError(f"cannot write {path}: {e.strerror or e}; choose another --onnx path") from None
     return {"path": str(path), "kind": kind, "input": described[0], "output": described[1],
-            "max_abs_diff": diff}
+            "max_abs_diff": diff, "source": str(model.path)}
 
 
 def _require_onnx_stack() -> None:

@@ -16,11 +16,13 @@ from mnistlab.plots import grid_image, png_bytes
 def write_samples(
     run_or_checkpoint: str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None,
     out_dir: str | Path | None = None, interpolate: bool = False, digit: int | None = None,
+    checkpoint: str | None = None,
 ) -> list[Path]:
     """Draw `n` digits (or, with `interpolate`, an `n`-step walk between two random points) and write them.
 
     `out` ending in .png: one grid (a strip for a walk); .npy: uint8 (n, 28, 28), 0 = background, 255 = ink.
-    `out_dir`: one PNG per digit. `digit`: only that digit (a conditional GAN). Returns the paths written.
+    `out_dir`: one PNG per digit. `digit`: only that digit (a conditional GAN). `checkpoint`: "best", "last"
+    or None, best when the run kept one (see `mnistlab.inference.load`). Returns the paths written.
     """
     if n < 1 or (interpolate and n < 2):
         raise MnistlabError(f"-n must be at least {2 if interpolate else 1}, got {n}")
@@ -32,7 +34,7 @@ def write_samples(
         raise MnistlabError(f"--out must end in .png (a grid) or .npy (an array), got {out}")
     target = Path(out_dir) if out_dir is not None else Path(out).parent
     check_writable(target, need_bytes=n * 2048)  # before the work, so a bad path fails fast
-    generator = load(run_or_checkpoint, kind="gan")
+    generator = load(run_or_checkpoint, kind="gan", checkpoint=checkpoint)
     images = generator.interpolate(seed, seed + 1, n) if interpolate else generator.generate(n, seed, digit)
 
     if out_dir is not None:

@@ -113,8 +113,9 @@ class Generator:
     real_range: str
     path: Path
     dataset: str
-    summary: dict[str, Any]
+    summary: dict[str, Any]  # the metrics of the epoch whose weights these are
     device: torch.device
+    checkpoint: str = "last"  # which of its run's checkpoints: "best" (best.safetensors) or "last"
 
     @torch.no_grad()
     def images(self, z: torch.Tensor) -> np.ndarray:
@@ -167,18 +168,22 @@ class Generator:
 
 
 def load(
-    run_or_checkpoint: str | Path, device: str = "cpu", kind: str | None = None, precision: str = "auto"
+    run_or_checkpoint: str | Path, device: str = "cpu", kind: str | None = None, precision: str = "auto",
+    checkpoint: str | None = None,
 ) -> Classifier | Generator:
     """Load a run directory or checkpoint file for inference: a `Classifier` (CNN) or a `Generator` (GAN).
 
     `kind` ("cnn" or "gan") refuses a checkpoint of the other kind; `precision` is "auto", "fp32" or "bf16".
+    `checkpoint` picks a run directory's file: "best" (best.safetensors, the generator with the best FCD of
+    a GAN run's evaluations), "last" (checkpoint.safetensors), or None (default): best when the run kept
+    one, else last. `.path` says which file was loaded, and a `Generator`'s `.checkpoint` which role.
 
     >>> model = load("runs/cnn-seed")
     >>> model.predict("seven.png")[0]["digit"]
     7
     """
-    path = resolve_checkpoint(run_or_checkpoint)
-    state = load_checkpoint(path, kind=kind)
+    path = resolve_checkpoint(run_or_checkpoint, checkpoint)
+    state = load_checkpoint(path, kind=kind, which=checkpoint)
     config = from_dict(state["kind"], state["config"])
     dev = resolve_device(device)
     summary = state["metrics"][-1] if state.get("metrics") else {}
@@ -189,9 +194,12 @@ def load(
         return Classifier(model, state["classes"], path, state["dataset"]["name"], summary, dev,
                           autocast_dtype(dev, precision))
     gan = DCGAN(config.model)
-    load_weights(gan, state["model"], path, state)
+    if state["role"] == "best":  # the generator alone: the weights that drew its best samples
+        load_weights(gan.netG, state["generator"], path, state)
+    else:
+        load_weights(gan, state["model"], path, state)
     if "ema" in state:  # the moving average of G's weights is what draws the digits
         ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
         load_weights(gan.netG, ema, path, state)
     gan.to(dev).eval()
-    return Generator(gan, config.train.real_range, path, state["dataset"]["name"], summary, dev)
+    return Generator(gan, config.train.real_range, path, state["dataset"]["name"], summary, dev, state["role"])

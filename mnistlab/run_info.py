@@ -1,7 +1,9 @@
 """What a run directory says about itself, read without torch and without loading a single tensor.
 
-A run directory holds `config.json`, `metrics.jsonl` and (after the first epoch) `checkpoint.safetensors`.
-The checkpoint's JSON header carries mnistlab's own metadata: `{"format_version", "kind", "state"}`,
+A run directory holds `config.json`, `metrics.jsonl` and (after the first epoch) `checkpoint.safetensors`,
+the last checkpoint; a GAN run also keeps `best.safetensors`, the generator that scored the best FCD at its
+quality evaluations. The JSON header carries mnistlab's own metadata: `{"format_version", "kind", "state"}`
+(and `"role": "best"` in best.safetensors),
 where `state` is the skeleton `mnistlab.checkpoint.pack` writes: an object is `{"__dict__": [[key,
 value], ...]}` (an int key as `{"int": k}`), a tensor is `{"__tensor__": name}`, lists and scalars
 are themselves. Everything read here is validated where it enters, and anything broken raises a
@@ -27,6 +29,8 @@ from mnistlab.errors import CheckpointError, MnistlabError
 FORMAT_VERSION = 1
 KINDS = frozenset({"cnn", "gan"})
 CHECKPOINT_NAME = "checkpoint.safetensors"
+BEST_NAME = "best.safetensors"
+CHECKPOINT_FILES = {"last": CHECKPOINT_NAME, "best": BEST_NAME}  # a run's checkpoints, by role
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
 RUN_FILES = (CONFIG_NAME, METRICS_NAME, CHECKPOINT_NAME)
@@ -49,6 +53,7 @@ class CheckpointHeader:
     format_version: int
     kind: str
     state: dict[str, Any]
+    role: str = "last"  # "last" (checkpoint.safetensors, resumable) or "best" (best.safetensors, a generator)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class RunInfo:
     config: dict[str, Any]
     metrics: list[dict[str, Any]]  # one dict per finished epoch
     checkpoint: CheckpointHeader | None  # None before the first epoch finished
+    best: CheckpointHeader | None = None  # best.safetensors: a GAN's best generator, None when it has none
 
 
 # ----------------------------------------------------------------------------------------------
@@ -87,7 +93,11 @@ STATE_SCHEMA = {
     "cnn": {**_STATE_COMMON, "optimizer": _OPTIMIZER, "epoch_stats?": TensorRef, "epoch_losses?": TensorRef,
             "elapsed_s?": float, "classes": [str]},
     "gan": {**_STATE_COMMON, "optimizer_d": _OPTIMIZER, "optimizer_g": _OPTIMIZER, "ema?": _TENSORS,
-            "epoch_stats": TensorRef, "elapsed_s": float},
+            "epoch_stats": TensorRef, "elapsed_s": float, "best_fcd?": float},
+    # best.safetensors: the weights that drew the samples of its best evaluation (G, or its EMA), that epoch's
+    # metrics and FCD; no optimiser, so nothing resumes from it
+    "gan-best": {"config": _CONFIG, "generator": _TENSORS, "epoch": int, "fcd": float, "metrics": [_METRIC],
+                 "dataset": _STATE_COMMON["dataset"], "environment?": dict},
 }
 
 
@@ -145,11 +155,22 @@ def _shown(value: Any) -> str:
 # Checkpoint headers
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory or a checkpoint file → the checkpoint file."""
+def resolve_checkpoint(path: str | Path, which: str | None = "last") -> Path:
+    """A run directory or a checkpoint file → the checkpoint file.
+
+    In a run directory, `which` picks the file: "last" (checkpoint.safetensors), "best" (best.safetensors,
+    a GAN's best generator; an error when the run has none) or None: best when the run kept one, else last.
+    A file is taken as given; `mnistlab.checkpoint.load_checkpoint` checks that it is the one asked for.
+    """
+    if which not in (None, *CHECKPOINT_FILES):
+        raise MnistlabError(f"checkpoint must be 'best' or 'last' (or None: best when the run has one), not {which!r}")
     path = Path(path)
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
+        has_best = (path / BEST_NAME).is_file()
+        if which == "best" and not has_best:
+            raise CheckpointError(f"{path} has no {BEST_NAME}: a GAN run keeps one from its first quality "
+                                  "evaluation (train.eval_every > 0); ask for the last checkpoint instead")
+        path = path / CHECKPOINT_FILES[which or ("best" if has_best else "last")]
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; give a run directory or its {CHECKPOINT_NAME}")
     return path
@@ -193,17 +214,31 @@ def parse_checkpoint_metadata(
                 f"({FORMAT_VERSION}); upgrade mnistlab")
         if header["format_version"] < 1:
             raise SchemaError(f"format_version {header['format_version']} was never written by mnistlab")
-        check(header, {"kind": KINDS, "state": dict}, "metadata")
+        check(header, {"kind": KINDS, "role?": frozenset({"best"}), "state": dict}, "metadata")
+        role = header.get("role", "last")
+        schema = header["kind"] + ("" if role == "last" else f"-{role}")
+        if schema not in STATE_SCHEMA:
+            raise SchemaError(f"metadata.role is {role!r}, but a {header['kind']} checkpoint has no such role")
         tensors: list[tuple[str, str]] = []
         state = decode(header["state"], "state", tensors)
-        check(state, STATE_SCHEMA[header["kind"]], "state")
+        check(state, STATE_SCHEMA[schema], "state")
     except (SchemaError, RecursionError) as e:
         raise _damaged(path, one_line(e)) from None
     present = set(tensor_names)
     for where, name in tensors:
         if name not in present:
             raise _damaged(path, f"{where} refers to tensor {name!r}, which the file does not hold")
-    return CheckpointHeader(path, header["format_version"], header["kind"], state)
+    return CheckpointHeader(path, header["format_version"], header["kind"], state, role)
+
+
+def describe_checkpoint(header: CheckpointHeader) -> str:
+    """Which checkpoint of its run a file is, for the line a command prints: "runs/g/best.safetensors (best:
+    epoch 7, FCD 2.91)" or "runs/g/checkpoint.safetensors (last: epoch 30, FCD 3.05)"."""
+    metrics = header.state.get("metrics") or []
+    fcd = header.state["fcd"] if header.role == "best" else next(
+        (m["fcd"] for m in reversed(metrics) if m.get("fcd") is not None), None)
+    epoch = f"epoch {metrics[-1]['epoch']}" if metrics else "no epoch finished"
+    return f"{header.path} ({header.role}: {epoch}" + (f", FCD {fcd:.2f})" if fcd is not None else ")")
 
 
 def _damaged(path: Path, detail: str) -> CheckpointError:
@@ -273,7 +308,8 @@ def read_run_info(path: str | Path) -> RunInfo:
     else:
         metrics = header.state["metrics"] if header else []
     dataset = header.state["dataset"]["name"] if header else config.get("run", {}).get("dataset", "?")
-    return RunInfo(run_dir, kind, config["preset"], dataset, config, metrics, header)
+    best = read_checkpoint_header(run_dir / BEST_NAME) if (run_dir / BEST_NAME).is_file() else None
+    return RunInfo(run_dir, kind, config["preset"], dataset, config, metrics, header, best)
 
 
 def _read_text(path: Path) -> str:

@@ -1,8 +1,9 @@
 """Run directories as a table: list the runs under a folder, or compare a few side by side.
 
 A run directory is what `train_classifier` / `train_gan` write: `config.json` and `metrics.jsonl`,
-and (after the first epoch) `checkpoint.safetensors`. Listing reads them with `mnistlab.run_info`: the
-small files and the checkpoint's JSON header, never its tensors, so it stays fast on a folder of many runs.
+and (after the first epoch) `checkpoint.safetensors`; a GAN run also `best.safetensors`. Listing reads
+them with `mnistlab.run_info`: the small files and the checkpoints' JSON headers, never their tensors, so
+it stays fast on a folder of many runs.
 
     >>> from mnistlab.runs import list_runs, compare_runs
     >>> sorted((r["kind"], r["headline"][:8]) for r in list_runs("runs"))
@@ -28,7 +29,9 @@ def list_runs(directory: str | Path = "runs") -> list[dict[str, Any]]:
     """Every run directory at or below `directory`, newest first, one dict each.
 
     Keys: `kind` ("cnn" or "gan"), `preset`, `dataset`, `epochs` (epochs finished), `headline`
-    ("test acc 0.9863" for a CNN; "FCD 3.21", or "D(x) 0.71" without quality metrics, for a GAN),
+    ("test acc 0.9863" for a CNN; for a GAN its last FCD and the best one, kept in best.safetensors,
+    "FCD 3.21, best 2.90 at epoch 7", or "D(x) 0.71" without quality metrics), `best_fcd` and
+    `best_epoch` (None without best.safetensors),
     `wall` (training time summed over epochs, e.g. "1m23s"), `wall_s`, `path`, `name` (the path
     relative to `directory`) and `metrics` (the per-epoch dicts). A missing or empty directory gives
     []; a run directory that cannot be read is listed with headline "unreadable: <reason>".
@@ -68,6 +71,7 @@ def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
     run: dict[str, Any] = {
         "kind": "?", "preset": "?", "dataset": "?", "epochs": 0, "headline": "", "wall": "-", "wall_s": 0.0,
         "path": str(run_dir), "name": run_dir.name or str(run_dir), "metrics": [], "mtime": _mtime(run_dir),
+        "best_fcd": None, "best_epoch": None,
     }
     if not is_run_dir(run_dir):  # not even broken: not a run at all, whatever `strict` says
         if run_dir.is_dir():
@@ -85,9 +89,11 @@ def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
         run["headline"] = f"unreadable: {reason}"
         return run
     wall_s = sum(m.get("time_s") or 0.0 for m in info.metrics)
+    if info.best is not None:
+        run.update(best_fcd=info.best.state["fcd"], best_epoch=info.best.state["epoch"])
     run.update(kind=info.kind, preset=info.preset, dataset=info.dataset, epochs=len(info.metrics),
-               headline=_headline(info.kind, info.metrics), wall=_duration(wall_s) if info.metrics else "-",
-               wall_s=float(wall_s), metrics=info.metrics)
+               wall=_duration(wall_s) if info.metrics else "-", wall_s=float(wall_s), metrics=info.metrics)
+    run["headline"] = _headline(run)
     return run
 
 
@@ -97,10 +103,11 @@ def compare_runs(
     """Runs side by side: a table of their final metrics, and one plot of their progress per epoch.
 
     The table's first row is the header ("metric", then one column per run); then one row each for
-    kind, preset, dataset, epochs, wall time and headline, then one per metric any run recorded, with the
-    last value the run recorded for it ("-" where it has none). The plot, written to `plot_path`
-    (skipped when None), shows test accuracy per epoch for CNN runs and FCD per epoch for GAN runs
-    (D(x) when no GAN run measured FCD); with runs of both kinds, the two panels side by side.
+    kind, preset, dataset, epochs, wall time, headline and (with a GAN run) best FCD, then one per metric
+    any run recorded, with the last value the run recorded for it ("-" where it has none). The plot,
+    written to `plot_path` (skipped when None), shows test accuracy per epoch for CNN runs and FCD per
+    epoch for GAN runs (D(x) when no GAN run measured FCD); with runs of both kinds, the two panels side
+    by side.
     Returns (table, plot path). A path that is not a readable run raises `MnistlabError`.
 
     >>> table, plot = compare_runs(["runs/cnn-seed", "runs/gan-default"], "compare.png")
@@ -120,6 +127,9 @@ def compare_runs(
     table = [["metric"] + [r["name"] for r in runs]]
     for field in ("kind", "preset", "dataset", "epochs", "wall", "headline"):
         table.append([field] + [str(r[field]) for r in runs])
+    if any(r["kind"] == "gan" for r in runs):
+        table.append(["best FCD"] + [f"{r['best_fcd']:.4f} (epoch {r['best_epoch']})" if r["best_fcd"] is not None
+                                     else "-" for r in runs])
     for key in keys:
         table.append([key] + [_format_value(final.get(key)) for final in finals])
 
@@ -169,15 +179,17 @@ def _mtime(run_dir: Path) -> float:
     return max(times, default=0.0)
 
 
-def _headline(kind: str, metrics: list[dict[str, Any]]) -> str:
+def _headline(run: dict[str, Any]) -> str:
+    metrics = run["metrics"]
     if not metrics:
         return "no epoch finished yet"
-    if kind == "cnn":
+    if run["kind"] == "cnn":
         acc = metrics[-1].get("test_acc")
         return f"test acc {acc:.4f}" if acc is not None else "no test accuracy"
     quality = next((m for m in reversed(metrics) if m.get("fcd") is not None), None)
+    best = f", best {run['best_fcd']:.2f} at epoch {run['best_epoch']}" if run["best_fcd"] is not None else ""
     if quality is not None:
-        return f"FCD {quality['fcd']:.2f}"
+        return f"FCD {quality['fcd']:.2f}{best}"
     d_x = metrics[-1].get("d_x")
     return f"D(x) {d_x:.2f}" if d_x is not None else "no metrics"
 

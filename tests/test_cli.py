@@ -250,3 +250,49 @@ def test_runs_list_takes_any_directory_even_one_named_compare(cnn_run, tmp_path,
     rows = capsys.readouterr().out.splitlines()[1:]
     assert len(rows) == 1 and rows[0].startswith("cnn") and rows[0].endswith(str(tmp_path / "compare" / "cnn-seed"))
     assert_clean_error(run_cli("runs", "compare", tmp_path / "compare" / "cnn-seed", tmp_path / "nowhere"), "nowhere")
+
+
+# ----------------------------------------------------------------------------------------------
+# --checkpoint best|last
+
+
+def test_gan_commands_read_the_best_generator_by_default_and_say_which(gan_run, tmp_path):
+    assert (gan_run.dir / "best.safetensors").is_file()  # the fixture evaluated at its last epoch
+    drawn = run_cli("generate", gan_run.dir, "-n", "4", "--out", tmp_path / "best.npy")
+    assert drawn.returncode == 0 and f"{gan_run.dir / 'best.safetensors'} (best: epoch 2, FCD " in drawn.stderr
+    drawn = run_cli("generate", gan_run.dir, "-n", "4", "--checkpoint", "last", "--out", tmp_path / "last.npy")
+    assert drawn.returncode == 0 and f"{gan_run.dir / 'checkpoint.safetensors'} (last: epoch 2" in drawn.stderr
+    # the best was measured at the last epoch, and the default preset has no EMA: the same generator
+    assert np.array_equal(np.load(tmp_path / "best.npy"), np.load(tmp_path / "last.npy"))
+    evaluated = run_cli("evaluate", "gan", gan_run.dir, "-n", "50", "--checkpoint", "best")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stdout.startswith(f"{gan_run.dir / 'best.safetensors'} (best: epoch 2, FCD ")
+    for command in (["generate"], ["evaluate", "gan"], ["export"], ["serve"]):
+        assert "default: best when the run kept one, else last" in " ".join(run_cli(*command, "-h").stdout.split())
+
+
+def test_a_missing_or_damaged_best_is_one_line(gan_run, cnn_run, tmp_path):
+    run = tmp_path / "gan"
+    shutil.copytree(gan_run.dir, run)
+    (run / "best.safetensors").unlink()
+    assert_clean_error(run_cli("generate", run, "--checkpoint", "best", "--out", tmp_path / "x.png"),
+                       "has no best.safetensors", "eval_every")
+    assert_clean_error(run_cli("export", cnn_run.dir, "--checkpoint", "best", "--onnx", tmp_path / "x.onnx"),
+                       "has no best.safetensors")
+    assert main(["generate", str(run), "-n", "2", "--out", str(tmp_path / "falls-back.npy")]) == 0
+
+    good = (gan_run.dir / "best.safetensors").read_bytes()
+    (run / "best.safetensors").write_bytes(good[: len(good) // 2])  # truncated
+    for command in (["generate", run, "--out", tmp_path / "x.png"], ["evaluate", "gan", run, "-n", "50"],
+                    ["export", run, "--onnx", tmp_path / "x.onnx"]):
+        assert_clean_error(run_cli(*command), "best.safetensors is not a mnistlab safetensors checkpoint")
+    header_length = int.from_bytes(good[:8], "little")
+    header = json.loads(good[8 : 8 + header_length])
+    metadata = json.loads(header["__metadata__"]["mnistlab"])
+    metadata["state"] = {"__dict__": [["fcd", "low"]]}  # a valid file whose mnistlab state is broken
+    header["__metadata__"]["mnistlab"] = json.dumps(metadata)
+    encoded = json.dumps(header).encode()
+    (run / "best.safetensors").write_bytes(len(encoded).to_bytes(8, "little") + encoded + good[8 + header_length:])
+    assert_clean_error(run_cli("generate", run, "--out", tmp_path / "x.png"), "best.safetensors: damaged checkpoint")
+    assert_clean_error(run_cli("runs", "compare", run, "--plot", tmp_path / "c.png"), "best.safetensors")
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.onnx").exists()

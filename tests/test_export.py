@@ -45,6 +45,9 @@ def test_gan_export_draws_the_generators_digits(gan_run, tmp_path):
     result = export_onnx(gan_run.dir, tmp_path / "gan.onnx")
     generator = load(gan_run.dir)
     assert (result["kind"], result["path"]) == ("gan", str(tmp_path / "gan.onnx"))
+    assert result["source"] == str(gan_run.dir / "best.safetensors") == str(generator.path)  # the best, by default
+    last = export_onnx(gan_run.dir, tmp_path / "last.onnx", checkpoint="last")
+    assert last["source"] == str(gan_run.dir / "checkpoint.safetensors")
     assert result["max_abs_diff"] <= 1e-4
     assert result["input"].startswith(f"z float32 [N,{generator.gan.latent_dim}]") and "[-1,1]" in result["output"]
 

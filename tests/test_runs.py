@@ -41,7 +41,9 @@ def test_list_runs_reads_kind_preset_dataset_headline_and_wall(runs_dir, cnn_run
     assert (cnn["preset"], cnn["dataset"], cnn["epochs"]) == ("seed", "mnist-sample", 3)
     assert (gan["preset"], gan["dataset"], gan["epochs"]) == ("default", "mnist-sample", 2)
     assert cnn["headline"] == f"test acc {cnn_run.metrics[-1]['test_acc']:.4f}"
-    assert gan["headline"] == f"FCD {gan_run.metrics[-1]['fcd']:.2f}"
+    fcd = gan_run.metrics[-1]["fcd"]  # measured at the last epoch only, so the best is the last
+    assert gan["headline"] == f"FCD {fcd:.2f}, best {fcd:.2f} at epoch 2"
+    assert (gan["best_fcd"], gan["best_epoch"], cnn["best_fcd"]) == (fcd, 2, None)
     assert cnn["metrics"] == cnn_run.metrics and gan["metrics"] == gan_run.metrics
     for run in runs:
         assert WALL.match(run["wall"]), run["wall"]
@@ -106,6 +108,7 @@ def test_compare_runs_writes_a_png_and_a_table_with_a_column_per_run(runs_dir, c
     assert rows["kind"] == ["cnn", "cnn", "gan"] and rows["epochs"] == ["3", "3", "2"]
     assert rows["test_acc"] == [f"{cnn_run.metrics[-1]['test_acc']:.4f}"] * 2 + ["-"]
     assert rows["fcd"][0] == "-" and rows["fcd"][2] != "-"
+    assert rows["best FCD"] == ["-", "-", f"{gan_run.metrics[-1]['fcd']:.4f} (epoch 2)"]  # beside the last FCD
     assert {"train_loss", "loss_d", "d_x", "class_entropy"} <= set(rows)
 
     table, _ = compare_runs([runs_dir / "cnn-seed" / "checkpoint.safetensors"], tmp_path / "one.png")

@@ -434,6 +434,9 @@ def test_models_reports_the_checkpoints_and_what_they_measured(client, cnn_run, 
     assert gan["kind"] == "gan" and gan["preset"] == "default" and gan["epochs"] == 2 and gan["conditional"]
     assert "fcd" not in cnn and "test_acc" not in gan and "classes" not in gan
     assert gan["fcd"] == next(m["fcd"] for m in reversed(gan_run.metrics) if m.get("fcd") is not None)
+    assert gan["path"] == str(gan_run.dir / "best.safetensors")  # the run's best generator, by default
+    with TestClient(create_app(gan=gan_run.dir, gan_checkpoint="last")) as last:
+        assert last.get("/api/models").json()["gan"]["path"] == str(gan_run.dir / "checkpoint.safetensors")
 
 
 def test_health_schema_and_page(client):

@@ -107,3 +107,76 @@ def test_tensorboard_logs_scalars_and_sample_grids(tiny_data, tmp_path):
     events = EventAccumulator(str(run.dir / "tensorboard"), size_guidance={"images": 0}).Reload()
     assert {"loss_d", "loss_g", "d_x", "d_g_z"} <= set(events.Tags()["scalars"])
     assert events.Tags()["images"] == ["samples"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The best generator, kept beside the last checkpoint
+
+BEST_SETTINGS = dict(epochs=4, batch_size=100, eval_every=1, eval_samples=200, deterministic=True, progress=False)
+
+
+def _few(tiny_data, n=400):
+    return replace(tiny_data, train=Split(tiny_data.train.images[:n], tiny_data.train.labels[:n]))
+
+
+def _generator_of(state):
+    """The weights that draw a last checkpoint's samples: its EMA when it has one, else G."""
+    if "ema" in state:
+        return {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    return {k.removeprefix("netG."): v for k, v in state["model"].items() if k.startswith("netG.")}
+
+
+def test_the_best_generator_is_the_one_of_the_epoch_with_the_lowest_fcd(tiny_data, tmp_path):
+    import mnistlab
+
+    out, drawn_by = tmp_path / "r", {}
+
+    def remember_the_generator(metrics):  # the last checkpoint, just written, holds this epoch's weights
+        drawn_by[metrics["epoch"]] = _generator_of(load_checkpoint(out))
+
+    train_gan("default", _few(tiny_data), ema=0.5, out=str(out), callback=remember_the_generator, **BEST_SETTINGS)
+    fcds = [json.loads(line)["fcd"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    best = load_checkpoint(out, which="best")
+    assert (best["role"], best["fcd"], best["epoch"]) == ("best", min(fcds), fcds.index(min(fcds)) + 1)
+    assert best["metrics"][0]["fcd"] == min(fcds) and set(best["generator"]) == set(drawn_by[1])
+    for name, tensor in best["generator"].items():
+        assert torch.equal(tensor, drawn_by[best["epoch"]][name]), name
+
+    by_default, last = mnistlab.load(out), mnistlab.load(out, checkpoint="last")
+    assert (by_default.path.name, by_default.checkpoint, last.checkpoint) == ("best.safetensors", "best", "last")
+    assert by_default.summary["epoch"] == best["epoch"] and last.summary["epoch"] == 4
+    assert best["epoch"] < 4, fcds  # FCD rose at the end: the best generator is not the last one
+    assert not np.array_equal(by_default.generate(16, seed=1), last.generate(16, seed=1))
+
+
+def test_resume_keeps_the_best_and_never_replaces_it_with_a_worse_one(tiny_data, tmp_path):
+    few = _few(tiny_data)
+    straight = train_gan("default", few, out=str(tmp_path / "a"), **BEST_SETTINGS)
+    fcds = [m["fcd"] for m in straight.metrics]
+    best_epoch = fcds.index(min(fcds)) + 1
+    assert best_epoch < 4, fcds  # so that the epochs after it, resumed, would overwrite a best they forgot
+
+    def sigterm_after_the_best(metrics):
+        if metrics["epoch"] == best_epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted):
+        train_gan("default", few, out=str(tmp_path / "b"), callback=sigterm_after_the_best, **BEST_SETTINGS)
+    assert load_checkpoint(tmp_path / "b")["best_fcd"] == min(fcds)
+    resumed = train_gan(resume=tmp_path / "b", dataset=few, progress=False)
+    assert [m["fcd"] for m in resumed.metrics] == fcds
+    kept = [load_checkpoint(tmp_path / run, which="best") for run in ("a", "b")]
+    assert kept[0]["epoch"] == kept[1]["epoch"] == best_epoch and kept[0]["fcd"] == kept[1]["fcd"] == min(fcds)
+    for name, tensor in kept[0]["generator"].items():
+        assert torch.equal(kept[1]["generator"][name], tensor), name
+    with pytest.raises(MnistlabError, match=r"best.safetensors is its run's best checkpoint, but the last one"):
+        train_gan(resume=tmp_path / "a" / "best.safetensors", dataset=few, progress=False)  # it cannot resume
+
+
+def test_without_quality_evaluations_no_best_is_kept_and_the_default_is_the_last(tiny_data, tmp_path):
+    run = train_gan("default", _few(tiny_data, 200), epochs=1, batch_size=100, eval_every=0,
+                    out=str(tmp_path / "r"), progress=False)
+    assert not (run.dir / "best.safetensors").exists() and "best_fcd" not in load_checkpoint(run.dir)
+    with pytest.raises(MnistlabError, match=r"has no best.safetensors.*eval_every > 0"):
+        load_checkpoint(run.dir, which="best")
+    assert load_checkpoint(run.dir, which=None)["role"] == "last"

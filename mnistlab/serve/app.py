@@ -38,10 +38,12 @@ def _require_web_stack() -> None:
     require_extra("the web app", "serve", WEB_STACK)
 
 
-def create_app(cnn: str | Path | None = None, gan: str | Path | None = None) -> FastAPI:
+def create_app(cnn: str | Path | None = None, gan: str | Path | None = None,
+               gan_checkpoint: str | None = None) -> FastAPI:
     """The app, serving the classifier `cnn` and the generator `gan` (run directories or checkpoints).
 
-    Either may be None; its endpoints then answer 503 saying which flag would load one.
+    Either may be None; its endpoints then answer 503 saying which flag would load one. `gan_checkpoint`
+    picks the GAN run's file: "best", "last" or None, best when the run kept one (`inference.load`).
     """
     _require_web_stack()
     from fastapi import FastAPI
@@ -53,7 +55,7 @@ def create_app(cnn: str | Path | None = None, gan: str | Path | None = None) -> 
 
     # fp32: on a CPU, bf16 autocast costs more than it saves on batches this small
     classifier = load(cnn, kind="cnn", precision="fp32") if cnn is not None else None
-    generator = load(gan, kind="gan") if gan is not None else None
+    generator = load(gan, kind="gan", checkpoint=gan_checkpoint) if gan is not None else None
     app = FastAPI(
         title="mnistlab", version="1",
         docs_url=None, redoc_url=None,  # their pages load scripts from a CDN; /openapi.json stays
@@ -104,8 +106,9 @@ def newest_runs(runs_dir: str | Path) -> dict[str, Path]:
 
 
 def serve(cnn: str | Path | None = None, gan: str | Path | None = None, runs_dir: str | Path = "runs",
-          host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the app with uvicorn until Ctrl-C; without `cnn`/`gan`, serve the newest runs under `runs_dir`."""
+          host: str = "127.0.0.1", port: int = 8000, gan_checkpoint: str | None = None) -> None:
+    """Run the app with uvicorn until Ctrl-C; without `cnn`/`gan`, serve the newest runs under `runs_dir`.
+    `gan_checkpoint`: "best", "last" or None, the GAN run's best generator when it kept one."""
     _require_web_stack()
     import uvicorn
 
@@ -118,7 +121,7 @@ def serve(cnn: str | Path | None = None, gan: str | Path | None = None, runs_dir
     # The requests are the parallelism. With several intra-op threads per forward pass, concurrent requests
     # oversubscribe the cores: on a busy 2-core machine a 0.3 ms forward pass took 50 ms.
     torch.set_num_threads(1)
-    app = create_app(cnn, gan)
+    app = create_app(cnn, gan, gan_checkpoint)
     # What is loaded by now (torch, FastAPI, the models) lives as long as the process: frozen, the garbage
     # collector stops scanning it, which under load had cost full collections of 175 ms, all requests waiting.
     gc.freeze()
@@ -129,6 +132,8 @@ def serve(cnn: str | Path | None = None, gan: str | Path | None = None, runs_dir
             continue
         measured = (f"test accuracy {info['test_acc']:.4f}" if info.get("test_acc") is not None
                     else f"FCD {info['fcd']:.2f}" if info.get("fcd") is not None else "not measured")
+        if kind == "gan":  # which of the run's generators: its best or its last
+            measured += f", {app.state.generator.checkpoint} checkpoint of epoch {info['epochs']}"
         print(f"{role}: {info['path']} ({kind}/{info['preset']} on {info['dataset']}, {measured})")
     print(f"open http://{f'[{host}]' if ':' in host else host}:{port}/  (Ctrl-C to stop)", flush=True)
     # No access log: the page predicts several times a second while someone draws. Errors are still logged.

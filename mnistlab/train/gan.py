@@ -18,18 +18,20 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mnistlab import plots
-from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_bytes, load_weights
-from mnistlab.config import GANConfig
+from mnistlab.checkpoint import BEST_NAME, CHECKPOINT_NAME, atomic_write_bytes, load_weights, save_checkpoint
+from mnistlab.config import GANConfig, to_dict
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.device import autocast
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import quality_judge
 from mnistlab.models.dcgan import DCGAN
 from mnistlab.pixels import to_float, to_uint8
+from mnistlab.run_info import read_checkpoint_header
 from mnistlab.train import loop
 from mnistlab.train.augment import augment
 from mnistlab.train.distributed import average_gradients
 from mnistlab.train.optim import adam, load_optimizer
+from mnistlab.train.rundir import environment
 
 FIXED_SAMPLES = 80  # digits in each epoch's sample grid (8 rows of 10), drawn from the same noise every epoch
 
@@ -55,6 +57,9 @@ class GANRun:
         lines += [f"  {name:<11}{self.dir / file}" for name, file in (
             ("checkpoint", CHECKPOINT_NAME), ("metrics", "metrics.jsonl"), ("config", "config.json"),
             ("samples", "samples/"), ("gif", "progress.gif"), ("curves", "curves.png"))]
+        if (self.dir / BEST_NAME).is_file():
+            best = read_checkpoint_header(self.dir / BEST_NAME).state
+            lines.insert(2, f"  {'best':<11}{self.dir / BEST_NAME}  (FCD {best['fcd']:.2f}, epoch {best['epoch']})")
         return "\n".join(lines)
 
     def plot_curves(self):
@@ -124,6 +129,7 @@ class GANTrainer:
             FIXED_SAMPLES, generator=torch.Generator().manual_seed(self.config.run.seed),
             digits=torch.arange(FIXED_SAMPLES) % 10).to(start.device)
         self.smooth = 1.0 - tc.label_smoothing
+        self.best_fcd = float("inf")  # the FCD of the generator kept in best.safetensors
 
     def train(self) -> None:
         self.gan.train()
@@ -182,7 +188,8 @@ class GANTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.gan.state_dict(), "optimizer_d": self.optD.state_dict(),
-                "optimizer_g": self.optG.state_dict(), **({"ema": self.ema.state_dict()} if self.ema else {})}
+                "optimizer_g": self.optG.state_dict(), **({"ema": self.ema.state_dict()} if self.ema else {}),
+                **({"best_fcd": self.best_fcd} if self.best_fcd < float("inf") else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_weights(self.gan, state["model"], self.start.run_dir, state)
@@ -190,6 +197,7 @@ class GANTrainer:
         load_optimizer(self.optG, state["optimizer_g"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+        self.best_fcd = state.get("best_fcd", float("inf"))  # resumed, a worse generator never replaces the best
 
     def end_epoch(self, metrics: dict[str, Any], last: bool) -> Any:
         if not self.start.world.is_main:
@@ -203,7 +211,17 @@ class GANTrainer:
                                  asked=self.gan.digits(z))
             keep = ("fcd", "inception_score", "class_entropy", "confident_fraction", "asked_digit_accuracy", "n")
             metrics.update({"fcd_real_floor": self.judge.floor} | {k: quality[k] for k in keep if k in quality})
+            if quality["fcd"] < self.best_fcd:
+                self.best_fcd = quality["fcd"]
+                self.keep_best(metrics)
         return grid
+
+    def keep_best(self, metrics: dict[str, Any]) -> None:
+        """Write best.safetensors, atomically: the weights that drew this epoch's samples and its metrics."""
+        save_checkpoint(self.start.run_dir / BEST_NAME, "gan", {
+            "config": to_dict(self.config), "generator": self.sampler.state_dict(), "epoch": metrics["epoch"],
+            "fcd": metrics["fcd"], "metrics": [metrics], "dataset": self.start.dataset.provenance,
+            "environment": environment(self.start.device, self.start.dtype, self.start.world)}, role="best")
 
     def describe(self, m: dict[str, Any]) -> str:
         line = (f"epoch {m['epoch']:3d}  loss D {m['loss_d']:.4f}  loss G {m['loss_g']:.4f}  D(x) {m['d_x']:.3f}  "
@@ -241,7 +259,9 @@ def train_gan(
     **overrides: Any,
 ) -> GANRun:
     """Train a DCGAN and write its run directory: config, metrics, a sample grid per epoch, a GIF, curves,
-    and a checkpoint with both networks, both optimisers and the RNG state.
+    and a checkpoint with both networks, both optimisers and the RNG state; at each quality evaluation whose
+    FCD beats the run's best so far, best.safetensors: the generator that drew those samples (its EMA when
+    `ema` > 0), which `load`, `generate`, `evaluate gan`, `export` and `serve` read by default.
 
     `classifier` is the CNN run that scores sample quality during training (default: the shipped
     evaluator). Overrides set any config field by name (`epochs=3`, `time_budget=120`, `batch_size=64`).
