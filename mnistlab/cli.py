@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_checkpoint_options(p: argparse.ArgumentParser, dataset_help: str) -> None:
     """What both `evaluate` commands take: the run, the data to measure it on, the device, and --json."""
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("--dataset", help=f"{dataset_help}: {', '.join(DATASET_NAMES[1:])} or idx:PATH")
+    p.add_argument("--dataset", help=f"{dataset_help}: {', '.join(DATASET_NAMES[1:])}, idx:PATH or images:PATH")
     p.add_argument("--data-root", help="dataset cache")
     devices = typing.get_args(typing.get_type_hints(RunConfig)["device"])
     p.add_argument("--device", default="auto", help=f"{', '.join(devices)} (default: auto)")

@@ -31,7 +31,8 @@ from mnistlab.fields import (
     read_typed,
 )
 
-DATASET_NAMES = ("auto", "mnist", "fashion-mnist", "mnist-sample")  # plus "idx:PATH"; torch-free, for the CLI
+DATASET_NAMES = ("auto", "mnist", "fashion-mnist", "mnist-sample")  # plus a prefix and a path; torch-free, for the CLI
+DATASET_PREFIXES = ("idx:", "images:")  # a directory of IDX files; a folder of PNG/JPEG images (no labels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -39,13 +40,13 @@ DATASET_NAMES = ("auto", "mnist", "fashion-mnist", "mnist-sample")  # plus "idx:
 
 
 class DatasetName:
-    """A name `load_dataset` knows, or idx:PATH for a directory of IDX files."""
+    """A name `load_dataset` knows, idx:PATH for a directory of IDX files or images:PATH for a folder of images."""
 
     def allows(self, name: str) -> bool:
-        return name in DATASET_NAMES or (name.startswith("idx:") and len(name) > len("idx:"))
+        return name in DATASET_NAMES or any(name.startswith(p) and len(name) > len(p) for p in DATASET_PREFIXES)
 
     def __str__(self) -> str:
-        return f"naming a dataset: {', '.join(DATASET_NAMES)} or idx:PATH"
+        return f"naming a dataset: {', '.join(DATASET_NAMES)}, idx:PATH or images:PATH"
 
 
 Dataset = Annotated[str, DatasetName()]
@@ -189,7 +190,8 @@ class RunConfig(Checked):
     """Where a run reads and writes, and how it computes."""
 
     section: ClassVar[str] = "run"
-    dataset: Dataset = "auto"  # "auto", "mnist", "fashion-mnist", "mnist-sample" or "idx:PATH"
+    dataset: Dataset = "auto"  # "auto", "mnist", "fashion-mnist", "mnist-sample", "idx:PATH" or "images:PATH" (GAN)
+    framing: Literal["digit", "resize"] = "digit"  # images:PATH: "digit" as predict frames one; "resize": grey, 28x28
     data_root: str | None = None  # dataset cache; None = $MNISTLAB_DATA or ~/.cache/mnistlab
     seed: Seed = 0  # seeds the weights, the data order, augmentation and noise
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # "auto": cuda, then mps, then cpu
@@ -200,6 +202,12 @@ class RunConfig(Checked):
     out: str | None = None  # run directory; None = runs/<kind>-<preset>-<timestamp>
     tensorboard: bool = False  # also log scalars (and GAN sample grids) to <run>/tensorboard
     dry_run: bool = False  # a few batches of one epoch, to check the whole pipeline in seconds
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.framing != "digit" and not self.dataset.startswith("images:"):
+            raise MnistlabError(f"run.framing = {self.framing!r} frames the images of a folder: it needs "
+                                f"dataset = images:DIR, not {self.dataset!r}")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from mnistlab.data.download import md5sum
 from mnistlab.errors import MnistlabError
 from mnistlab.inference import classify, load
 from mnistlab.metrics import FeatureStats, feature_stats, frechet_distance, inception_score, sample_quality
+from mnistlab.run_info import read_checkpoint_header
 
 
 def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, Any]:
@@ -88,11 +89,13 @@ def quality_judge(
 ) -> QualityJudge:
     """Build the judge for a dataset's generated digits; `classifier` defaults to the shipped evaluator."""
 
-    if classifier is None:
-        if data.name not in ("mnist", "mnist-sample"):
+    if classifier is None:  # it reads MNIST's digits: also a folder's framed as digits (images:DIR, framing digit)
+        if data.name not in ("mnist", "mnist-sample") and data.provenance.get("framing") != "digit":
             raise MnistlabError(f"the shipped evaluator reads digits, not {data.name}; pass --classifier CNN_RUN "
                                 f"trained on {data.name}")
         classifier = EVALUATOR
+    if len(data.test) < 2:
+        raise MnistlabError(f"{data.name} has {len(data.test)} test image(s); the FCD needs at least 2")
     judge = load(classifier, device=device, kind="cnn", precision="fp32")  # fp32: comparable on any machine
     test_logits, test_features = classify(judge.model, data.test.images, judge.device, judge.dtype)
     reference = feature_stats(test_features)
@@ -125,7 +128,9 @@ def evaluate_gan(
     if n < 2:
         raise MnistlabError(f"-n must be at least 2 (the FCD needs a covariance), got {n}")
     generator = load(run_or_checkpoint, device=device, kind="gan", checkpoint=checkpoint)
-    data = load_dataset(dataset or generator.dataset, data_root, val_size=0, splits=("train", "test"))
+    framing = read_checkpoint_header(generator.path).state["config"].get("run", {}).get("framing", "digit")
+    data = load_dataset(dataset or generator.dataset, data_root, val_size=0, splits=("train", "test"),
+                        framing=framing, need_labels=False)
     judge = quality_judge(data, classifier, n_floor=n, device=device)
     latent = generator.latents(n, seed)
     report = judge(generator.images(latent), asked=generator.gan.digits(latent))

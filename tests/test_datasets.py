@@ -177,9 +177,9 @@ def test_val_size_out_of_range(tmp_path: Path, make_idx_files, val_size: int) ->
         load_dataset(f"idx:{tmp_path}", val_size=val_size)
 
 
-@pytest.mark.parametrize("name", ["mnist2", "idx:", "MNIST"])
+@pytest.mark.parametrize("name", ["mnist2", "idx:", "images:", "MNIST"])
 def test_unknown_name(name: str) -> None:
-    with pytest.raises(DataError, match="unknown dataset .*mnist, fashion-mnist, mnist-sample, or idx:DIR"):
+    with pytest.raises(DataError, match="unknown dataset .*mnist, fashion-mnist, mnist-sample, idx:DIR.*images:DIR"):
         load_dataset(name)
 
 

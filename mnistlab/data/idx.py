@@ -132,15 +132,22 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read_idx_pair(images_path: str | Path, labels_path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read matching image and label files: uint8 images (N, 28, 28) and int64 labels (N,) in 0..9."""
+def read_idx_pair(
+    images_path: str | Path, labels_path: str | Path | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Read matching image and label files: uint8 images (N, 28, 28) and int64 labels (N,) in 0..9.
+
+    Without a labels file (`labels_path` None: images for a GAN), the labels are None.
+    """
     images = read_idx(images_path, "images")
-    labels = read_idx(labels_path, "labels")
     if images.shape[1:] != IMAGE_SIZE:
         h, w = images.shape[1:]
         raise DataError(
             f"{images_path}: images are {h}x{w} but mnistlab models need 28x28; resize them to 28x28 first"
         )
+    if labels_path is None:
+        return torch.from_numpy(images), None
+    labels = read_idx(labels_path, "labels")
     if len(images) != len(labels):
         raise DataError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels; "

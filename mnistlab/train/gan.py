@@ -112,8 +112,10 @@ class GANTrainer:
             except MnistlabError as e:
                 start.say(f"NOTE: no quality metrics during training: {e}")
 
+        check_labels(self.config, start.dataset)  # a Dataset given to train_gan has not been checked yet
         self.train_x = start.dataset.train.images.to(start.device)
-        self.train_y = start.dataset.train.labels.to(start.device)
+        labels = start.dataset.train.labels  # None for data without labels (images:DIR)
+        self.train_y = labels.to(start.device) if labels is not None else None
         self.gan = DCGAN(self.config.model).to(start.device, memory_format=start.memory_format)
         self.netG, self.netD = self.gan.netG, self.gan.netD
         # weight_decay=0: plain Adam, as the seed (AdamW's fused kernel serves both)
@@ -143,7 +145,8 @@ class GANTrainer:
         device, dtype, world, smooth = self.start.device, self.start.dtype, self.start.world, self.smooth
         real = to_float(self.train_x[idx], tc.real_range, self.start.memory_format)
         z = gan.noise(len(idx), device=device)
-        real_digits, fake_digits = self.train_y[idx], gan.digits(z)  # used by a conditional D only
+        real_digits = self.train_y[idx] if self.train_y is not None else None  # used by a conditional D only
+        fake_digits = gan.digits(z)
 
         if tc.simultaneous:
             # (1)+(2) The seed's single sess.run: D minimises CE(D([x; G(z)]), [real; fake]) while G
@@ -243,8 +246,19 @@ class GANTrainer:
 
 
 def load_data(config: GANConfig) -> Dataset:
-    """The splits a GAN trains on (train) and is judged against (test); no validation split."""
-    return load_dataset(config.run.dataset, config.run.data_root, val_size=0, splits=("train", "test"))
+    """The splits a GAN trains on (train) and is judged against (test); no validation split; labels only
+    when a conditional GAN needs them."""
+    data = load_dataset(config.run.dataset, config.run.data_root, val_size=0, splits=("train", "test"),
+                        framing=config.run.framing, need_labels=False)
+    check_labels(config, data)
+    return data
+
+
+def check_labels(config: GANConfig, data: Dataset) -> None:
+    """A conditional GAN draws the digit asked for, so it learns from labels: refuse data without them."""
+    if config.model.conditional and data.train.labels is None:
+        raise MnistlabError(f"{data.name} has no labels, but gan/{config.preset} is conditional (it learns to draw "
+                            "the digit asked for from labels): use --preset unconditional, or --set conditional=false")
 
 
 @loop.restores_torch_settings()

@@ -1,0 +1,165 @@
+"""A folder of a person's own images as data for a GAN: `--dataset images:DIR`.
+
+- Which files: every .png, .jpg and .jpeg (any case) in DIR and its subfolders, in sorted path order;
+  hidden files and folders (a leading ".") and other files are left out. Any size, any image mode.
+- Framing (`run.framing`): "digit" frames each image as `mnistlab predict` does (`preprocess.to_mnist`:
+  the ink found, fitted in 20x20, centred by mass in 28x28, light ink on black); "resize", for images that
+  are not digits, takes the image's grey levels as they are (255 = white), its centred square, 28x28.
+- Unreadable files (not an image, truncated, or with framing "digit" no ink at all) are skipped, each named
+  in the dataset's notice; when none is readable, or more than half are not, the folder is refused.
+- Test split: a fixed tenth (rounded up) of the readable images, chosen by a permutation seeded with 0 over
+  their sorted paths, held out as the real reference of the quality metrics. There are no labels.
+- Framing a digit takes 2 ms from a 28x28 image, 27 ms from a 1-megapixel photo and 200 ms from a
+  12-megapixel one (one core, measured), so the framed arrays are cached under the data root
+  (images-cache/), keyed by every file's path, size and modification time, the framing and the framing
+  code itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.data.download import md5sum
+from mnistlab.errors import DataError, MnistlabError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+TEST_SHARE = 0.1  # of the readable images, held out as the quality metrics' real reference
+SPLIT_SEED = 0
+NAMED = 10  # unreadable files named in the notice before "and N more"
+
+
+@dataclass
+class Folder:
+    """A folder's images framed as MNIST's: uint8 (N, 28, 28), 0 = background, and what was read."""
+
+    name: str  # "images:/abs/dir"
+    train: np.ndarray
+    test: np.ndarray
+    digest: str  # MD5 over every image file's path and MD5: the same files give the same digest
+    notice: str | None  # the files skipped and why, for the caller to show
+
+
+def read_folder(text: str, framing: str, cache_dir: Path | None = None) -> Folder:
+    """Read and frame the images under the directory `text` (see the module docstring); DataError, one
+    line, for a folder that is missing, empty of images or mostly unreadable. `cache_dir`: where the framed
+    arrays are kept between runs (None: not cached)."""
+    directory = Path(text).expanduser().resolve()
+    where = f"images:{text}"
+    if not directory.is_dir():
+        raise DataError(f"{where}: {directory} is not a directory; give images:DIR, a folder of PNG or JPEG images")
+    files, others = _image_files(directory)
+    if not files:
+        seen = f" (only {len(others)} other files, such as {others[0].name})" if others else ""
+        raise DataError(f"{where}: no PNG or JPEG images in {directory} or its subfolders{seen}; "
+                        f"give a folder of {', '.join(IMAGE_SUFFIXES)} files")
+    stats = [(p.relative_to(directory).as_posix(), p.stat()) for p in files]
+    listing = [(name, stat.st_size, stat.st_mtime_ns) for name, stat in stats]
+    key = hashlib.sha256(json.dumps([framing, _framing_code(framing), listing]).encode()).hexdigest()[:32]
+    cached = _cached(cache_dir, key)
+    if cached is not None:
+        return Folder(f"images:{directory}", *cached)
+
+    frames, unreadable = [], []
+    for path, (relative, _) in zip(files, stats):
+        try:
+            frames.append(_frame(path, framing))
+        except MnistlabError as e:
+            unreadable.append(f"{relative} ({_reason(e, path)})")
+    if len(unreadable) * 2 > len(files):
+        readable = f"only {len(frames)} of {len(files)}" if frames else f"none of the {len(files)}"
+        raise DataError(f"{where}: {readable} images could be read: {_listed(unreadable)}; "
+                        "give a folder of readable PNG or JPEG images")
+    notice = (f"{where}: skipped {len(unreadable)} of {len(files)} images that could not be read: "
+              f"{_listed(unreadable)}") if unreadable else None
+    images = np.stack(frames)
+    is_test = np.zeros(len(images), dtype=bool)
+    is_test[np.random.RandomState(SPLIT_SEED).permutation(len(images))[: math.ceil(len(images) * TEST_SHARE)]] = True
+    digest = hashlib.md5("".join(f"{n}\t{md5sum(p)}\n" for p, (n, _) in zip(files, stats)).encode()).hexdigest()
+    folder = Folder(f"images:{directory}", images[~is_test], images[is_test], digest, notice)
+    _store(cache_dir, key, folder)
+    return folder
+
+
+def _image_files(directory: Path) -> tuple[list[Path], list[Path]]:
+    """(the image files, the other files) under `directory`, hidden ones left out, in sorted order."""
+    images, others = [], []
+    for path in sorted(directory.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(directory).parts) or not path.is_file():
+            continue
+        (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
+    return images, others
+
+
+def _frame(path: Path, framing: str) -> np.ndarray:
+    """One image file → uint8 (28, 28); MnistlabError when it cannot be read (or, as a digit, has no ink)."""
+    from PIL import Image
+
+    from mnistlab.preprocess import load_image, to_grey, to_mnist
+
+    image = load_image(path)
+    if framing == "digit":
+        framed = to_mnist(image)
+        if not framed.any():
+            raise MnistlabError("no ink found: a blank image")
+    else:
+        grey = to_grey(image)
+        h, w = grey.shape
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        square = Image.fromarray(np.ascontiguousarray(grey[top : top + side, left : left + side], np.float32))
+        framed = np.asarray(square.resize((28, 28), Image.Resampling.LANCZOS))  # mode "F": no 8-bit rounding
+    return np.round(np.clip(framed, 0, 1) * 255).astype(np.uint8)
+
+
+def _reason(error: MnistlabError, path: Path) -> str:
+    """preprocess's message without its "cannot read image PATH: " and its advice."""
+    text = str(error).removeprefix(f"cannot read image {path}: ")
+    return text.split(";")[0]
+
+
+def _listed(entries: list[str]) -> str:
+    more = f" and {len(entries) - NAMED} more" if len(entries) > NAMED else ""
+    return ", ".join(entries[:NAMED]) + more
+
+
+def _framing_code(framing: str) -> str:
+    """The MD5 of the code that frames a digit: when it changes, cached frames are stale."""
+    if framing != "digit":
+        return ""
+    from mnistlab import ink, preprocess
+
+    return hashlib.md5(b"".join(Path(m.__file__).read_bytes() for m in (preprocess, ink))).hexdigest()
+
+
+def _cached(cache_dir: Path | None, key: str) -> tuple[np.ndarray, np.ndarray, str, str | None] | None:
+    path = cache_dir / f"{key}.npz" if cache_dir else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            return data["train"], data["test"], meta["digest"], meta["notice"]
+    except (OSError, ValueError, KeyError):  # a damaged cache file is framed again
+        return None
+
+
+def _store(cache_dir: Path | None, key: str, folder: Folder) -> None:
+    from mnistlab.checkpoint import atomic_write_bytes
+
+    if cache_dir is None:
+        return
+    buf = io.BytesIO()
+    meta = json.dumps({"digest": folder.digest, "notice": folder.notice})
+    np.savez(buf, train=folder.train, test=folder.test, meta=np.array(meta))
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(cache_dir / f"{key}.npz", buf.getvalue())
+    except (OSError, MnistlabError):  # a cache that cannot be written only costs the framing next time
+        pass
