@@ -179,3 +179,28 @@ def sweep_errorbars(summary: dict[str, Any], label: Any) -> Any:
     ax.set_title(f"sweep {summary['study']}")
     fig.tight_layout()
     return fig
+
+
+def fcd_over_time(curves: list[dict[str, Any]]):
+    """FCD (log scale) against training seconds, one line per run (`runs.quality_over_time` dicts, each with a
+    `label`), with the real data's floor and the target drawn in: one pair of lines when the runs share a
+    floor (within 5 %), else each run's own, in its colour."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    floors = [c["floor"] for c in curves]
+    shared = max(floors) <= 1.05 * min(floors)
+    for c in curves:
+        line, = ax.plot(c["seconds"], c["fcd"], "o-", ms=3, label=c["label"])
+        if not shared:
+            ax.axhline(c["floor"], color=line.get_color(), ls="--", lw=0.8)
+            ax.axhline(c["target_fcd"], color=line.get_color(), ls=":", lw=0.8)
+    if shared:
+        times = curves[0]["target_fcd"] / curves[0]["floor"]
+        ax.axhline(float(np.mean(floors)), color="black", ls="--", lw=1, label=f"real floor {np.mean(floors):.2f}")
+        ax.axhline(times * float(np.mean(floors)), color="grey", ls=":", lw=1, label=f"{times:g}× floor")
+    ax.set(xlabel="training seconds", ylabel="FCD (log scale, lower is better)", yscale="log",
+           title="Sample quality over training time" + ("" if shared else " (dashed: each floor, dotted: target)"))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

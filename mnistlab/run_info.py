@@ -81,7 +81,8 @@ _NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolea
           dict: "an object", type(None): "null", TensorRef: "a tensor"}
 
 _CONFIG = {"preset": str, "kind?": KINDS, "model?": dict, "train?": dict, "run?": {"dataset?": str}}
-_METRIC = {"epoch": int, "time_s?": float, "test_acc?": (float, None), "fcd?": (float, None), "d_x?": (float, None)}
+_METRIC = {"epoch": int, "time_s?": float, "test_acc?": (float, None), "fcd?": (float, None), "d_x?": (float, None),
+           "fcd_real_floor?": (float, None)}
 _TENSORS = {"*": TensorRef}
 _OPTIMIZER = {"state": dict, "param_groups": [dict]}
 _STATE_COMMON = {

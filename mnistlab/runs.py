@@ -97,6 +97,38 @@ def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
     return run
 
 
+def quality_over_time(path: str | Path, target: float = 3.0) -> dict[str, Any]:
+    """A GAN run's FCD at each of its evaluations against its training seconds, and its time to quality.
+
+    Keys: `name`, `preset`, `seconds` (training seconds, summed over epochs up to each evaluation), `fcd`
+    (one per evaluation), `floor` (the real data's FCD, `fcd_real_floor`), `target_fcd` (`target` × floor),
+    `seconds_to_target` (the first evaluation at or below it; None when never), `best_fcd`, `best_seconds`.
+    A run that is not a GAN, or that never measured FCD, raises `MnistlabError`.
+
+    >>> quality_over_time("runs/gan-default")["seconds_to_target"] is None  # 3 steps: far from the floor
+    True
+    """
+    run = read_run(path)
+    if run["kind"] != "gan":
+        raise MnistlabError(f"{path} is a {run['kind']} run; FCD over time is a GAN run's")
+    seconds, fcds, floors, elapsed = [], [], [], 0.0
+    for m in run["metrics"]:
+        elapsed += m.get("time_s") or 0.0
+        if m.get("fcd") is not None and m.get("fcd_real_floor") is not None:
+            seconds.append(elapsed)
+            fcds.append(m["fcd"])
+            floors.append(m["fcd_real_floor"])
+    if not fcds:
+        raise MnistlabError(f"{path} measured no FCD (metrics.jsonl has no fcd and fcd_real_floor): train it with "
+                            "train.eval_every > 0 and a quality judge")
+    target_fcd = target * floors[-1]
+    reached = next((s for s, f in zip(seconds, fcds) if f <= target_fcd), None)
+    best = fcds.index(min(fcds))
+    return {"name": run["name"], "preset": run["preset"], "seconds": seconds, "fcd": fcds, "floor": floors[-1],
+            "target_fcd": target_fcd, "seconds_to_target": reached, "best_fcd": fcds[best],
+            "best_seconds": seconds[best]}
+
+
 def compare_runs(
     paths: Sequence[str | Path], plot_path: str | Path | None = "runs-compare.png"
 ) -> tuple[list[list[str]], Path | None]:
