@@ -118,7 +118,7 @@ class TrainConfig(Checked):
 # The DCGAN
 
 # Knobs of the default architecture's layer list; the seed's fixed one has none of them.
-DEFAULT_ARCH_ONLY = ("g_width", "d_width", "d_norm", "d_dropout", "d_hidden", "conditional")
+DEFAULT_ARCH_ONLY = ("g_width", "d_width", "d_norm", "d_dropout", "d_hidden", "conditional", "clusters")
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,7 @@ class DCGANConfig(Checked):
     d_hidden: NonNegativeInt = 0  # width of a hidden dense layer before D's logit; 0 = none (default arch only)
     init: Literal["glorot", "dcgan"] = "glorot"  # "glorot" (TF layers' default, the seed) or "dcgan" (N(0, 0.02))
     conditional: bool = False  # latent = noise ⊕ one-hot digit; D judges (image, digit) by projection (default arch)
+    clusters: NonNegativeInt = 0  # conditional on this many k-means clusters of the images instead of digits: no labels
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -147,6 +148,11 @@ class DCGANConfig(Checked):
                         f"{name} needs arch = default: the seed's layer list has no such setting "
                         f"(got model.{name} = {getattr(self, name)!r}; with arch = seed only {defaults[name]!r})"
                     )
+        if self.clusters and not self.conditional:
+            raise MnistlabError(f"model.clusters = {self.clusters} needs conditional = true: G and D are told the "
+                                "cluster as a conditional GAN is told the digit")
+        if self.clusters == 1:
+            raise MnistlabError("model.clusters = 1 tells G and D nothing; use 0 (digits) or 2 or more clusters")
 
     @property
     def d_outputs(self) -> int:

@@ -233,6 +233,7 @@ PRESET_SHA256 = {
 }
 FIELDS_ADDED_SINCE = {  # with defaults that change nothing; only the classifier's train section has the augments
     "run": ("dry_run",),
+    "model": ("clusters",),
     "train": ("augment_shear", "augment_elastic", "augment_stroke", "augment_blur", "augment_noise"),
 }
 PRESETS_ADDED_SINCE = {("cnn", "photo")}
