@@ -119,7 +119,7 @@ class TrainConfig(Checked):
 # The DCGAN
 
 # Knobs of the default architecture's layer list; the seed's fixed one has none of them.
-DEFAULT_ARCH_ONLY = ("g_width", "d_width", "d_norm", "d_dropout", "d_hidden", "conditional")
+DEFAULT_ARCH_ONLY = ("g_width", "d_width", "d_norm", "d_dropout", "d_hidden", "conditional", "clusters")
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ class DCGANConfig(Checked):
     d_hidden: NonNegativeInt = 0  # width of a hidden dense layer before D's logit; 0 = none (default arch only)
     init: Literal["glorot", "dcgan"] = "glorot"  # "glorot" (TF layers' default, the seed) or "dcgan" (N(0, 0.02))
     conditional: bool = False  # latent = noise ⊕ one-hot digit; D judges (image, digit) by projection (default arch)
+    clusters: NonNegativeInt = 0  # conditional on this many k-means clusters of the images instead of digits: no labels
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -148,6 +149,11 @@ class DCGANConfig(Checked):
                         f"{name} needs arch = default: the seed's layer list has no such setting "
                         f"(got model.{name} = {getattr(self, name)!r}; with arch = seed only {defaults[name]!r})"
                     )
+        if self.clusters and not self.conditional:
+            raise MnistlabError(f"model.clusters = {self.clusters} needs conditional = true: G and D are told the "
+                                "cluster as a conditional GAN is told the digit")
+        if self.clusters == 1:
+            raise MnistlabError("model.clusters = 1 tells G and D nothing; use 0 (digits) or 2 or more clusters")
 
     @property
     def d_outputs(self) -> int:
@@ -291,6 +297,10 @@ GAN_PRESETS: dict[str, GANConfig] = {
         ),
     ),
 }
+# Ours without labels: default's pair, told which of 50 k-means clusters of the images to draw instead of which
+# digit (self-conditioning, Liu et al. 2020). At 50 epochs FCD 1.63 against 11.59 unconditional (README).
+GAN_PRESETS["unconditional"] = dataclasses.replace(
+    GAN_PRESETS["default"], preset="unconditional", model=dataclasses.replace(GAN_PRESETS["default"].model, clusters=50))
 
 PRESETS: dict[str, dict[str, Any]] = {"cnn": CNN_PRESETS, "gan": GAN_PRESETS}  # by run kind
 CONFIG_TYPES: dict[str, type] = {"cnn": ClassifierConfig, "gan": GANConfig}

@@ -37,7 +37,7 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
     CNN: input `images` float32 [N,1,28,28] in [0,1], light ink on black as `preprocess.to_mnist` makes them;
     output `logits` float32 [N,classes] (softmax gives the probabilities).
     GAN: input `z` float32 [N,nz] drawn as the model was trained (uniform on [-1,1] or standard normal),
-    followed for a conditional GAN by the one-hot of the digit to draw (10 numbers);
+    followed for a conditional GAN by the one-hot of the digit to draw (10 numbers), or of a cluster;
     output `images` float32 [N,1,28,28] from the generator's tanh, in [-1,1] (`output` says how to get
     pixels).
 
@@ -60,7 +60,8 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
         example, check = gan.noise(2), gan.noise(CHECK_BATCH, generator=torch.Generator().manual_seed(0))
         noise = "uniform on [-1,1]" if gan.config.noise == "uniform" else "standard normal"
         pixels = "(x+1)/2*255" if model.real_range != "0,1" else "clamp(x,0,1)*255"  # as inference.to_uint8
-        digit = ", then the one-hot digit to draw (10)" if gan.config.conditional else ""
+        digit = ((f", then the one-hot of the cluster to draw ({gan.classes}, in shares {gan.cluster_shares.tolist()})"
+                  if gan.config.clusters else ", then the one-hot digit to draw (10)") if gan.config.conditional else "")
         described = (f"z float32 [N,{gan.latent_dim}]: {gan.config.nz} numbers {noise}{digit}",
                      f"images float32 [N,1,28,28] in [-1,1] (tanh); pixel = {pixels}, 255 = ink")
 

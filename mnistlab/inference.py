@@ -126,8 +126,8 @@ class Generator:
 
     @property
     def conditional(self) -> bool:
-        """Whether you can ask for a digit: `generate(n, digit=7)`."""
-        return self.gan.config.conditional
+        """Whether you can ask for a digit: `generate(n, digit=7)` (not of clusters found without labels)."""
+        return self.gan.config.conditional and not self.gan.config.clusters
 
     def generate(self, n: int, seed: int | None = None, digit: int | None = None) -> np.ndarray:
         """`n` new digits as uint8 (n, 28, 28); the same seed gives the same digits.
@@ -144,6 +144,9 @@ class Generator:
             raise MnistlabError(f"the number of images must be at least 1, got {n}")
         digits = None
         if digit is not None:
+            if self.gan.config.clusters:
+                raise MnistlabError("this generator was conditioned on clusters it found in its images, not on "
+                                    "digits: it cannot be asked for a digit (the default preset can)")
             if not self.conditional:
                 raise MnistlabError("this generator was trained unconditional: it cannot be asked for a digit "
                                     "(train with --set conditional=true, as the default preset does)")

@@ -232,10 +232,11 @@ PRESET_SHA256 = {
     ("gan", "seed"): "5954acb66cc696fc", ("gan", "default"): "310d0fe5d3641467",
 }
 FIELDS_ADDED_SINCE = {  # with defaults that change nothing; only the classifier's train section has the augments
-    "run": ("dry_run",),
+    "run": ("dry_run", "framing"),
+    "model": ("clusters",),
     "train": ("augment_shear", "augment_elastic", "augment_stroke", "augment_blur", "augment_noise"),
 }
-PRESETS_ADDED_SINCE = {("cnn", "photo")}
+PRESETS_ADDED_SINCE = {("cnn", "photo"), ("gan", "unconditional")}
 
 
 def test_every_preset_validates_and_resolves_to_the_values_it_always_had():

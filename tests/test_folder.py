@@ -157,8 +157,9 @@ def test_a_label_free_idx_directory_trains_an_unconditional_gan_only(sample_data
     with pytest.raises(DataError, match="has no labels .*train-labels-idx1-ubyte.*a classifier needs them"):
         load_dataset(f"idx:{tmp_path / 'idx'}")
     common = ["--dataset", f"idx:{tmp_path / 'idx'}", "--batch-size", "16", "--dry-run", "--no-progress"]
-    result = run_cli("train", "gan", "--set", "conditional=false", "--out", tmp_path / "gan", *common)
-    assert result.returncode == 0, result.stderr
+    for name, settings in (("gan", ["--set", "conditional=false"]), ("self", ["--preset", "unconditional"])):
+        result = run_cli("train", "gan", *settings, "--out", tmp_path / name, *common)
+        assert result.returncode == 0, result.stderr
     assert_clean_error(run_cli("train", "gan", "--out", tmp_path / "cond", *common), "--preset unconditional")
     assert_clean_error(run_cli("train", "cnn", "--out", tmp_path / "cnn", *common[:2], "--dry-run"), "no labels")
     assert_clean_error(run_cli("evaluate", "cnn", "mnistlab/assets/evaluator-v1.safetensors", *common[:2]),

@@ -94,7 +94,7 @@ class DefaultDiscriminator(nn.Module):
     so D asks "is this a real image of *this* digit?" and G must draw the digit it was asked for.
     """
 
-    def __init__(self, width: int, norm: str, dropout: float, hidden: int, conditional: bool):
+    def __init__(self, width: int, norm: str, dropout: float, hidden: int, classes: int):
         super().__init__()
         sn = spectral_norm if norm == "spectral" else (lambda layer: layer)
 
@@ -115,7 +115,7 @@ class DefaultDiscriminator(nn.Module):
         ) if hidden else nn.Identity()  # (→ hidden)
         width_out = hidden or flat
         self.logit = sn(nn.Linear(width_out, 1))  # → 1
-        self.embed = sn(nn.Embedding(NUM_DIGITS, width_out)) if conditional else None
+        self.embed = sn(nn.Embedding(classes, width_out)) if classes else None
 
     def forward(self, x: torch.Tensor, digits: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 1, 28, 28) images [and their (N,) digits] → (N, 1) logits of 'real'."""
@@ -132,33 +132,47 @@ class DCGAN(nn.Module):
     def __init__(self, config: DCGANConfig):
         super().__init__()
         self.config = config
-        self.latent_dim = config.nz + (NUM_DIGITS if config.conditional else 0)
+        # What G and D are told: one of the ten digits, or one of the clusters found in the images.
+        self.classes = (config.clusters or NUM_DIGITS) if config.conditional else 0
+        self.latent_dim = config.nz + self.classes
         if config.arch == "seed":
             self.netG, self.netD = seed_generator(config.nz), seed_discriminator()
         else:
             self.netG = default_generator(self.latent_dim, config.g_width)
             self.netD = DefaultDiscriminator(config.d_width, config.d_norm, config.d_dropout, config.d_hidden,
-                                             config.conditional)
+                                             self.classes)
         init_weights(self, config.init)
+        if config.clusters:  # each cluster's share of the training images, kept with G (and its moving average)
+            self.netG.register_buffer("cluster_shares", torch.full((config.clusters,), 1 / config.clusters,
+                                                                   dtype=torch.float64))
+
+    @property
+    def cluster_shares(self) -> torch.Tensor:
+        """(clusters,) share of the training images in each cluster: "any" draws clusters in these shares."""
+        return self.netG.cluster_shares
 
     def noise(
         self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu",
         digits: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(n, latent_dim) latent vectors: noise from the configured distribution, then — for a
-        conditional GAN — the one-hot of `digits` (default: digits drawn uniformly from the same generator)."""
+        conditional GAN — the one-hot of `digits` (default: drawn from the same generator, digits uniformly
+        and clusters in their shares of the training images)."""
         if self.config.noise == "uniform":
             z = torch.rand(n, self.config.nz, generator=generator, device=device) * 2 - 1
         else:
             z = torch.randn(n, self.config.nz, generator=generator, device=device)
         if not self.config.conditional:
             return z
-        if digits is None:
+        if digits is None and self.config.clusters:
+            shares = self.cluster_shares.to(device)
+            digits = torch.multinomial(shares, n, replacement=True, generator=generator)
+        elif digits is None:
             digits = torch.randint(0, NUM_DIGITS, (n,), generator=generator, device=device)
-        return torch.cat([z, F.one_hot(digits.to(z.device), NUM_DIGITS).to(z.dtype)], 1)
+        return torch.cat([z, F.one_hot(digits.to(z.device), self.classes).to(z.dtype)], 1)
 
     def digits(self, latent: torch.Tensor) -> torch.Tensor | None:
-        """The digit each latent vector asks for (None for an unconditional GAN)."""
+        """The digit (or cluster) each latent vector asks for (None for an unconditional GAN)."""
         return latent[:, self.config.nz:].argmax(1) if self.config.conditional else None
 
     def discriminate(self, x: torch.Tensor, digits: torch.Tensor | None) -> torch.Tensor:

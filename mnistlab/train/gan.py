@@ -29,6 +29,7 @@ from mnistlab.pixels import to_float, to_uint8
 from mnistlab.run_info import read_checkpoint_header
 from mnistlab.train import loop
 from mnistlab.train.augment import augment
+from mnistlab.train.clusters import cluster_shares, find_clusters
 from mnistlab.train.distributed import average_gradients
 from mnistlab.train.optim import adam, load_optimizer
 from mnistlab.train.rundir import environment
@@ -114,9 +115,15 @@ class GANTrainer:
 
         check_labels(self.config, start.dataset)  # a Dataset given to train_gan has not been checked yet
         self.train_x = start.dataset.train.images.to(start.device)
-        labels = start.dataset.train.labels  # None for data without labels (images:DIR)
-        self.train_y = labels.to(start.device) if labels is not None else None
         self.gan = DCGAN(self.config.model).to(start.device, memory_format=start.memory_format)
+        k = self.config.model.clusters
+        if k:  # self-conditioned: told clusters of the images, never their labels
+            clusters = find_clusters(start.dataset.train.images, k, self.config.run.seed)
+            self.gan.cluster_shares.copy_(cluster_shares(clusters, k))
+            self.train_y = clusters.to(start.device)
+        else:
+            labels = start.dataset.train.labels  # None for data without labels (images:DIR)
+            self.train_y = labels.to(start.device) if labels is not None else None
         self.netG, self.netD = self.gan.netG, self.gan.netD
         # weight_decay=0: plain Adam, as the seed (AdamW's fused kernel serves both)
         self.optD = adam(self.netD.parameters(), start.device, lr=tc.lr_d, betas=(tc.beta1_d, 0.999), eps=1e-8,
@@ -129,7 +136,7 @@ class GANTrainer:
         self.sampler = self.ema.module if self.ema else self.netG
         self.fixed_noise = self.gan.noise(  # conditional: column d of the grid draws digit d
             FIXED_SAMPLES, generator=torch.Generator().manual_seed(self.config.run.seed),
-            digits=torch.arange(FIXED_SAMPLES) % 10).to(start.device)
+            digits=torch.arange(FIXED_SAMPLES) % max(self.gan.classes, 1)).to(start.device)
         self.smooth = 1.0 - tc.label_smoothing
         self.best_fcd = float("inf")  # the FCD of the generator kept in best.safetensors
 
@@ -210,8 +217,8 @@ class GANTrainer:
         atomic_write_bytes(self.start.run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
         if self.judge is not None and (epoch % tc.eval_every == 0 or last):
             z = self.gan.noise(tc.eval_samples, generator=torch.Generator().manual_seed(self.config.run.seed + epoch))
-            quality = self.judge(_generate(self.sampler, z.to(self.start.device), tc.real_range),
-                                 asked=self.gan.digits(z))
+            asked = None if self.config.model.clusters else self.gan.digits(z)  # clusters are not digits
+            quality = self.judge(_generate(self.sampler, z.to(self.start.device), tc.real_range), asked=asked)
             keep = ("fcd", "inception_score", "class_entropy", "confident_fraction", "asked_digit_accuracy", "n")
             metrics.update({"fcd_real_floor": self.judge.floor} | {k: quality[k] for k in keep if k in quality})
             if quality["fcd"] < self.best_fcd:
@@ -256,7 +263,7 @@ def load_data(config: GANConfig) -> Dataset:
 
 def check_labels(config: GANConfig, data: Dataset) -> None:
     """A conditional GAN draws the digit asked for, so it learns from labels: refuse data without them."""
-    if config.model.conditional and data.train.labels is None:
+    if config.model.conditional and not config.model.clusters and data.train.labels is None:
         raise MnistlabError(f"{data.name} has no labels, but gan/{config.preset} is conditional (it learns to draw "
                             "the digit asked for from labels): use --preset unconditional, or --set conditional=false")
 
