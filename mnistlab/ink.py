@@ -45,9 +45,13 @@ LINE_THICKNESS = 0.015  # a line is at most this fraction of the page's short si
 NOISE = 0.2  # ink fainter than this fraction of the strongest is paper (grain, JPEG ringing), as in MNIST
 MIN_DIGIT = 0.06  # a digit is at least this fraction of the page's short side tall (or wide)
 EDGE_DIGIT = 0.5  # ink touching the photo's edge is a digit only when at most this fraction of its width and height
+EDGE_STRIP = 0.1  # ink the whole length of a side and within this fraction of it is the table or the page's edge
 INK_MEAN = 0.14  # a digit's ink darkens its paper by at least this on average. Measured on generated photos:
 # ink 0.3 and more, thin pencil on grey paper down to 0.15; what an empty page's lines and light leave behind
 # mostly under 0.1, at most 0.15. The margin is thin: a stroke-width-aware test would separate them better
+EDGE_INK_MEAN = 0.25  # ink at the photo's edge must be darker: a shadow's edge meets the border there at 0.15
+THINNEST = 0.008  # a digit's strokes are on average at least this fraction of the page's short side thick
+# (4 px at WORK_SIDE; a thin stroke of the smallest digit is twice that, the stub of a line at the border half)
 NEAR = 0.25  # pieces within this fraction of the digit's size of it belong to the same digit
 
 
@@ -133,8 +137,9 @@ def find_ink(grey: np.ndarray) -> Ink:
     labels, stats, peaks = _components(mask, strength)
     masses = np.asarray(ndimage.sum(strength, labels, np.arange(len(stats))))
     h, w = grey.shape
-    edge = (stats[:, 0] == 0) | (stats[:, 1] == 0) | (stats[:, 0] + stats[:, 2] == w) | (stats[:, 1] + stats[:, 3] == h)
-    keep = peaks > 0  # label 0, the paper, has no peak
+    x, y, pw, ph = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
+    keep = (peaks > 0) & ~_strips(stats, (h, w))  # label 0, the paper, has no peak
+    edge = (x == 0) | (y == 0) | (x + pw == w) | (y + ph == h)
     # What touches the photo's edge (the table, the page's edge, a shadow's corner) is not the digit when
     # there is clear ink away from the edge; a digit drawn out to the edge of a canvas is kept.
     inner = keep & ~edge
@@ -143,7 +148,7 @@ def find_ink(grey: np.ndarray) -> Ink:
         keep = inner
         # A digit the photo's edge cuts into (a number written out to the edge) is no bigger than a digit;
         # the table, the page's edge and a shadow span the photo. It is kept, but sets no level.
-        cut_off = edge & (stats[:, 2] <= EDGE_DIGIT * w) & (stats[:, 3] <= EDGE_DIGIT * h) & (peaks > 0)
+        cut_off = edge & (pw <= EDGE_DIGIT * w) & (ph <= EDGE_DIGIT * h) & (peaks > 0)
     # The strongest ink, of the pieces with some mass: a speck (a line's remnant, a dust mote) has none.
     heavy = keep & (masses >= 0.1 * masses[keep].max()) if keep.any() else keep
     strongest = float(peaks[heavy].max()) if heavy.any() else 0.0
@@ -154,6 +159,10 @@ def find_ink(grey: np.ndarray) -> Ink:
     keep = (keep | cut_off) & (peaks >= max(2 * weak, 0.5 * strongest))
     inked = keep[labels] & (strength / np.float32(strongest) >= NOISE)  # as frame_digit divides
     labels, stats, _ = _components(inked, strength)
+    strips = _strips(stats, (h, w))
+    if strips.any():  # a strip that lines or a shadow joined to other ink, apart now that they are gone
+        inked &= ~strips[labels]
+        labels, stats, _ = _components(inked, strength)
     strength = np.where(inked, strength, np.float32(0))
     masses = ndimage.sum(strength, labels, np.arange(len(stats)))
     pieces = []
@@ -172,6 +181,15 @@ def _components(mask: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, np.
     peaks = np.zeros(count, np.float32)
     np.maximum.at(peaks, labels[mask], strength[mask])  # only the ink's pixels: ndimage.maximum sorts them all
     return labels, stats, peaks
+
+
+def _strips(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which pieces (rows of OpenCV's stats) are bands the whole length of a side of the photo and close
+    along it: the table or the page's edge, never a digit (a blank page may have nothing else)."""
+    h, w = shape
+    x, y, pw, ph = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
+    return (((ph == h) & ((x + pw <= EDGE_STRIP * w) | (x >= (1 - EDGE_STRIP) * w)))
+            | ((pw == w) & ((y + ph <= EDGE_STRIP * h) | (y >= (1 - EDGE_STRIP) * h))))
 
 
 def _empty(shape: tuple[int, int], scale: float) -> Ink:
@@ -237,8 +255,12 @@ def _vertical_runs(mask: np.ndarray) -> np.ndarray:
 
 def is_digit_sized(piece: Piece, shape: tuple[int, int]) -> bool:
     """Whether `piece` can be (the main piece of) a digit on a page of `shape`: not a speck, and as dark
-    as a pen or pencil leaves paper, not as faint as what line removal, shadows and grain leave behind."""
-    return max(piece.width, piece.height) >= MIN_DIGIT * min(shape) and piece.mass >= INK_MEAN * piece.area
+    as a pen or pencil leaves paper, not as faint as what line removal, shadows and grain leave behind, and
+    not a hairline (what is left of a line where the photo's border cuts it)."""
+    length = max(piece.width, piece.height)
+    darkness = EDGE_INK_MEAN if piece.touches_edge else INK_MEAN
+    return (length >= MIN_DIGIT * min(shape) and piece.mass >= darkness * piece.area
+            and piece.area >= THINNEST * min(shape) * length)
 
 
 def digit_pieces(ink: Ink) -> list[Piece]:

@@ -5,10 +5,12 @@
 
 Everything goes through what users run: `mnistlab.inference.load(RUN)`, `.predict` for single digits and
 `.read` for numbers. For each run: single-digit accuracy, number exact-match and digit-level accuracy, each by
-condition and by length (2–5 digits is the issue's target; 6 is reported on its own), milliseconds per
-1-megapixel photo (page to digits, and the whole read: median and 10th–90th percentile over the photos), and
-the same model's accuracy on the clean test digits. Seed S draws single digits from stream 2S and numbers from
-2S+1, so two seeds never share a photo: develop on --seed 1, report --seed 0.
+condition and by length (2–5 digits is the issue's target; 6 is reported on its own), how many blank pages
+(empty paper: plain, ruled or squared, under the same light, shadow, table edge and camera) are read as a
+number instead of "no digit found", milliseconds per 1-megapixel photo (page to digits, and the whole read:
+median and 10th–90th percentile over the photos), and the same model's accuracy on the clean test digits.
+Seed S draws single digits from stream 2S and numbers and blank pages from 2S+1, so two seeds never share a
+photo: develop on --seed 1, report --seed 0.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from mnistlab.data.datasets import load_dataset
-from mnistlab.data.photos import Photo, make_photos
+from mnistlab.data.photos import Photo, make_blank_pages, make_photos
 from mnistlab.inference import load
 from mnistlab.ink import digit_pieces, find_ink
 from mnistlab.preprocess import to_grey
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", required=True, help="CNN run directories or checkpoints")
     parser.add_argument("--photos", type=int, default=400, help="single-digit photos")
     parser.add_argument("--numbers", type=int, default=200, help="photos of 2-6 digit numbers")
+    parser.add_argument("--blanks", type=int, default=80, help="photos of empty paper, which must read as no digit")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -70,10 +73,10 @@ def main() -> None:
     start = time.perf_counter()
     singles = make_photos(args.photos, seed=2 * args.seed)
     numbers = make_photos(args.numbers, seed=2 * args.seed + 1, lengths=(2, 3, 4, 5, 6))
-    print(f"{len(singles) + len(numbers)} photos made in {time.perf_counter() - start:.1f} s (seed {args.seed}); "
-          f"{sum(len(p.labels) < 6 for p in numbers)} numbers of 2-5 digits, "
-          f"{sum(len(p.labels) == 6 for p in numbers)} "
-          f"of 6", flush=True)
+    blanks = make_blank_pages(args.blanks, seed=2 * args.seed + 1)
+    print(f"{len(singles) + len(numbers) + len(blanks)} photos made in {time.perf_counter() - start:.1f} s "
+          f"(seed {args.seed}); {sum(len(p.labels) < 6 for p in numbers)} numbers of 2-5 digits, "
+          f"{sum(len(p.labels) == 6 for p in numbers)} of 6, {len(blanks)} blank pages", flush=True)
     test = load_dataset("mnist-sample", splits=("test",)).test
     _, page_ms = timed(lambda p: digit_pieces(find_ink(to_grey(p.image))), singles + numbers)
     megapixels = singles[0].image.shape[0] * singles[0].image.shape[1] / 1e6
@@ -91,13 +94,14 @@ def main() -> None:
         texts = [read.get("text", "") for read in reads]
         exact = [float(t == photo.text) for t, photo in zip(texts, numbers)]
         digits = [digit_accuracy(photo.text, t) for t, photo in zip(texts, numbers)]
+        false_digits = sum("error" not in read for read in model.read([p.image for p in blanks]))
         target = [len(photo.labels) < 6 for photo in numbers]
         rows.append((run, clean, np.mean(single), np.mean(np.compress(target, exact)),
                      np.mean(np.compress(target, digits)), np.mean(np.compress(np.logical_not(target), exact)),
-                     spread(read_ms)))
+                     false_digits, spread(read_ms)))
         print(f"\n## {run}\nclean test digits {clean:.4f}; single-digit photos {np.mean(single):.4f}; 2-5 digit "
               f"numbers exact {rows[-1][3]:.4f}, digits {rows[-1][4]:.4f}; 6 digits exact {rows[-1][5]:.4f}; "
-              f"whole read {spread(read_ms)} per photo")
+              f"blank pages read as a number {false_digits} of {len(blanks)}; whole read {spread(read_ms)} per photo")
         print("| condition | single digit | number exact | number digits |\n|---|---|---|---|")
         s, e, d = by_condition(singles, single), by_condition(numbers, exact), by_condition(numbers, digits)
         for name in sorted(set(s) | set(e)):
@@ -105,10 +109,11 @@ def main() -> None:
             print(f"| {name} | " + " | ".join(cells) + " |")
 
     print("\n| run | clean test | single-digit photos | 2–5 digit numbers exact | their digits | 6 digits exact "
-          "| whole read per photo, median (p10–p90) |")
-    print("|---|---|---|---|---|---|---|")
-    for run, clean, single, exact, digits, six, ms in rows:
-        print(f"| {run} | {clean:.4f} | {single:.4f} | {exact:.4f} | {digits:.4f} | {six:.4f} | {ms} |")
+          "| blank pages read as a number | whole read per photo, median (p10–p90) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run, clean, single, exact, digits, six, false_digits, ms in rows:
+        print(f"| {run} | {clean:.4f} | {single:.4f} | {exact:.4f} | {digits:.4f} | {six:.4f} | "
+              f"{false_digits} of {len(blanks)} | {ms} |")
     print(f"page to digits: {spread(page_ms)} per {megapixels:.2f}-MP photo ({singles[0].image.shape[1]}x"
           f"{singles[0].image.shape[0]}), over all {len(page_ms)} photos")
 

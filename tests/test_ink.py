@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mnistlab.data.photos import make_photos
+from mnistlab.data.photos import make_blank_pages, make_photos
 from mnistlab.errors import MnistlabError
 from mnistlab.ink import digit_pieces, find_ink, union_box
 from mnistlab.preprocess import to_grey
@@ -103,3 +103,18 @@ def test_unknown_photo_conditions_are_refused():
 def test_photos_are_the_same_for_the_same_seed():
     a, b = make_photos(2, seed=7, size=SIZE), make_photos(2, seed=7, size=SIZE)
     assert all(np.array_equal(x.image, y.image) and x.boxes == y.boxes for x, y in zip(a, b))
+
+
+def test_blank_pages_have_no_digit_even_with_lines_a_shadow_and_the_table_at_the_edge():
+    # The table's strip along the photo's edge, a shadow's edge where it meets the border and the stub of
+    # a line the border cuts are all the ink an empty page has; none of them is a digit.
+    pages = make_blank_pages(12, seed=5, size=SIZE, edge="table") + make_blank_pages(12, seed=5, size=SIZE)
+    assert {p.conditions["lines"] for p in pages} == {"plain", "ruled", "squared"}
+    assert all(p.labels == () and p.image.shape == (SIZE[1], SIZE[0], 3) for p in pages)
+    assert [p for p in pages if digit_pieces(find_ink(to_grey(p.image)))] == []
+
+
+def test_blank_pages_are_not_the_photos_pages():
+    page, photo = make_blank_pages(1, seed=7, size=SIZE)[0], make_photos(1, seed=7, size=SIZE)[0]
+    assert page.conditions != photo.conditions or not np.array_equal(page.image, photo.image)
+    assert np.array_equal(page.image, make_blank_pages(1, seed=7, size=SIZE)[0].image)

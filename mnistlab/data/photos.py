@@ -22,7 +22,7 @@ import numpy as np
 
 from mnistlab.errors import MnistlabError
 
-__all__ = ["CONDITIONS", "Box", "Photo", "make_photos"]
+__all__ = ["CONDITIONS", "Box", "Photo", "make_blank_pages", "make_photos"]
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1 and y1 exclusive
 
@@ -55,7 +55,7 @@ class Photo:
     """One rendered photo: `image` uint8 (H, W, 3) RGB, and what is on it."""
 
     image: np.ndarray
-    labels: tuple[int, ...]  # the digits, left to right
+    labels: tuple[int, ...]  # the digits, left to right (none on a blank page)
     boxes: tuple[Box, ...]  # each digit's ink box in the image's pixels
     conditions: dict[str, str]  # one value of each CONDITIONS key
 
@@ -72,10 +72,7 @@ def make_photos(
 
     The same seed gives the same photos. Conditions not pinned in `fixed` are drawn per photo.
     """
-    for key, value in fixed.items():
-        if key not in CONDITIONS or value not in CONDITIONS[key]:
-            allowed = "; ".join(f"{k}: {', '.join(v)}" for k, v in CONDITIONS.items())
-            raise MnistlabError(f"unknown photo condition {key}={value}; allowed are {allowed}")
+    _check_conditions(fixed)
     if not lengths or min(lengths) < 1 or max(lengths) > 10:
         raise MnistlabError(f"number lengths must be 1..10 digits, got {list(lengths)}")
     from mnistlab.data.datasets import load_dataset
@@ -90,6 +87,31 @@ def make_photos(
         conditions = {key: fixed.get(key) or _draw(rng, key, length) for key in CONDITIONS}
         photos.append(_render(rng, images[picks], tuple(int(v) for v in labels[picks]), conditions, size))
     return photos
+
+
+def make_blank_pages(count: int, *, seed: int = 0, size: tuple[int, int] = (1152, 864), **fixed: str) -> list[Photo]:
+    """`count` photos of empty paper, as `make_photos` draws its pages (paper, lines, light, shadow, the table's
+    edge, the camera) but with nothing written: what a reader must answer "no digit found" to.
+
+    The same seed gives the same pages, none of them a page of `make_photos` with that seed.
+    """
+    _check_conditions(fixed)
+    width, height = size
+    centre: Box = (width // 4, height // 4, 3 * width // 4, 3 * height // 4)  # where the table leaves room
+    pages = []
+    for index in range(count):
+        rng = np.random.default_rng([seed, index, 0])  # [seed, index] is make_photos' photo
+        conditions = {key: fixed.get(key) or _draw(rng, key, 1) for key in CONDITIONS}
+        image = _page(rng, width, height, conditions, [centre]) * _light(rng, width, height, conditions)[..., None]
+        pages.append(Photo(_camera(rng, image, conditions), (), (), conditions))
+    return pages
+
+
+def _check_conditions(fixed: dict[str, str]) -> None:
+    for key, value in fixed.items():
+        if key not in CONDITIONS or value not in CONDITIONS[key]:
+            allowed = "; ".join(f"{k}: {', '.join(v)}" for k, v in CONDITIONS.items())
+            raise MnistlabError(f"unknown photo condition {key}={value}; allowed are {allowed}")
 
 
 def _draw(rng: np.random.Generator, key: str, length: int) -> str:
