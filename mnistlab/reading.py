@@ -5,15 +5,17 @@
 1. groups the pieces that overlap in x (a 5's top stroke and its body, a stroke broken across) and ignores
    dots, dashes and faint leftovers: groups far shorter, lighter or fainter than the digits beside them;
    the line's height is the median height of what is left;
-2. cuts the groups into fragments, left to right: a group wider than a digit is cut at the low points of
-   its column profile (where touching digits meet), the others are one fragment each;
+2. cuts the groups into fragments, left to right: a group wider than a digit is cut near the low points of
+   its column profile (where touching digits meet), each cut a path from the group's top to its bottom
+   through the least ink, so it leans with digits that lean and touch; the others are one fragment each;
 3. chooses how to join consecutive fragments into digits by a dynamic program: every run of up to
    MAX_FRAGMENTS fragments is a candidate digit, all are framed as MNIST frames digits and classified in one
-   batch, and the partition kept is the one with the highest total of each digit's log-confidence, a small
-   bonus per digit, priors on a digit's width, height and inner gaps, and a cost per stroke that a kept cut
-   goes through. So the fragments of one digit (side by side where a dry pen broke a stroke) are joined
+   batch, and the partition kept is the one with the highest total of each digit's weighted
+   log-confidence, a bonus per digit, priors on a digit's width, height and inner gaps and on its width for
+   its height given what it is read as (MNIST's digits of each class), and a cost per stroke that a kept
+   cut goes through. So the fragments of one digit (side by side where a dry pen broke a stroke) are joined
    when the classifier reads them better together, and touching digits are split where it reads the parts
-   best; the constants below were tuned on generated photos of other seeds than the benchmark reports;
+   best; the constants below were tuned on generated photos of seeds 1-5, not the benchmark's seed 0;
 4. returns each digit with its probabilities, its box in the photo's pixels and the 28x28 image classified.
 
 `classify` maps float32 (N, 28, 28) MNIST-framed digits in [0, 1] to (N, 10) probabilities:
@@ -28,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mnistlab.errors import MnistlabError
-from mnistlab.ink import INK_MEAN, Ink, Piece, find_ink, is_digit_sized, union_box
+from mnistlab.ink import INK_MEAN, MIN_DIGIT, Ink, Piece, find_ink, is_digit_sized, union_box
 from mnistlab.preprocess import frame_digit, to_grey
 
 __all__ = ["DigitRead", "Reading", "read_number"]
@@ -38,14 +40,25 @@ Box = tuple[int, int, int, int]
 
 OVERLAP = 0.4  # pieces whose x-ranges overlap by this fraction of the narrower are one group (dot filter)
 SMALL = 0.35  # a group shorter than this fraction of the tallest digit is a dot, a dash or a speck
+TALLEST = 1.5  # a group this much taller than any digit is none (a stack of line stubs down the photo's edge)
 MAX_FRAGMENTS = 6  # a digit is joined from at most this many fragments
 CUT_WIDTH = 0.7  # a group wider than this times the line's height is cut into fragments...
-CUT_SPACING = 0.2  # ...at most every this many line heights, at the low points of its column profile
-DIGIT_BONUS = 0.25  # log-odds for one more digit: without it the fewest, widest digits would always win
-WIDEST, WIDTH_SPREAD = 1.1, 0.2  # width / line height beyond which a digit is implausible, and how fast
-SHORTEST, HEIGHT_SPREAD = 0.85, 0.12  # height / line height below which a digit is implausible, and how fast
-GAP_SPREAD = 0.2  # an empty gap inside a digit, as a fraction of the line's height: how fast it costs
-CUT_COST = 0.25  # log-odds against digits touching: paid for each stroke a kept cut goes through
+CUT_SPACING = 0.2  # ...at most every this many line heights, at the low points of its column profile,
+CUT_REACH = 0.1  # ...by a path through the least ink within this many line heights of that point,
+SLANT_COST = 0.05  # ...paying this many ink pixels for each column it moves aside: it leans only to save ink
+CONFIDENCE_WEIGHT = 1.5  # how much the classifier's log-confidence weighs against the priors below: its
+# confidence tops out near 0.95 (label smoothing), so two digits merged and read at 0.8 are a large drop
+DIGIT_BONUS = 1.0  # log-odds for one more digit: without it the fewest, widest digits would always win
+WIDEST, WIDTH_SPREAD = 1.7, 0.3  # width / line height beyond which a digit is implausible, and how fast
+SHORTEST, HEIGHT_SPREAD = 0.95, 0.2  # height / line height below which a digit is implausible, and how fast
+GAP_SPREAD = 0.07  # an empty gap inside a digit, as a fraction of the line's height: how fast it costs
+NARROWEST, NARROW_SPREAD = 0.45, 0.2  # width / line height below which a digit other than 1 is implausible
+CUT_COST = 0.4  # log-odds against digits touching: paid for each stroke a kept cut goes through
+ASPECT_WEIGHT = 0.25  # how much a digit's width for its height, given what it is read as, weighs
+# log(width / height) of MNIST's training digits by class, turned up to 10 degrees either way as the photos'
+# digits are: median and spread (1.48 median absolute deviations, widened 1.3x for the photos' strokes)
+ASPECT = np.array([(-0.09, 0.25), (-0.80, 0.73), (-0.06, 0.30), (-0.22, 0.27), (-0.21, 0.27),
+                   (-0.03, 0.39), (-0.35, 0.29), (-0.28, 0.27), (-0.29, 0.30), (-0.39, 0.27)])
 
 
 @dataclass
@@ -97,15 +110,19 @@ def read_number(image: Any, classify: Classify, name: str = "the image") -> Read
     return Reading("".join(str(d.digit) for d in digits), digits)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Fragment:
-    """The columns [x0, x1) of a group of pieces that overlap in x: the unit that digits are joined from."""
+    """The part of a group of pieces (pieces that overlap in x) between two cuts: the unit that digits are
+    joined from. A cut runs from the group's top row to its bottom one through the least ink (leaning with
+    touching digits that lean), so a fragment holds, on each of the group's rows, the columns [left, right)."""
 
     group: int  # its index in the groups: fragments of one group were cut apart
     pieces: tuple[Piece, ...]
-    x0: int
+    x0: int  # the columns its ink spans, [x0, x1)
     x1: int
-    strokes_cut: int  # the strokes its left edge cuts through (0 at a group's left end)
+    strokes_cut: int  # the strokes its left cut goes through (0 at a group's left end)
+    left: np.ndarray = field(repr=False)  # int (rows,): its first column on each of the group's rows
+    right: np.ndarray = field(repr=False)  # int (rows,): the column after its last on each row
 
     @property
     def rows(self) -> tuple[int, int]:
@@ -136,41 +153,76 @@ def _digit_groups(pieces: list[Piece], shape: tuple[int, int]) -> list[list[Piec
             groups.append([piece])
     if not groups:
         return []
-    if not any(is_digit_sized(p, shape) for p in pieces):
-        return []  # only specks, or what is left of lines, a shadow or paper grain
     heights = [union_box(g)[3] - union_box(g)[1] for g in groups]
     masses = [sum(p.mass for p in g) for g in groups]
-    tallest, heaviest = max(heights), max(masses)
+    # The digits set the scale: not a stack of line stubs down the photo's edge, nor a lone dash.
+    digit_heights = [h for g, h in zip(groups, heights) if any(is_digit_sized(p, shape) for p in g)]
+    if not digit_heights or max(digit_heights) < MIN_DIGIT * min(shape):
+        return []  # only specks, dashes, or what is left of lines, a shadow or paper grain
+    tallest, heaviest = max(digit_heights), max(masses)
     return [g for g, h, m in zip(groups, heights, masses)
-            if h >= SMALL * tallest and m >= 0.05 * heaviest and m >= INK_MEAN * sum(p.area for p in g)]
+            if SMALL * tallest <= h <= TALLEST * tallest and m >= 0.05 * heaviest
+            and m >= INK_MEAN * sum(p.area for p in g)]
 
 
 def _fragments(ink: Ink, groups: list[list[Piece]], line_height: float) -> list[Fragment]:
-    """The groups, those wider than a digit cut at the low points of their column profile, left to right
-    by their centre."""
+    """The groups, those wider than a digit cut where their column profile is low, left to right by their
+    centre."""
     fragments = []
     for number, group in enumerate(groups):
-        x0, _, x1, _ = union_box(group)
-        cuts: list[int] = []
+        x0, y0, x1, y1 = union_box(group)
         crop = ink.crop(group)
-        ink_per_column = crop.sum(axis=0)
+        inked = crop > 0
+        seeds: list[int] = []
         if x1 - x0 > CUT_WIDTH * line_height:
             smooth = max(3, int(0.04 * line_height) | 1)
-            profile = np.convolve(ink_per_column, np.ones(smooth) / smooth, mode="same")
+            profile = np.convolve(crop.sum(axis=0), np.ones(smooth) / smooth, mode="same")
             spacing = CUT_SPACING * line_height
             inner = np.arange(int(spacing / 2), x1 - x0 - int(spacing / 2))
             for column in inner[np.argsort(profile[inner], kind="stable")]:
-                if all(abs(column - c) >= spacing for c in cuts):
-                    cuts.append(int(column))
-                if len(cuts) >= (x1 - x0) / spacing:
+                if all(abs(column - c) >= spacing for c in seeds):
+                    seeds.append(int(column))
+                if len(seeds) >= (x1 - x0) / spacing:
                     break
-        cuts.sort()
-        columns = crop[:, cuts] > 0
-        strokes = [0, *(columns[1:] & ~columns[:-1]).sum(axis=0) + columns[0]]  # runs of ink down each cut
-        ends = [x0, *(x0 + c for c in cuts), x1]
-        fragments += [Fragment(number, tuple(group), a, b, int(n)) for a, b, n in zip(ends, ends[1:], strokes)
-                      if ink_per_column[a - x0 : b - x0].any()]  # each fragment alone must be a candidate
+        paths = _cut_paths(inked, sorted(seeds), int(CUT_REACH * line_height))
+        on_cut = inked[np.arange(y1 - y0), paths]  # (cuts, rows): the ink each cut goes through
+        strokes = [0, *((on_cut[:, 1:] & ~on_cut[:, :-1]).sum(axis=1) + on_cut[:, 0])]
+        bounds = [np.zeros(y1 - y0, np.int64), *paths, np.full(y1 - y0, x1 - x0)]
+        columns = np.arange(x1 - x0)
+        for left, right, n in zip(bounds, bounds[1:], strokes):
+            held = inked & (columns >= left[:, None]) & (columns < right[:, None])
+            if held.any():  # each fragment alone must be a candidate, so it must hold ink
+                used = np.flatnonzero(held.any(axis=0))
+                fragments.append(Fragment(number, tuple(group), x0 + int(used[0]), x0 + int(used[-1]) + 1, int(n),
+                                          x0 + left, x0 + right))
     return sorted(fragments, key=lambda f: (f.x0 + f.x1) / 2)
+
+
+def _cut_paths(inked: np.ndarray, seeds: list[int], reach: int) -> np.ndarray:
+    """For each seed column, the path down `inked` (rows, columns) through the fewest ink pixels, within
+    `reach` columns of the seed, moving at most one column a row at SLANT_COST a move: int (seeds, rows),
+    each cut left of the next."""
+    rows, width = inked.shape
+    if not seeds:
+        return np.zeros((0, rows), np.int64)
+    offsets = np.arange(-reach, reach + 1)
+    columns = np.clip(np.asarray(seeds)[:, None] + offsets, 0, width - 1)  # (seeds, offsets)
+    cost = inked[:, columns].astype(np.float32)  # (rows, seeds, offsets)
+    blocked = np.full((len(seeds), 1), np.inf, np.float32)
+    total = cost[0]
+    moves = np.zeros(cost.shape, np.int8)  # 0: from the column left of it, 1: from above, 2: from the right
+    for row in range(1, rows):
+        came = np.stack([np.concatenate([blocked, total[:, :-1]], axis=1) + SLANT_COST, total,
+                         np.concatenate([total[:, 1:], blocked], axis=1) + SLANT_COST])
+        moves[row] = came.argmin(axis=0)
+        total = came.min(axis=0) + cost[row]
+    at = total.argmin(axis=1)
+    path = np.empty((len(seeds), rows), np.int64)
+    each = np.arange(len(seeds))
+    for row in range(rows - 1, -1, -1):
+        path[:, row] = columns[each, at]
+        at = at + moves[row, each, at] - 1
+    return np.maximum.accumulate(path, axis=0)  # cuts that crossed would leave an empty fragment between them
 
 
 def _fragment_map(ink: Ink, fragments: list[Fragment]) -> np.ndarray:
@@ -179,7 +231,9 @@ def _fragment_map(ink: Ink, fragments: list[Fragment]) -> np.ndarray:
     for k, f in enumerate(fragments):
         y0, y1 = f.rows
         region = index[y0:y1, f.x0 : f.x1]
-        region[np.isin(ink.labels[y0:y1, f.x0 : f.x1], [p.label for p in f.pieces])] = k + 1
+        columns = np.arange(f.x0, f.x1)
+        held = (columns >= f.left[:, None]) & (columns < f.right[:, None])
+        region[held & np.isin(ink.labels[y0:y1, f.x0 : f.x1], [p.label for p in f.pieces])] = k + 1
     return index
 
 
@@ -209,13 +263,19 @@ def _candidates(ink: Ink, fragments: list[Fragment], line_height: float) -> tupl
     return candidates, np.stack(images)
 
 
-def _log_prior(candidate: Candidate, line_height: float) -> float:
-    """How plausible a digit of this shape is on a line of this height (log, 0 at best)."""
+def _log_prior(candidate: Candidate, probabilities: np.ndarray, line_height: float) -> float:
+    """How plausible a digit of this shape is on a line of this height, read with these probabilities (log,
+    0 at best): its width and height against the line's, its inner gap, and its width for its height against
+    that of the digits it is read as."""
     x0, y0, x1, y1 = candidate.box
-    wide = max(0.0, (x1 - x0) / line_height - WIDEST) / WIDTH_SPREAD
-    short = max(0.0, SHORTEST - (y1 - y0) / line_height) / HEIGHT_SPREAD
+    width, height = (x1 - x0) / line_height, (y1 - y0) / line_height
+    wide = max(0.0, width - WIDEST) / WIDTH_SPREAD
+    short = max(0.0, SHORTEST - height) / HEIGHT_SPREAD
+    narrow = max(0.0, NARROWEST - width) / NARROW_SPREAD
     gap = candidate.gap / line_height / GAP_SPREAD
-    return -(wide**2) - short**2 - gap**2
+    z = (np.log(width / height) - ASPECT[:, 0]) / ASPECT[:, 1]
+    aspect = np.log(max(float(probabilities @ np.exp(-z * z / 2)), 1e-6))
+    return -(wide**2) - short**2 - gap**2 - (1 - probabilities[1]) * narrow**2 + ASPECT_WEIGHT * aspect
 
 
 def _best_partition(
@@ -233,7 +293,8 @@ def _best_partition(
     for last in range(1, n + 1):
         for k in by_end.get(last, []):
             c = candidates[k]
-            score = best[c.first] + confidence[k] + DIGIT_BONUS + _log_prior(c, line_height)
+            score = (best[c.first] + CONFIDENCE_WEIGHT * confidence[k] + DIGIT_BONUS
+                     + _log_prior(c, probabilities[k], line_height))
             score -= CUT_COST * fragments[c.first].strokes_cut  # where touching digits are cut apart
             if score > best[last]:
                 best[last], came_from[last] = score, k

@@ -105,3 +105,24 @@ def test_touching_and_broken_digits_are_cut_where_the_generator_drew_them(reader
     photos = make_photos(8, seed=21, size=SIZE, lengths=(2, 3, 4), spacing=spacing, broken=broken)
     found = [matches_truth(read_number(p.image, reader.probabilities), p) for p in photos]
     assert sum(found) >= at_least, found
+
+
+def test_the_cut_between_touching_digits_that_lean_leans_with_them():
+    from mnistlab.ink import find_ink
+    from mnistlab.reading import _digit_groups, _fragment_map, _fragments
+
+    page = np.full((200, 400), 0.9, np.float32)
+    rows = np.arange(50, 150)[:, None]
+    lean = (150 - rows) * 0.15  # both strokes lean right by 15 px over their 100 px
+    columns = np.arange(400)
+    left = (columns >= 100 + lean) & (columns < 140 + lean)  # two thick strokes, 10 px apart
+    right = (columns >= 150 + lean) & (columns < 190 + lean)
+    page[50:150][left | right] = 0.1
+    page[140:150, 138:154] = 0.1  # joined at their foot, and overlapping in x: no vertical cut parts them
+    ink = find_ink(page)
+    groups = _digit_groups(ink.pieces, ink.labels.shape)
+    fragments = _fragments(ink, groups, line_height=100.0)
+    index = _fragment_map(ink, fragments)[50:150]
+    # One cut runs down the gap: the fragments left of it hold the left stroke, none of the right one.
+    left_fragments, right_fragments = set(np.unique(index[left])) - {0}, set(np.unique(index[right])) - {0}
+    assert max(left_fragments) < min(right_fragments)
