@@ -1,13 +1,14 @@
 """Benchmarks: training throughput, side by side in one run, on the same model, data and machine.
 
     python -m mnistlab.bench cnn    # mnistlab's loop vs the PyTorch MNIST example's DataLoader loop (and a leaner one)
-    python -m mnistlab.bench gan    # each DCGAN preset in plain fp32 vs mnistlab's fast path
+    python -m mnistlab.bench gan    # each DCGAN preset in plain fp32 vs mnistlab's fast path (and its step alone)
     python -m mnistlab.bench all
 
 Each configuration runs `--repeats` times, interleaved so that load on a shared machine hits all
 alike; the table gives the median images/second, the spread (min–max) and the ratio of medians.
 The mnistlab figures come from the real trainers (`images_per_s` of a training epoch, evaluation
-excluded), so what is measured is what `mnistlab train` runs.
+excluded), so what is measured is what `mnistlab train` runs. The GAN's "step alone" row calls the same
+trainer's step back to back with no loop around it: the gap to "preset defaults" is what the loop costs.
 """
 
 from __future__ import annotations
@@ -128,20 +129,54 @@ def bench_cnn(dataset: Dataset, repeats: int, presets: list[str], batch_sizes: l
             report(f"CNN preset {name}, batch {batch}, {steps} steps on {dataset.name}", results, EXAMPLE)
 
 
-def bench_gan(dataset: Dataset, repeats: int, presets: list[str]) -> None:
+GAN_SETTINGS = {  # key → (row, overrides); the first row is the baseline of the ratios
+    "fp32-nchw": ("fp32, NCHW", dict(precision="fp32", channels_last=False)),
+    "bf16-nchw": ("bf16 autocast, NCHW", dict(precision="bf16", channels_last=False)),
+    "fp32-cl": ("fp32, channels_last", dict(precision="fp32", channels_last=True)),
+    "bf16-cl": ("bf16 autocast, channels_last", dict(precision="bf16", channels_last=True)),
+    "defaults": ("preset defaults", {}),
+}
+STEP_ALONE = "step-alone"
+
+
+def gan_step_alone(dataset: Dataset, preset_name: str) -> float:
+    """Images/second of the preset's own `GANTrainer.step` at its defaults, called back to back with no loop
+    around it: an epoch's worth of steps to warm up (as the loop rows' first epoch), then as many timed."""
+    from mnistlab.train import loop
+    from mnistlab.train.gan import GANTrainer, load_data
+
+    config = with_overrides(preset("gan", preset_name), {"eval_every": 0})
+    batch = config.train.batch_size
+    steps = len(dataset.train) // batch  # whole batches, as the loop's epoch
+    with tempfile.TemporaryDirectory() as tmp:
+        start = loop.start_run("gan", config, {"out": f"{tmp}/run"}, None, dataset, False, load_data)
+        trainer = GANTrainer(start, None)
+        trainer.train()
+        order = loop.epoch_order(len(dataset.train), config.run.seed, 0, start.device)
+
+        def run_steps() -> None:
+            for step in range(steps):
+                trainer.step(order[step * batch : (step + 1) * batch], step, 2 * steps)
+
+        run_steps()
+        began = time.perf_counter()
+        run_steps()
+        return steps * batch / (time.perf_counter() - began)
+
+
+def bench_gan(dataset: Dataset, repeats: int, presets: list[str], steps: int, settings: list[str]) -> None:
     for name in presets:
         batch = preset("gan", name).train.batch_size
-        subset = _head(dataset, 120 * batch)
-        candidates = {
-            "fp32, NCHW": lambda: mnistlab_loop("gan", subset, name, precision="fp32", channels_last=False),
-            "bf16 autocast, NCHW": lambda: mnistlab_loop("gan", subset, name, precision="bf16", channels_last=False),
-            "fp32, channels_last": lambda: mnistlab_loop("gan", subset, name, precision="fp32", channels_last=True),
-            "bf16 autocast, channels_last": lambda: mnistlab_loop("gan", subset, name, precision="bf16",
-                                                                  channels_last=True),
-            "preset defaults": lambda: mnistlab_loop("gan", subset, name),
-        }
+        subset = _head(dataset, steps * batch)
+        candidates: dict[str, Callable[[], float]] = {}
+        for key in dict.fromkeys(["fp32-nchw", *settings]):  # the baseline first, once
+            if key == STEP_ALONE:
+                candidates["preset defaults, step alone (no loop)"] = lambda: gan_step_alone(subset, name)
+            else:
+                row, overrides = GAN_SETTINGS[key]
+                candidates[row] = lambda overrides=overrides: mnistlab_loop("gan", subset, name, **overrides)
         report(f"GAN preset {name}, batch {batch}, {len(subset.train) // batch} steps on {dataset.name}",
-               measure(candidates, repeats), "fp32, NCHW")
+               measure(candidates, repeats), GAN_SETTINGS["fp32-nchw"][0])
 
 
 def _head(dataset: Dataset, n: int) -> Dataset:
@@ -163,7 +198,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cnn-presets", default="seed", help="comma-separated (default: seed)")
     parser.add_argument("--batch-sizes", default="100,512", help="CNN batch sizes, comma-separated (default: 100,512)")
     parser.add_argument("--gan-presets", default="seed,default", help="comma-separated (default: seed,default)")
+    parser.add_argument("--gan-steps", type=int, default=120, help="GAN steps per epoch (default: 120)")
+    gan_rows = [*GAN_SETTINGS, STEP_ALONE]
+    parser.add_argument("--gan-settings", default=",".join(gan_rows),
+                        help=f"GAN rows, comma-separated, fp32-nchw always (default: all of {','.join(gan_rows)})")
     args = parser.parse_args(argv)
+    settings = args.gan_settings.split(",")
+    if unknown := [s for s in settings if s not in gan_rows]:
+        parser.error(f"--gan-settings: unknown {', '.join(unknown)}; choose from {', '.join(gan_rows)}")
+    if args.gan_steps < 1:
+        parser.error(f"--gan-steps must be at least 1, got {args.gan_steps}")
 
     from mnistlab.errors import DataError
 
@@ -180,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.what in ("cnn", "all"):
         bench_cnn(dataset, args.repeats, args.cnn_presets.split(","), [int(b) for b in args.batch_sizes.split(",")])
     if args.what in ("gan", "all"):
-        bench_gan(dataset, args.repeats, args.gan_presets.split(","))
+        bench_gan(dataset, args.repeats, args.gan_presets.split(","), args.gan_steps, settings)
 
 
 if __name__ == "__main__":

@@ -180,3 +180,13 @@ def test_without_quality_evaluations_no_best_is_kept_and_the_default_is_the_last
     with pytest.raises(MnistlabError, match=r"has no best.safetensors.*eval_every > 0"):
         load_checkpoint(run.dir, which="best")
     assert load_checkpoint(run.dir, which=None)["role"] == "last"
+
+
+def test_the_gan_bench_times_the_loop_and_the_step_alone_side_by_side(tiny_data, capsys):
+    from mnistlab.bench import bench_gan
+
+    bench_gan(tiny_data, repeats=1, presets=["seed"], steps=2, settings=["defaults", "step-alone"])
+    rows = {line[:54].strip(): line.split() for line in capsys.readouterr().out.splitlines()[3:]}
+    assert list(rows) == ["fp32, NCHW", "preset defaults", "preset defaults, step alone (no loop)"]  # baseline first
+    assert rows["fp32, NCHW"][-1] == "1.00x"
+    assert all(float(cells[-3]) > 0 for cells in rows.values())  # each row trained and timed its images
