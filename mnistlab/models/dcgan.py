@@ -34,6 +34,10 @@ Default discriminator (width v = 64): conv 4x4/2 v, leaky ReLU → conv 4x4/2 2v
 Conditional (`conditional = true`, the default preset): the generator's latent is the noise followed
 by a one-hot digit (64 + 10 numbers), and the discriminator is a projection discriminator that is
 told the digit too. Sampling "any digit" draws the digit uniformly, so all ten appear in equal shares.
+
+Self-conditioned (`clusters = k`, the unconditional preset): the same pair, told one of k clusters of the
+training images (`train.clusters`) instead of a digit, so no label is needed; "any" draws clusters in
+their shares of the training images, a buffer kept with G.
 """
 
 from __future__ import annotations
