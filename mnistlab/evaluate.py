@@ -133,7 +133,7 @@ def evaluate_gan(
                         framing=framing, need_labels=False)
     judge = quality_judge(data, classifier, n_floor=n, device=device)
     latent = generator.latents(n, seed)
-    report = judge(generator.images(latent), asked=generator.gan.digits(latent) if generator.conditional else None)
+    report = judge(generator.images(latent), asked=generator.gan.asked_digits(latent))
     report.update(
         fcd_real_floor=judge.floor, n_real_floor=judge.n_floor, inception_score_real=judge.inception_score_real,
         feature_extractor=judge.name, feature_dim=judge.reference.mean.shape[0], dataset=data.name,

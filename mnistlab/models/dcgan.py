@@ -179,6 +179,10 @@ class DCGAN(nn.Module):
         """The digit (or cluster) each latent vector asks for (None for an unconditional GAN)."""
         return latent[:, self.config.nz:].argmax(1) if self.config.conditional else None
 
+    def asked_digits(self, latent: torch.Tensor) -> torch.Tensor | None:
+        """The digit each latent vector asks for, when it asks for digits (None unconditional or for clusters)."""
+        return None if self.config.clusters else self.digits(latent)
+
     def discriminate(self, x: torch.Tensor, digits: torch.Tensor | None) -> torch.Tensor:
         """D's output for images (and, when conditional, the digits they should show)."""
         return self.netD(x, digits) if self.config.conditional else self.netD(x)

@@ -217,8 +217,8 @@ class GANTrainer:
         atomic_write_bytes(self.start.run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
         if self.judge is not None and (epoch % tc.eval_every == 0 or last):
             z = self.gan.noise(tc.eval_samples, generator=torch.Generator().manual_seed(self.config.run.seed + epoch))
-            asked = None if self.config.model.clusters else self.gan.digits(z)  # clusters are not digits
-            quality = self.judge(_generate(self.sampler, z.to(self.start.device), tc.real_range), asked=asked)
+            quality = self.judge(_generate(self.sampler, z.to(self.start.device), tc.real_range),
+                                 asked=self.gan.asked_digits(z))
             keep = ("fcd", "inception_score", "class_entropy", "confident_fraction", "asked_digit_accuracy", "n")
             metrics.update({"fcd_real_floor": self.judge.floor} | {k: quality[k] for k in keep if k in quality})
             if quality["fcd"] < self.best_fcd:
