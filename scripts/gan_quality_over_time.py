@@ -1,6 +1,6 @@
 """GAN sample quality over training time, in one picture and one table: FCD against training seconds.
 
-    python scripts/gan_quality_over_time.py RUN [RUN ...] [--out docs/img/gan-fcd-over-time.png] [--target 3]
+    python scripts/gan_quality_over_time.py RUN [RUN ...] --out PLOT.png [--target 3]
 
 Each RUN is a GAN run directory trained with quality evaluations (train.eval_every > 0); its metrics.jsonl
 gives the FCD at each evaluation, its real floor (fcd_real_floor) and each epoch's training seconds
@@ -24,7 +24,8 @@ from mnistlab.runs import quality_over_time
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="GAN run directories")
-    parser.add_argument("--out", default="docs/img/gan-fcd-over-time.png", help="the plot (default: %(default)s)")
+    parser.add_argument("--out", required=True,  # no default: a run must not replace the README's plot by accident
+                        help="where to write the plot (PNG)")
     parser.add_argument("--target", type=float, default=3.0, help="quality target, × the real floor (default: 3)")
     args = parser.parse_args(argv)
     try:
