@@ -36,8 +36,8 @@ by a one-hot digit (64 + 10 numbers), and the discriminator is a projection disc
 told the digit too. Sampling "any digit" draws the digit uniformly, so all ten appear in equal shares.
 
 Self-conditioned (`clusters = k`, the unconditional preset): the same pair, told one of k clusters of the
-training images (`train.clusters`) instead of a digit, so no label is needed; "any" draws clusters in
-their shares of the training images, a buffer kept with G.
+training images (`model.clusters`, found by `train/clusters.py`) instead of a digit, so no label is needed;
+"any" draws clusters in their shares of the training images, a buffer kept with G.
 """
 
 from __future__ import annotations
