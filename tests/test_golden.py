@@ -4,7 +4,8 @@
 added in e9b6b65) with `MNISTLAB_RECORD_GOLDEN=1 pytest tests/test_golden.py`. The weights are hashed as
 values in the model's order, not by name: SameConv2d renamed the odd-padded convs' tensors
 (`features.3.1.weight` → `features.3.weight`) without changing a bit of them; that hash too was recorded
-from the old code. Each case trains a few deterministic steps on a
+from the old code. The AMD EPYC figures were recorded later the same way, from the test above run on
+the code of e9b6b65 in a worktree, and today's code matched them bit for bit. Each case trains a few deterministic steps on a
 fixed slice of mnist-sample and compares every epoch's metrics and a hash of every final weight exactly.
 Floating-point kernels differ between CPU instruction sets, so the figures are keyed by the machine's
 torch version and CPU capability; on another machine the test is skipped and says so.
@@ -22,7 +23,16 @@ import torch
 
 GOLDEN = Path(__file__).parent / "golden" / "training.json"
 RECORD = os.environ.get("MNISTLAB_RECORD_GOLDEN") == "1"
-MACHINE = f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}"
+def _vendor() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("vendor_id")), "unknown vendor")
+
+
+# oneDNN picks its kernels by instruction set and vendor (an AMD EPYC and an Intel Xeon both say AVX512,
+# and their bits differ), so each kind of machine has its own figures.
+MACHINE = (f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}, {_vendor()}, "
+           f"AMX {torch.cpu._is_amx_tile_supported()}")
 
 CASES = {
     "cnn-seed-fp32": ("cnn", "seed", dict(epochs=2, batch_size=50, precision="fp32")),
