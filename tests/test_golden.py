@@ -4,11 +4,11 @@
 added in e9b6b65) with `MNISTLAB_RECORD_GOLDEN=1 pytest tests/test_golden.py`. The weights are hashed as
 values in the model's order, not by name: SameConv2d renamed the odd-padded convs' tensors
 (`features.3.1.weight` → `features.3.weight`) without changing a bit of them; that hash too was recorded
-from the old code. The AMD EPYC figures were recorded later the same way, from the test above run on
-the code of e9b6b65 in a worktree, and today's code matched them bit for bit. Each case trains a few deterministic steps on a
-fixed slice of mnist-sample and compares every epoch's metrics and a hash of every final weight exactly.
-Floating-point kernels differ between CPU instruction sets, so the figures are keyed by the machine's
-torch version and CPU capability; on another machine the test is skipped and says so.
+from the old code. The AMD EPYC figures were recorded later the same way, from this test run on the
+code of e9b6b65 in a worktree, and today's code matched them bit for bit. Each case trains a few
+deterministic steps on a fixed slice of mnist-sample and compares every epoch's metrics and a hash of
+every final weight exactly. Floating-point kernels differ between CPU instruction sets, so the figures
+are keyed by the machine's torch version, CPU capability, vendor and AMX; on another machine the test is skipped and says so.
 """
 
 from __future__ import annotations

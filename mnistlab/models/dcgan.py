@@ -48,7 +48,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from mnistlab.config import DCGANConfig
-from mnistlab.models.layers import SameConv2d, init_weights, same_conv_transpose2d
+from mnistlab.models.layers import Flatten, SameConv2d, init_weights, same_conv_transpose2d
 
 NUM_DIGITS = 10
 
@@ -71,7 +71,7 @@ def seed_discriminator() -> nn.Sequential:
         SameConv2d(32, 64, 5, 2),  # → 64 x 14 x 14
         SameConv2d(64, 64, 5, 2), nn.LeakyReLU(0.2),  # → 64 x 7 x 7
         SameConv2d(64, 128, 3, 1), nn.LeakyReLU(0.2),  # → 128 x 7 x 7
-        nn.Flatten(),  # → 6272
+        Flatten(),  # → 6272
         nn.Linear(128 * 7 * 7, 100),  # → 100
         nn.Linear(100, 2), nn.Tanh(),  # → 2
     )
@@ -111,7 +111,7 @@ class DefaultDiscriminator(nn.Module):
             sn(nn.Conv2d(1, width, 4, 2, 1)), nn.LeakyReLU(0.2), nn.Dropout(dropout),  # → width x 14 x 14
             sn(nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm != "batch")), normed(width * 2, True),
             nn.LeakyReLU(0.2), nn.Dropout(dropout),  # → 2·width x 7 x 7
-            nn.Flatten(),  # → 2·width·49
+            Flatten(),  # → 2·width·49
         )
         flat = width * 2 * 7 * 7
         self.hidden = nn.Sequential(

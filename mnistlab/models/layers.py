@@ -52,6 +52,33 @@ def same_conv_transpose2d(c_in: int, c_out: int, kernel: int, stride: int, bias:
     )
 
 
+class _GradientInInputLayout(torch.autograd.Function):
+    """Identity forward; backward hands the gradient back in the channels_last layout of the input."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+class Flatten(nn.Flatten):
+    """`nn.Flatten` that keeps a channels_last activation's gradient channels_last.
+
+    Flattening a channels_last tensor copies it to NCHW order, so its gradient comes back NCHW, and the
+    layer before (a leaky ReLU) would run its backward over mixed layouts, several times slower. The same
+    values either way: only the gradient's memory layout changes.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+                memory_format=torch.channels_last):
+            x = _GradientInInputLayout.apply(x)
+        return super().forward(x)
+
+
 def init_weights(module: nn.Module, scheme: str) -> None:
     """Initialise every conv / dense / embedding layer in `module`.
 
