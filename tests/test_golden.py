@@ -8,7 +8,8 @@ from the old code. The AMD EPYC figures were recorded later the same way, from t
 code of e9b6b65 in a worktree, and today's code matched them bit for bit. Each case trains a few
 deterministic steps on a fixed slice of mnist-sample and compares every epoch's metrics and a hash of
 every final weight exactly. Floating-point kernels differ between CPU instruction sets, so the figures
-are keyed by the machine's torch version, CPU capability, vendor and AMX; on another machine the test is skipped and says so.
+are keyed by the machine's torch version, CPU capability, vendor and AMX; on another machine the test
+is skipped and says so.
 """
 
 from __future__ import annotations
