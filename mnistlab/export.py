@@ -62,7 +62,8 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
         pixels = "(x+1)/2*255" if model.real_range != "0,1" else "clamp(x,0,1)*255"  # as inference.to_uint8
         digit = ", then the one-hot digit to draw (10)" if gan.config.conditional else ""
         if gan.config.clusters:
-            digit = f", then the one-hot of the cluster to draw ({gan.classes}, in shares {gan.cluster_shares.tolist()})"
+            shares = gan.cluster_shares.tolist()
+            digit = f", then the one-hot of the cluster to draw ({gan.classes}, in shares {shares})"
         described = (f"z float32 [N,{gan.latent_dim}]: {gan.config.nz} numbers {noise}{digit}",
                      f"images float32 [N,1,28,28] in [-1,1] (tanh); pixel = {pixels}, 255 = ink")
 
