@@ -47,6 +47,15 @@ CASES = {
 VOLATILE = ("time_s", "images_per_s", "elapsed_s")
 
 
+@pytest.fixture(autouse=True)
+def one_compute_thread():
+    """The figures were recorded with one thread, as `make test` runs: more threads split oneDNN's sums."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def golden_data(first_digits):
     return first_digits(200, 50, 100)
