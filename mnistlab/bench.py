@@ -2,6 +2,7 @@
 
     python -m mnistlab.bench cnn    # mnistlab's loop vs the PyTorch MNIST example's DataLoader loop (and a leaner one)
     python -m mnistlab.bench gan    # each DCGAN preset in plain fp32 vs mnistlab's fast path (and its step alone)
+    python -m mnistlab.bench peak   # this CPU's own bf16 : fp32 ratio on a large matmul and convolution
     python -m mnistlab.bench all
 
 Each configuration runs `--repeats` times, interleaved so that load on a shared machine hits all
@@ -179,6 +180,40 @@ def bench_gan(dataset: Dataset, repeats: int, presets: list[str], steps: int, se
                measure(candidates, repeats), GAN_SETTINGS["fp32-nchw"][0])
 
 
+def bench_peak(repeats: int) -> None:
+    """GFLOP/s of kernels big enough to run at the CPU's peak, fp32 against bf16: about the most that bf16
+    autocast can gain here (AVX-512-BF16 alone doubles the multiply-adds per instruction; AMX does more)."""
+    n, batch, channels, size = 2048, 32, 128, 28
+
+    def matmul(dtype: torch.dtype) -> Callable[[], torch.Tensor]:
+        a = torch.randn(n, n, dtype=dtype)
+        return lambda: a @ a
+
+    def conv(dtype: torch.dtype) -> Callable[[], torch.Tensor]:
+        x = torch.randn(batch, channels, size, size, dtype=dtype).to(memory_format=torch.channels_last)
+        w = torch.randn(channels, channels, 3, 3, dtype=dtype).to(memory_format=torch.channels_last)
+        return lambda: F.conv2d(x, w, padding=1)
+
+    def gflops(make: Callable[[torch.dtype], Callable[[], torch.Tensor]], dtype: torch.dtype, flops: float) -> float:
+        fn = make(dtype)
+        fn()  # the first call picks and prepares the kernel
+        began = time.perf_counter()
+        for _ in range(5):
+            fn()
+        return 5 * flops / (time.perf_counter() - began) / 1e9
+
+    cases = {f"matmul {n}x{n}x{n}": (matmul, 2 * n**3),
+             f"conv 3x3 {channels}->{channels}, {batch}x{size}x{size}, channels_last": (
+                 conv, 2 * batch * channels * channels * 9 * size * size)}
+    print(f"\n{'kernel':<54}{'fp32 GFLOP/s':>14}{'bf16 GFLOP/s':>14}{'bf16 / fp32':>13}")
+    with torch.no_grad():
+        for name, (make, flops) in cases.items():
+            results = measure({"fp32": lambda: gflops(make, torch.float32, flops),
+                               "bf16": lambda: gflops(make, torch.bfloat16, flops)}, repeats)
+            fp32, bf16 = statistics.median(results["fp32"]), statistics.median(results["bf16"])
+            print(f"{name:<54}{fp32:>14.0f}{bf16:>14.0f}{bf16 / fp32:>12.2f}x")
+
+
 def _head(dataset: Dataset, n: int) -> Dataset:
     from dataclasses import replace
 
@@ -191,7 +226,7 @@ def _head(dataset: Dataset, n: int) -> Dataset:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mnistlab.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["cnn", "gan", "all"])
+    parser.add_argument("what", choices=["cnn", "gan", "peak", "all"])
     parser.add_argument("--dataset", default="fashion-mnist",
                         help="data to train on (default: fashion-mnist, 60,000 images; falls back to mnist-sample)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration (default: 3)")
@@ -221,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"mnistlab bench on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; fast bf16 CPU: {cpu_has_fast_bf16()}; "
           f"auto precision here: {autocast_dtype(torch.device('cpu'), 'auto')}; data: {dataset.name}")
+    if args.what in ("peak", "all"):
+        bench_peak(args.repeats)
     if args.what in ("cnn", "all"):
         bench_cnn(dataset, args.repeats, args.cnn_presets.split(","), [int(b) for b in args.batch_sizes.split(",")])
     if args.what in ("gan", "all"):
