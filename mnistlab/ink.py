@@ -114,7 +114,8 @@ def find_ink(grey: np.ndarray) -> Ink:
     paper_level = float(np.median(border))
     dark_ink = paper_level > (grey.min() + grey.max()) / 2
     paper = _paper_light(grey if dark_ink else 1 - grey, FLAT_KERNEL)
-    if float(paper.max() - paper.min()) < FLAT:
+    flat = float(paper.max() - paper.min()) < FLAT
+    if flat:
         # Flat paper (any clean image): ink is its difference from the border's level, as it always was.
         darkness = paper_level - grey if dark_ink else grey - paper_level
     else:
@@ -135,20 +136,31 @@ def find_ink(grey: np.ndarray) -> Ink:
     mask &= ~_line_pixels(strength, mask, weak)
 
     labels, stats, peaks = _components(mask, strength)
-    masses = np.asarray(ndimage.sum(strength, labels, np.arange(len(stats))))
     h, w = grey.shape
+    if not flat:
+        # A soft shadow's edge leaves a faint band of "ink" that can join the digits under it to the photo's
+        # edge, and they would go with it. Apart from the band, at the darkness of real ink, they stay.
+        spanning = _touches_edge(stats, (h, w)) & ((stats[:, 2] > EDGE_DIGIT * w) | (stats[:, 3] > EDGE_DIGIT * h))
+        spanning[0] = False  # the paper
+        if spanning.any():
+            mask &= ~(spanning[labels] & (strength < EDGE_INK_MEAN))
+            labels, stats, peaks = _components(mask, strength)
+    masses = np.asarray(ndimage.sum(strength, labels, np.arange(len(stats))))
     x, y, pw, ph = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
     keep = (peaks > 0) & ~_strips(stats, (h, w))  # label 0, the paper, has no peak
-    edge = (x == 0) | (y == 0) | (x + pw == w) | (y + ph == h)
+    edge = _touches_edge(stats, (h, w))
     # What touches the photo's edge (the table, the page's edge, a shadow's corner) is not the digit when
     # there is clear ink away from the edge; a digit drawn out to the edge of a canvas is kept.
     inner = keep & ~edge
     cut_off = np.zeros_like(keep)
     if inner.any() and peaks[inner].max() >= max(2 * weak, 0.3 * peaks.max()):
         keep = inner
-        # A digit the photo's edge cuts into (a number written out to the edge) is no bigger than a digit;
-        # the table, the page's edge and a shadow span the photo. It is kept, but sets no level.
-        cut_off = edge & (pw <= EDGE_DIGIT * w) & (ph <= EDGE_DIGIT * h) & (peaks > 0)
+        # A digit the photo's edge cuts into (a number written out to the edge) is no deeper into the photo
+        # than a digit, though a number cut by the top may span it; the table, the page's edge and a shadow
+        # reach across it. It is kept, but sets no level.
+        top_or_bottom, left_or_right = (y == 0) | (y + ph == h), (x == 0) | (x + pw == w)
+        cut_off = (edge & (peaks > 0) & (pw < w) & (ph < h) & ~(top_or_bottom & (ph > EDGE_DIGIT * h))
+                   & ~(left_or_right & (pw > EDGE_DIGIT * w)))
     # The strongest ink, of the pieces with some mass: a speck (a line's remnant, a dust mote) has none.
     heavy = keep & (masses >= 0.1 * masses[keep].max()) if keep.any() else keep
     strongest = float(peaks[heavy].max()) if heavy.any() else 0.0
@@ -181,6 +193,13 @@ def _components(mask: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, np.
     peaks = np.zeros(count, np.float32)
     np.maximum.at(peaks, labels[mask], strength[mask])  # only the ink's pixels: ndimage.maximum sorts them all
     return labels, stats, peaks
+
+
+def _touches_edge(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which pieces (rows of OpenCV's stats) reach the photo's border."""
+    h, w = shape
+    x, y, pw, ph = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
+    return (x == 0) | (y == 0) | (x + pw == w) | (y + ph == h)
 
 
 def _strips(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

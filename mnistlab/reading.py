@@ -2,9 +2,10 @@
 
 `read_number(image, classify)` finds the ink (`mnistlab.ink`), then
 
-1. groups the pieces that overlap in x (a 5's top stroke and its body, a stroke broken across) and ignores
-   dots, dashes and faint leftovers: groups far shorter, lighter or fainter than the digits beside them;
-   the line's height is the median height of what is left;
+1. groups the pieces that overlap in x and are near in y (a 5's top stroke and its body, a stroke broken
+   across) and ignores dots, dashes and faint leftovers: groups far shorter, lighter or fainter than the
+   digits beside them, and faint stubs at the photo's edge; the line's height is the median height of
+   what is left;
 2. cuts the groups into fragments, left to right: a group wider than a digit is cut near the low points of
    its column profile (where touching digits meet), each cut a path from the group's top to its bottom
    through the least ink, so it leans with digits that lean and touch; the others are one fragment each;
@@ -38,8 +39,10 @@ __all__ = ["DigitRead", "Reading", "read_number"]
 Classify = Callable[[np.ndarray], np.ndarray]
 Box = tuple[int, int, int, int]
 
-OVERLAP = 0.4  # pieces whose x-ranges overlap by this fraction of the narrower are one group (dot filter)
+OVERLAP = 0.4  # pieces whose x-ranges overlap by this fraction of the narrower are one group (dot filter)...
+JOIN_GAP = 0.5  # ...unless the rows between them are more than this many times the taller's height
 SMALL = 0.35  # a group shorter than this fraction of the tallest digit is a dot, a dash or a speck
+FAINTER = 0.85  # a group fainter than INK_MEAN is still a digit when its ink is this share of the darkest digit's
 TALLEST = 1.5  # a group this much taller than any digit is none (a stack of line stubs down the photo's edge)
 MAX_FRAGMENTS = 6  # a digit is joined from at most this many fragments
 CUT_WIDTH = 0.7  # a group wider than this times the line's height is cut into fragments...
@@ -144,9 +147,10 @@ def _digit_groups(pieces: list[Piece], shape: tuple[int, int]) -> list[list[Piec
     groups: list[list[Piece]] = []
     for piece in sorted(pieces, key=lambda p: p.box[0]):
         for group in groups:
-            x0, _, x1, _ = union_box(group)
+            x0, y0, x1, y1 = union_box(group)
             overlap = min(x1, piece.box[2]) - max(x0, piece.box[0])
-            if overlap >= OVERLAP * min(x1 - x0, piece.width):
+            gap = max(piece.box[1] - y1, y0 - piece.box[3], 0)  # a line's stub far below is not the digit's
+            if overlap >= OVERLAP * min(x1 - x0, piece.width) and gap <= JOIN_GAP * max(y1 - y0, piece.height):
                 group.append(piece)
                 break
         else:
@@ -160,9 +164,20 @@ def _digit_groups(pieces: list[Piece], shape: tuple[int, int]) -> list[list[Piec
     if not digit_heights or max(digit_heights) < MIN_DIGIT * min(shape):
         return []  # only specks, dashes, or what is left of lines, a shadow or paper grain
     tallest, heaviest = max(digit_heights), max(masses)
-    return [g for g, h, m in zip(groups, heights, masses)
-            if SMALL * tallest <= h <= TALLEST * tallest and m >= 0.05 * heaviest
-            and m >= INK_MEAN * sum(p.area for p in g)]
+    areas = [sum(p.area for p in g) for g in groups]
+    # A digit is as dark as pen or pencil leaves paper, or nearly as dark as the darkest digit beside it: a
+    # faint pencil digit next to one just dark enough is a digit too.
+    darkest = max(m / a for g, m, a in zip(groups, masses, areas) if any(is_digit_sized(p, shape) for p in g))
+    faintest = min(INK_MEAN, FAINTER * darkest)
+    return [g for g, h, m, a in zip(groups, heights, masses, areas)
+            if SMALL * tallest <= h <= TALLEST * tallest and m >= 0.05 * heaviest and m >= faintest * a
+            and _not_an_edge_stub(max(g, key=lambda p: p.mass), shape)]
+
+
+def _not_an_edge_stub(main: Piece, shape: tuple[int, int]) -> bool:
+    """Whether a group's main piece can be a digit's: away from the photo's edge, or as dark as a digit
+    the edge cuts (a faint stub there is what is left of a line or a shadow)."""
+    return not main.touches_edge or is_digit_sized(main, shape)
 
 
 def _fragments(ink: Ink, groups: list[list[Piece]], line_height: float) -> list[Fragment]:

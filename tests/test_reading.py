@@ -7,7 +7,9 @@ import pytest
 
 from mnistlab.data.photos import make_photos
 from mnistlab.errors import MnistlabError
-from mnistlab.reading import read_number
+from mnistlab.ink import find_ink
+from mnistlab.preprocess import to_grey
+from mnistlab.reading import _digit_groups, read_number
 
 SIZE = (576, 432)
 
@@ -126,3 +128,12 @@ def test_the_cut_between_touching_digits_that_lean_leans_with_them():
     # One cut runs down the gap: the fragments left of it hold the left stroke, none of the right one.
     left_fragments, right_fragments = set(np.unique(index[left])) - {0}, set(np.unique(index[right])) - {0}
     assert max(left_fragments) < min(right_fragments)
+
+
+@pytest.mark.parametrize("fixed", [dict(shadow="soft"), dict(edge="none", shadow="none", light="even")],
+                         ids=["under a soft shadow", "in plain light"])
+def test_no_digit_of_a_number_is_lost_with_the_ink_around_it(fixed):
+    # A soft shadow's edge once joined the digits under it to the photo's border, and they went with it.
+    photos = make_photos(12, seed=5, size=SIZE, lengths=(3, 4), spacing="apart", broken="no", **fixed)
+    found = [len(_digit_groups(ink.pieces, ink.labels.shape)) for ink in (find_ink(to_grey(p.image)) for p in photos)]
+    assert sum(n == len(p.labels) for n, p in zip(found, photos)) >= 11
