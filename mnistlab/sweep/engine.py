@@ -28,6 +28,7 @@ from mnistlab.sweep.spec import SweepSpec
 SWEEP_STACK = ("optuna", "sqlalchemy")  # the `sweep` extra, by import name
 HEARTBEAT_S = 1  # how often a running trial says it is alive
 GRACE_S = 4  # silence after which a running trial counts as dead and is retried
+IDLE_POLL_S = 0.25  # how often a worker with no trial to take looks again: it leaves soon after the last one
 DONE = ("COMPLETE", "PRUNED")
 
 
@@ -200,4 +201,4 @@ def wait_for_stale(study: Any) -> None:
     from optuna.storages import fail_stale_trials
 
     fail_stale_trials(study)
-    time.sleep(HEARTBEAT_S)
+    time.sleep(IDLE_POLL_S)

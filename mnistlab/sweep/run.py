@@ -72,8 +72,9 @@ def _watch(study: Any, spec: Any, procs: list[subprocess.Popen], progress: bool)
 
     with tqdm(total=engine.progress(study, spec).total, desc=f"sweep {spec.name}", unit="trial",
               disable=True if not progress else None) as bar:
-        while any(p.poll() is None for p in procs):
-            time.sleep(1.0)
+        while running := [p for p in procs if p.poll() is None]:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running[0].wait(timeout=1.0)  # back once a second, or as soon as the last worker exits
             state = engine.progress(study, spec)
             bar.update(state.finished - bar.n)
             if state.best is not None:

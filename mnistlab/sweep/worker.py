@@ -6,6 +6,7 @@ this machine's cores, or per GPU. Each trial is one training run in its own run 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -115,4 +116,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Every trial is committed to the study by now; skipping the interpreter's teardown (torch's takes
+    # ~0.7 s) lets the sweep end as soon as its last trial does.
+    os._exit(code)
