@@ -148,7 +148,8 @@ def find_ink(grey: np.ndarray) -> Ink:
     masses = np.asarray(ndimage.sum(strength, labels, np.arange(len(stats))))
     x, y, pw, ph = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
     keep = (peaks > 0) & ~_strips(stats, (h, w))  # label 0, the paper, has no peak
-    edge = _touches_edge(stats, (h, w))
+    top_or_bottom, left_or_right = (y == 0) | (y + ph == h), (x == 0) | (x + pw == w)
+    edge = top_or_bottom | left_or_right
     # What touches the photo's edge (the table, the page's edge, a shadow's corner) is not the digit when
     # there is clear ink away from the edge; a digit drawn out to the edge of a canvas is kept.
     inner = keep & ~edge
@@ -158,7 +159,6 @@ def find_ink(grey: np.ndarray) -> Ink:
         # A digit the photo's edge cuts into (a number written out to the edge) is no deeper into the photo
         # than a digit, though a number cut by the top may span it; the table, the page's edge and a shadow
         # reach across it. It is kept, but sets no level.
-        top_or_bottom, left_or_right = (y == 0) | (y + ph == h), (x == 0) | (x + pw == w)
         cut_off = (edge & (peaks > 0) & (pw < w) & (ph < h) & ~(top_or_bottom & (ph > EDGE_DIGIT * h))
                    & ~(left_or_right & (pw > EDGE_DIGIT * w)))
     # The strongest ink, of the pieces with some mass: a speck (a line's remnant, a dust mote) has none.
@@ -178,10 +178,10 @@ def find_ink(grey: np.ndarray) -> Ink:
     strength = np.where(inked, strength, np.float32(0))
     masses = ndimage.sum(strength, labels, np.arange(len(stats)))
     pieces = []
+    touches = _touches_edge(stats, (h, w))
     for label in range(1, len(stats)):
         x, y, pw, ph, area = (int(v) for v in stats[label])
-        touches = x == 0 or y == 0 or x + pw == w or y + ph == h
-        pieces.append(Piece(label, (x, y, x + pw, y + ph), area, float(masses[label]), touches))
+        pieces.append(Piece(label, (x, y, x + pw, y + ph), area, float(masses[label]), bool(touches[label])))
     pieces.sort(key=lambda p: (p.box[0], p.box[1]))
     return Ink(strength, labels, pieces, scale)
 

@@ -160,14 +160,15 @@ def _digit_groups(pieces: list[Piece], shape: tuple[int, int]) -> list[list[Piec
     heights = [union_box(g)[3] - union_box(g)[1] for g in groups]
     masses = [sum(p.mass for p in g) for g in groups]
     # The digits set the scale: not a stack of line stubs down the photo's edge, nor a lone dash.
-    digit_heights = [h for g, h in zip(groups, heights) if any(is_digit_sized(p, shape) for p in g)]
+    sized = [any(is_digit_sized(p, shape) for p in g) for g in groups]  # holds a piece as big as a digit
+    digit_heights = [h for h, s in zip(heights, sized) if s]
     if not digit_heights or max(digit_heights) < MIN_DIGIT * min(shape):
         return []  # only specks, dashes, or what is left of lines, a shadow or paper grain
     tallest, heaviest = max(digit_heights), max(masses)
     areas = [sum(p.area for p in g) for g in groups]
     # A digit is as dark as pen or pencil leaves paper, or nearly as dark as the darkest digit beside it: a
     # faint pencil digit next to one just dark enough is a digit too.
-    darkest = max(m / a for g, m, a in zip(groups, masses, areas) if any(is_digit_sized(p, shape) for p in g))
+    darkest = max(m / a for m, a, s in zip(masses, areas, sized) if s)
     faintest = min(INK_MEAN, FAINTER * darkest)
     return [g for g, h, m, a in zip(groups, heights, masses, areas)
             if SMALL * tallest <= h <= TALLEST * tallest and m >= 0.05 * heaviest and m >= faintest * a
