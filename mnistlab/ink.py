@@ -148,7 +148,7 @@ def find_ink(grey: np.ndarray) -> Ink:
     masses = np.asarray(ndimage.sum(strength, labels, np.arange(len(stats))))
     x, y, pw, ph = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
     keep = (peaks > 0) & ~_strips(stats, (h, w))  # label 0, the paper, has no peak
-    top_or_bottom, left_or_right = (y == 0) | (y + ph == h), (x == 0) | (x + pw == w)
+    top_or_bottom, left_or_right = _edge_sides(stats, (h, w))
     edge = top_or_bottom | left_or_right
     # What touches the photo's edge (the table, the page's edge, a shadow's corner) is not the digit when
     # there is clear ink away from the edge; a digit drawn out to the edge of a canvas is kept.
@@ -195,11 +195,17 @@ def _components(mask: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, np.
     return labels, stats, peaks
 
 
-def _touches_edge(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Which pieces (rows of OpenCV's stats) reach the photo's border."""
+def _edge_sides(stats: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Which pieces (rows of OpenCV's stats) reach the photo's top or bottom border, and its left or right."""
     h, w = shape
     x, y, pw, ph = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
-    return (x == 0) | (y == 0) | (x + pw == w) | (y + ph == h)
+    return (y == 0) | (y + ph == h), (x == 0) | (x + pw == w)
+
+
+def _touches_edge(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which pieces reach the photo's border at all."""
+    top_or_bottom, left_or_right = _edge_sides(stats, shape)
+    return top_or_bottom | left_or_right
 
 
 def _strips(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

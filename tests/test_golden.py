@@ -24,6 +24,8 @@ import torch
 
 GOLDEN = Path(__file__).parent / "golden" / "training.json"
 RECORD = os.environ.get("MNISTLAB_RECORD_GOLDEN") == "1"
+
+
 def _vendor() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []

@@ -9,7 +9,7 @@ from mnistlab.data.photos import make_photos
 from mnistlab.errors import MnistlabError
 from mnistlab.ink import find_ink
 from mnistlab.preprocess import to_grey
-from mnistlab.reading import _digit_groups, read_number
+from mnistlab.reading import _digit_groups, _fragment_map, _fragments, read_number
 
 SIZE = (576, 432)
 
@@ -110,9 +110,6 @@ def test_touching_and_broken_digits_are_cut_where_the_generator_drew_them(reader
 
 
 def test_the_cut_between_touching_digits_that_lean_leans_with_them():
-    from mnistlab.ink import find_ink
-    from mnistlab.reading import _digit_groups, _fragment_map, _fragments
-
     page = np.full((200, 400), 0.9, np.float32)
     rows = np.arange(50, 150)[:, None]
     lean = (150 - rows) * 0.15  # both strokes lean right by 15 px over their 100 px
