@@ -90,7 +90,8 @@ class TrainConfig(Checked):
     """How a classifier is optimised."""
 
     section: ClassVar[str] = "train"
-    epochs: PositiveInt = 5  # passes over the training split
+    epochs: PositiveInt = 5  # passes over the training split (ignored when time_budget is set)
+    time_budget: PositiveFloat | None = None  # seconds of training; the lr schedule spans them, paced as it goes
     batch_size: PositiveInt = 100  # images per optimiser step
     lr: PositiveFloat = 1e-3  # peak learning rate (Adam; TF1's default is 0.001)
     lr_schedule: Literal["constant", "exp-decay", "onecycle"] = "constant"  # exp-decay: lr_min + lr·e^(−step/decay)
@@ -167,7 +168,7 @@ class GANTrainConfig(Checked):
 
     section: ClassVar[str] = "train"
     epochs: PositiveInt = 15  # passes over the training split (ignored when time_budget is set)
-    time_budget: PositiveFloat | None = None  # seconds of training; stops at the first epoch end past it
+    time_budget: PositiveFloat | None = None  # seconds of training (evaluation excluded), checked after every step
     batch_size: PositiveInt = 16  # real images per step (the seed: 16)
     lr_d: PositiveFloat = 2e-4  # discriminator Adam learning rate
     beta1_d: Fraction = 0.4  # discriminator Adam β1

@@ -22,6 +22,18 @@ def test_a_time_budget_stops_mid_epoch_not_at_the_epoch_end(tiny_data, tmp_path)
     assert json.loads((run.dir / "metrics.jsonl").read_text())["epoch"] == 1
 
 
+def test_a_cnn_time_budget_fits_the_one_cycle_schedule_to_the_budget(tiny_data, tmp_path):
+    budget, peak = 1.5, 3e-3
+    run = train_classifier("seed", tiny_data, time_budget=budget, lr=peak, lr_schedule="onecycle",
+                           out=str(tmp_path / "c"), progress=False)
+    history = run.metrics
+    assert len(history) > 3 and budget <= history[-1]["elapsed_s"] < budget + 1.0
+    highest = max(history, key=lambda m: m["lr"])
+    assert highest["lr"] > 0.8 * peak  # warmed up fully ...
+    assert 0.1 * budget < highest["elapsed_s"] < 0.45 * budget  # ... over the budget's first fifth or so
+    assert history[-1]["lr"] < 0.05 * peak  # and annealed by its end, not cut off mid-cycle
+
+
 def test_dry_run_trains_a_few_steps_of_one_epoch_and_writes_the_whole_run(tiny_data, tmp_path):
     cnn = train_classifier("seed", tiny_data, epochs=5, dry_run=True, out=str(tmp_path / "c"), progress=False)
     assert [m["epoch"] for m in cnn.metrics] == [1]

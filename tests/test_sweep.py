@@ -121,6 +121,20 @@ def test_a_hopeless_trial_is_pruned_at_its_first_epoch(tmp_path, digits):
             assert list(t.intermediate_values) == [1]  # stopped after its first epoch, not its third
 
 
+def test_a_search_chooses_between_lists_and_its_trials_train_the_chosen_one(tmp_path):
+    import optuna
+
+    from mnistlab.sweep.spec import load_spec
+
+    path = tmp_path / "widths.toml"
+    path.write_text('kind = "cnn"\ntrials = 4\n[search]\nfilters = { choices = [[4, 8, 12], [8, 16, 24]] }\n')
+    spec = load_spec(path)  # every choice was built into a config here
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    chosen = [spec.search["filters"].suggest(study.ask(), "filters") for _ in range(8)]
+    assert {tuple(c) for c in chosen} == {(4, 8, 12), (8, 16, 24)}
+    assert spec.config({"filters": chosen[0], "seed": 0}).model.filters == tuple(chosen[0])
+
+
 @pytest.mark.parametrize("text, message", [
     ('kind = "cnn"\nlearning = 3\n[grid]\nlr = [0.1]', "unknown key 'learning'"),
     ('kind = "cnn"\n[grid]\nlearning_rate = [0.1]', "unknown setting 'learning_rate'"),

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mnistlab.errors import MnistlabError
-from mnistlab.sweep.spec import SweepSpec
+from mnistlab.sweep.spec import SweepSpec, decode, encode  # noqa: F401 (decode: the worker's and report's)
 
 SWEEP_STACK = ("optuna", "sqlalchemy")  # the `sweep` extra, by import name
 HEARTBEAT_S = 1  # how often a running trial says it is alive
@@ -81,17 +81,6 @@ def open_study(spec: SweepSpec, storage: Any) -> Any:
 
 def _grid_space(spec: SweepSpec) -> dict[str, list[Any]]:
     return {**{k: [encode(v) for v in values] for k, values in spec.grid.items()}, "seed": list(spec.seeds)}
-
-
-def encode(value: Any) -> Any:
-    """Optuna's parameters are scalars; a list value (filters = [8, 16, 32]) travels as its JSON."""
-    return json.dumps(value) if isinstance(value, (list, dict)) else value
-
-
-def decode(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in "[{":
-        return json.loads(value)
-    return value
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ Confirm what a search found with a grid over seeds. Everything is checked here, 
 from __future__ import annotations
 
 import itertools
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ class SearchParam:
 
     def suggest(self, trial: Any, name: str) -> Any:
         if self.choices is not None:
-            return trial.suggest_categorical(name, list(self.choices))
+            return decode(trial.suggest_categorical(name, [encode(c) for c in self.choices]))
         if isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.step, float):
             return trial.suggest_int(name, self.low, self.high, step=int(self.step or 1), log=self.log)
         return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
@@ -105,6 +106,17 @@ class SweepSpec:
         if self.dataset is not None:
             overrides["run.dataset"] = self.dataset
         return with_overrides(preset_config(self.kind, params.get("preset", self.preset)), overrides)
+
+
+def encode(value: Any) -> Any:
+    """Optuna's parameters are scalars; a list value (filters = [8, 16, 32]) travels as its JSON."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        return json.loads(value)
+    return value
 
 
 def load_spec(path: str | Path) -> SweepSpec:

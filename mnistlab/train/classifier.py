@@ -88,7 +88,6 @@ class CNNTrainer:
 
     stat_names = ("train_loss",)
     finite_stats = 1
-    time_budget = None
 
     def __init__(self, start: loop.RunStart):
         self.start, self.config = start, start.config

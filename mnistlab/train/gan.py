@@ -103,7 +103,6 @@ class GANTrainer:
     def __init__(self, start: loop.RunStart, classifier: str | Path | None):
         self.start, self.config = start, start.config
         tc = self.tc = self.config.train
-        self.time_budget = tc.time_budget
         if start.world.is_main:
             (start.run_dir / "samples").mkdir(exist_ok=True)
         self.judge = None  # built before the networks: loading its CNN draws from the seeded stream

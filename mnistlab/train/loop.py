@@ -38,14 +38,14 @@ class Trainer(Protocol):
 
     stat_names: tuple[str, ...]  # what each step reports; their epoch means become metrics of these names
     finite_stats: int  # the first this many stats are losses: NaN or inf there stops training
-    time_budget: float | None  # seconds of training, or None to run the config's epochs
 
     def train(self) -> None:
         """Put the networks in training mode (the end-of-epoch evaluation leaves them in eval mode)."""
 
     def step(self, idx: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         """One optimiser step on the training images `idx` (this rank's share of the batch), at global step
-        `step` of `total_steps`; returns the step's stats, one value per name in `stat_names`."""
+        `step` of `total_steps` (with a time budget, the steps it will fit at the pace so far); returns the
+        step's stats, one value per name in `stat_names`."""
 
     def state_dict(self) -> dict[str, Any]:
         """The trainer's own part of a checkpoint: weights, optimisers, anything else it needs to resume."""
@@ -215,7 +215,7 @@ def start_run(
 
 
 def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
-    """Train until the config's epochs or the trainer's time budget are spent; returns the metrics per epoch."""
+    """Train until the config's epochs or its time budget are spent; returns the metrics per epoch."""
     config, world, device, run_dir = start.config, start.world, start.device, start.run_dir
     width = len(trainer.stat_names)
     history: list[dict[str, Any]] = []
@@ -233,7 +233,7 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
     steps_per_epoch = n_train // batch  # whole batches only: BN and compiled shapes stay fixed
     if steps_per_epoch == 0:
         raise MnistlabError(f"batch size {batch} is larger than the {n_train} training images")
-    budget = trainer.time_budget
+    budget = config.train.time_budget
     epochs = 1 if config.run.dry_run else 10**6 if budget else config.train.epochs
     if config.run.dry_run:
         steps_per_epoch, budget = min(steps_per_epoch, DRY_RUN_STEPS), None
@@ -251,6 +251,14 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
 
     def out_of_time(counted_to: float) -> bool:
         return budget is not None and elapsed + time.perf_counter() - counted_to >= budget
+
+    def planned_steps(step: int, counted_to: float) -> int:
+        """All the run's steps: the config's, or those the time budget fits at the pace so far, so that a
+        schedule over the run (one-cycle) spans the budget."""
+        if budget is None:
+            return total_steps
+        spent = elapsed + time.perf_counter() - counted_to
+        return max(step + 1, round(step * budget / spent)) if spent > 0 else step + 1
 
     completed = False
     try:
@@ -270,7 +278,8 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
                            disable=True if not (start.progress and world.is_main) else None)  # None: off in logs
                 for step in bar:
                     idx = world.shard(order[step * batch : (step + 1) * batch])
-                    stats[step] = trainer.step(idx, epoch * steps_per_epoch + step, total_steps)
+                    at = epoch * steps_per_epoch + step
+                    stats[step] = trainer.step(idx, at, planned_steps(at, counted_to))
                     if stop or (config.run.checkpoint_every and (step + 1) % config.run.checkpoint_every == 0):
                         check_finite(stats[: step + 1, : trainer.finite_stats], epoch * steps_per_epoch)
                         now = time.perf_counter()
