@@ -135,11 +135,24 @@ def test_a_search_chooses_between_lists_and_its_trials_train_the_chosen_one(tmp_
     assert spec.config({"filters": chosen[0], "seed": 0}).model.filters == tuple(chosen[0])
 
 
+def test_a_grid_over_recipes_runs_each_table_of_overrides_on_the_base(tmp_path):
+    from mnistlab.sweep.spec import load_spec
+
+    path = tmp_path / "recipes.toml"
+    path.write_text('kind = "cnn"\npreset = "best"\nseeds = [0, 1]\n[set]\nepochs = 3\n'
+                    '[grid]\nset = [{}, { lr = 0.001, dropout = 0.5 }]\n')
+    configs = [load_spec(path).config(point) for point in load_spec(path).grid_points()]
+    assert [(c.train.lr, c.model.dropout, c.train.epochs, c.run.seed) for c in configs] == \
+        [(4e-3, 0.3, 3, 0), (4e-3, 0.3, 3, 1), (1e-3, 0.5, 3, 0), (1e-3, 0.5, 3, 1)]
+
+
 @pytest.mark.parametrize("text, message", [
     ('kind = "cnn"\nlearning = 3\n[grid]\nlr = [0.1]', "unknown key 'learning'"),
     ('kind = "cnn"\n[grid]\nlearning_rate = [0.1]', "unknown setting 'learning_rate'"),
     ('kind = "cnn"\n[grid]\nlr = [-1.0]', "lr"),
     ('kind = "cnn"\n[grid]\nlr = []', "grid.lr must be a non-empty list"),
+    ('kind = "cnn"\n[grid]\nset = [{}, 3]', "grid.set is a list of recipes"),
+    ('kind = "cnn"\n[grid]\nset = [{ lr = -1.0 }]', "train.lr"),
     ('kind = "cnn"\n[grid]\n', "[grid] is empty"),
     ('kind = "cnn"\n[search]\nlr = { low = 1e-4, high = 1e-2, log = true }', "needs a budget"),
     ('kind = "gan"\nmetric = "test_acc"\n[grid]\nlr_d = [1e-4]', "metric 'test_acc' is not one a gan run reports"),

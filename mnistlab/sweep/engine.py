@@ -63,8 +63,12 @@ def open_study(spec: SweepSpec, storage: Any) -> Any:
     """The sweep's study, created or continued; its settings are stored with it, for `sweep show`."""
     import optuna
 
-    sampler = (optuna.samplers.TPESampler(seed=spec.seeds[0]) if spec.is_search
-               else optuna.samplers.GridSampler(_grid_space(spec), seed=0))
+    # A third of the search's trials at random before TPE models them (at most Optuna's usual 10): with its
+    # default 10, a search of a dozen trials would be a random one.
+    if spec.is_search:
+        sampler = optuna.samplers.TPESampler(seed=spec.seeds[0], n_startup_trials=min(10, max(1, spec.trials // 3)))
+    else:
+        sampler = optuna.samplers.GridSampler(_grid_space(spec), seed=0)
     pruner = {"none": optuna.pruners.NopPruner(),
               "median": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
               "hyperband": optuna.pruners.HyperbandPruner()}[spec.pruner]

@@ -15,6 +15,7 @@
 
     [grid]                         # a field (or "preset") and its values: every combination runs
     preset = ["seed", "gorner", "best"]
+    set = [{}, { lr = 3e-3, dropout = 0.2 }]   # or "set": recipes, each a table of overrides
 
     [search]                       # ranges and choices for a TPE search
     lr = { low = 1e-4, high = 1e-2, log = true }
@@ -100,7 +101,8 @@ class SweepSpec:
 
     def config(self, params: dict[str, Any]) -> Any:
         """The run config of one trial's parameters (a grid point or a search's suggestion, with its seed)."""
-        overrides = {**self.overrides, **{k: v for k, v in params.items() if k not in ("preset", "seed")}}
+        overrides = {**self.overrides, **params.get("set", {}),
+                     **{k: v for k, v in params.items() if k not in ("preset", "seed", "set")}}
         if "seed" in params:
             overrides["run.seed"] = params["seed"]
         if self.dataset is not None:
@@ -164,6 +166,8 @@ def _parse(data: dict[str, Any], stem: str) -> SweepSpec:
             raise MnistlabError("grid.seed: list the seeds in seeds = [...], not in the grid")
         if not isinstance(values, list) or not values:
             raise MnistlabError(f"grid.{key} must be a non-empty list of values; got {values!r}")
+        if key == "set" and not all(isinstance(v, dict) for v in values):
+            raise MnistlabError(f"grid.set is a list of recipes, each a table of overrides; got {values!r}")
     search = {key: _search_param(key, value) for key, value in _get(data, "search", dict, {}).items()}
     if set(search) & set(grid):
         raise MnistlabError(f"{sorted(set(search) & set(grid))[0]!r} is both in [grid] and [search]")
