@@ -98,6 +98,7 @@ def test_the_unconditional_preset_on_too_few_images_for_its_clusters_is_one_line
     with pytest.raises(MnistlabError, match="20 training images cannot form model.clusters = 50 clusters"):
         train_gan("unconditional", twenty, epochs=1, batch_size=10, eval_every=0, out=str(tmp_path / "r"),
                   progress=False)
+    assert not (tmp_path / "r").exists()  # refused before its run directory was made
 
 
 def test_its_clusters_are_not_scored_as_asked_digits(tiny_data, tmp_path):

@@ -117,9 +117,10 @@ def test_lr_schedules():
     assert peak == pytest.approx(best.lr) and lr_at(best, 999, 1000) < best.lr * 0.01
 
 
-def test_a_batch_larger_than_the_data_is_a_clear_error(tiny_data, tmp_path):
+def test_a_batch_larger_than_the_data_is_a_clear_error_and_leaves_no_run_behind(tiny_data, tmp_path):
     with pytest.raises(MnistlabError, match="larger than the 1000 training images"):
         train_classifier("seed", tiny_data, batch_size=5000, out=str(tmp_path / "x"), progress=False)
+    assert not (tmp_path / "x").exists()
 
 
 def test_flip_mirrors_about_half_the_batch_exactly():

@@ -11,17 +11,12 @@ import numpy as np
 import torch
 from scipy.cluster.vq import kmeans2
 
-from mnistlab.errors import MnistlabError
-
 COMPONENTS = 30  # principal components the images are clustered in: enough for digit shapes, fast for k-means
 
 
 def find_clusters(images: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     """(N,) cluster index of each of (N, H, W) uint8 images, among `k` k-means clusters; the same seed and
-    images give the same clusters."""
-    if len(images) < k:
-        raise MnistlabError(f"{len(images)} training images cannot form model.clusters = {k} clusters; "
-                            f"use --set clusters=N with N at most {len(images)}")
+    images give the same clusters (at least k of them: `train.gan.check_data` sees to it)."""
     pixels = images.reshape(len(images), -1).numpy().astype(np.float64) / 255
     centred = pixels - pixels.mean(0)
     _, _, axes = np.linalg.svd(centred, full_matrices=False)

@@ -112,7 +112,6 @@ class GANTrainer:
             except MnistlabError as e:
                 start.say(f"NOTE: no quality metrics during training: {e}")
 
-        check_labels(self.config, start.dataset)  # a Dataset given to train_gan has not been checked yet
         self.train_x = start.dataset.train.images.to(start.device)
         self.gan = DCGAN(self.config.model).to(start.device, memory_format=start.memory_format)
         k = self.config.model.clusters
@@ -254,17 +253,19 @@ class GANTrainer:
 def load_data(config: GANConfig) -> Dataset:
     """The splits a GAN trains on (train) and is judged against (test); no validation split; labels only
     when a conditional GAN needs them."""
-    data = load_dataset(config.run.dataset, config.run.data_root, val_size=0, splits=("train", "test"),
+    return load_dataset(config.run.dataset, config.run.data_root, val_size=0, splits=("train", "test"),
                         framing=config.run.framing, need_labels=False)
-    check_labels(config, data)
-    return data
 
 
-def check_labels(config: GANConfig, data: Dataset) -> None:
-    """A conditional GAN draws the digit asked for, so it learns from labels: refuse data without them."""
+def check_data(config: GANConfig, data: Dataset) -> None:
+    """A conditional GAN draws the digit asked for, so it learns from labels; a self-conditioned one needs
+    at least an image per cluster. Refuse data without them."""
     if config.model.conditional and not config.model.clusters and data.train.labels is None:
         raise MnistlabError(f"{data.name} has no labels, but gan/{config.preset} is conditional (it learns to draw "
                             "the digit asked for from labels): use --preset unconditional, or --set conditional=false")
+    if len(data.train) < config.model.clusters:
+        raise MnistlabError(f"{len(data.train)} training images cannot form model.clusters = {config.model.clusters} "
+                            f"clusters; use --set clusters=N with N at most {len(data.train)}")
 
 
 @loop.restores_torch_settings()
@@ -291,7 +292,7 @@ def train_gan(
     >>> run.samples().size  # the last epoch's grid: 10 columns by 8 rows of 28x28 digits, scaled 2x
     (604, 484)
     """
-    start = loop.start_run("gan", config, overrides, resume, dataset, progress, load_data)
+    start = loop.start_run("gan", config, overrides, resume, dataset, progress, load_data, check_data)
     trainer = GANTrainer(start, classifier)
     history = loop.fit(start, trainer, callback)
     return GANRun(start.run_dir, start.config, trainer.gan, history, start.dataset.name)

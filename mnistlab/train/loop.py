@@ -170,11 +170,12 @@ class RunStart:
 
 def start_run(
     kind: str, config: Any, overrides: dict[str, Any], resume: str | Path | None, dataset: Any, progress: bool,
-    load_data: Callable[[Any], Any],
+    load_data: Callable[[Any], Any], check_data: Callable[[Any, Any], None] | None = None,
 ) -> RunStart:
     """Resolve the config (a preset name, a config, or the resumed run's own), set up device, precision,
     seeds and torchrun, load the data with `load_data(config)` unless given (a Dataset, or a dataset name
-    taken as the `run.dataset` override), and create the run directory."""
+    taken as the `run.dataset` override), check it (`check_data(config, dataset)`: what the trainer needs
+    of it), and only then create the run directory: a run refused for its data leaves nothing behind."""
     if isinstance(dataset, str):  # a dataset name, as in train_classifier(dataset="mnist-sample")
         overrides, dataset = {**overrides, "run.dataset": dataset}, None
     state = None
@@ -196,6 +197,11 @@ def start_run(
         dataset = load_data(config)
     if dataset.notice:
         say(f"NOTE: {dataset.notice}")
+    if config.train.batch_size > len(dataset.train):  # whole batches only: BN and compiled shapes stay fixed
+        raise MnistlabError(f"batch size {config.train.batch_size} is larger than the {len(dataset.train)} "
+                            "training images")
+    if check_data is not None:
+        check_data(config, dataset)
     if resume is not None:
         check_same_data(resume, state["dataset"], dataset.provenance)
         run_dir = Path(resume)
@@ -230,9 +236,7 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
     decorrelate_ranks(world, config.run.seed, first_epoch * 10**6 + first_step)
 
     batch, n_train = config.train.batch_size, len(start.dataset.train)
-    steps_per_epoch = n_train // batch  # whole batches only: BN and compiled shapes stay fixed
-    if steps_per_epoch == 0:
-        raise MnistlabError(f"batch size {batch} is larger than the {n_train} training images")
+    steps_per_epoch = n_train // batch  # at least one: start_run refused a batch larger than the data
     budget = config.train.time_budget
     epochs = 1 if config.run.dry_run else 10**6 if budget else config.train.epochs
     if config.run.dry_run:
