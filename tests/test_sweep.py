@@ -85,6 +85,42 @@ def test_a_two_worker_grid_finishes_and_sweep_show_is_its_run_directories(tmp_pa
     assert "lr=0.003" in capsys.readouterr().out
 
 
+def test_two_workers_searching_never_suggest_the_same_trial(tmp_path, digits):
+    path = tmp_path / "search.toml"
+    path.write_text(f'kind = "cnn"\ndataset = "idx:{digits}"\ntrials = 4\n[set]\nepochs = 1\nbatch_size = 100\n'
+                    '[search]\nlr = { low = 1e-3, high = 1e-2, log = true }\ndropout = { low = 0.0, high = 0.5 }\n')
+    run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
+    suggested = [tuple(sorted(t.params.items())) for t in trials(tmp_path / "out", "search")]
+    assert len(suggested) == 4 and len(set(suggested)) == 4  # workers seeded alike had drawn them in pairs
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked and told by hand here, not by optimize
+def test_a_search_trial_stopped_by_ctrl_c_is_enqueued_again_once_with_its_parameters(tmp_path):
+    import optuna
+
+    from mnistlab.sweep import engine
+    from mnistlab.sweep.spec import load_spec
+
+    path = tmp_path / "search.toml"
+    path.write_text('kind = "cnn"\ntrials = 3\n[search]\nlr = { low = 1e-3, high = 1e-2, log = true }\n'
+                    'filters = { choices = [[4, 8, 12], [8, 16, 24]] }\n')
+    spec, storage = load_spec(path), engine.open_storage(f"sqlite:///{tmp_path / 'sweep.db'}")
+    study = engine.open_study(spec, storage)
+    for run_dir, error in (("stopped", None), ("diverged", "loss became nan")):
+        trial = study.ask()
+        for name, param in spec.search.items():
+            param.suggest(trial, name)
+        trial.set_user_attr("run_dir", run_dir)
+        if error:
+            trial.set_user_attr("error", error)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)  # as the worker's Interrupted leaves it
+    assert engine.enqueue_missing(study, spec, storage) == 1
+    assert engine.enqueue_missing(study, spec, storage) == 0  # once
+    stopped, _, again = study.get_trials()
+    assert again.state.name == "WAITING" and again.user_attrs == {"run_dir": "stopped"}
+    assert again.system_attrs["fixed_params"] == stopped.params
+
+
 def test_a_worker_killed_mid_trial_is_retried_and_no_trial_is_lost_or_repeated(tmp_path, digits):
     spec = sweep_file(tmp_path, digits, name="killed", epochs=6, settings="checkpoint_every = 5")
     out = tmp_path / "out"

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 import time
 import warnings
 import zlib
@@ -63,10 +64,13 @@ def open_study(spec: SweepSpec, storage: Any) -> Any:
     """The sweep's study, created or continued; its settings are stored with it, for `sweep show`."""
     import optuna
 
-    # A third of the search's trials at random before TPE models them (at most Optuna's usual 10): with its
-    # default 10, a search of a dozen trials would be a random one.
     if spec.is_search:
-        sampler = optuna.samplers.TPESampler(seed=spec.seeds[0], n_startup_trials=min(10, max(1, spec.trials // 3)))
+        # A third of the trials at random before TPE models them (Optuna's usual 10 would leave a search of a
+        # dozen random). Each worker process draws its own suggestions, and counts the trials others are
+        # running as done (the "constant liar"): workers seeded alike suggested the same trials twice.
+        seed = zlib.crc32(f"{spec.seeds[0]} {socket.gethostname()} {os.getpid()}".encode())
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(1, spec.trials // 3)),
+                                             constant_liar=True)
     else:
         sampler = optuna.samplers.GridSampler(_grid_space(spec), seed=0)
     pruner = {"none": optuna.pruners.NopPruner(),
@@ -129,11 +133,12 @@ def _encoded_points(spec: SweepSpec) -> list[dict[str, Any]]:
 
 
 def enqueue_missing(study: Any, spec: SweepSpec, storage: Any) -> int:
-    """Enqueue each grid point that no trial has finished, is running or waits for; a point whose trial was
-    interrupted resumes from that trial's run directory. Returns how many were enqueued. Machines that start
-    the same sweep at once take turns here, so no point is enqueued twice."""
+    """Enqueue each grid point that no trial has finished, is running or waits for (for a search: each
+    trial that was interrupted); a point whose trial was interrupted resumes from that trial's run
+    directory. Returns how many were enqueued. Machines that start the same sweep at once take turns here,
+    so no point is enqueued twice."""
     if spec.is_search:
-        return 0
+        return _retry_interrupted(study, storage)
     with _study_lock(study, storage):
         by_point: dict[str, list[Any]] = {}
         for t in study.get_trials(deepcopy=False):
@@ -148,6 +153,23 @@ def enqueue_missing(study: Any, spec: SweepSpec, storage: Any) -> int:
             resume = {"run_dir": interrupted[-1]} if interrupted else {}
             study.enqueue_trial(point, user_attrs={"queued": True, **resume})  # retries copy these attributes
             enqueued += 1
+    return enqueued
+
+
+def _retry_interrupted(study: Any, storage: Any) -> int:
+    """Enqueue again, with its parameters and run directory, each search trial that Ctrl-C or SIGTERM
+    stopped (failed, not on its own terms, and no other trial in its directory yet): it resumes there.
+    Returns how many were enqueued."""
+    with _study_lock(study, storage):
+        trials = study.get_trials(deepcopy=False)
+        taken = {t.user_attrs.get("run_dir") for t in trials if t.state.name in (*DONE, "RUNNING", "WAITING")}
+        enqueued = 0
+        for t in trials:
+            run_dir = t.user_attrs.get("run_dir")
+            if t.state.name == "FAIL" and not _failed_for_good(t) and run_dir and run_dir not in taken:
+                study.enqueue_trial(t.params, user_attrs={"run_dir": run_dir})
+                taken.add(run_dir)
+                enqueued += 1
     return enqueued
 
 
