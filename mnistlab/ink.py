@@ -39,6 +39,8 @@ PAPER_KERNEL = 1 / 7  # the closing that measures uneven paper: wider than a pen
 FLAT = 0.03  # paper whose estimated light varies less than this is flat: one level for all of it
 MIN_CONTRAST = 0.05  # ink fainter than this against its paper is no ink at all (a blank page)
 NOISE_SIGMAS = 4.0  # weak ink: this many noise deviations darker than the paper
+SKEWED = 2.0  # the paper's darkness is skewed by lines (not its own) when its median is this many times further
+# above its 15.9th percentile than that is above its 2.3rd: a normal noise has them equal
 LINE_SPAN = 0.25  # a ruled line is inked along at least this fraction of the page's width (or height)
 LINE_DRIFT = 5  # rows (columns) a line may drift over that span: it is photographed a little skewed
 LINE_THICKNESS = 0.015  # a line is at most this fraction of the page's short side thick, +1 px of blur
@@ -130,7 +132,10 @@ def find_ink(grey: np.ndarray) -> Ink:
 
     # The paper's noise, from the pixels lighter than the median: ink and lines only ever add darkness.
     sample = darkness[::3, ::3]
-    centre, below = np.percentile(sample, [50, 15.9])  # the median less one deviation of a normal noise
+    lightest, below, centre = np.percentile(sample, [2.3, 15.9, 50])  # 2 and 1 deviations below, the median
+    if centre - below > SKEWED * (below - lightest):
+        # Dense squared lines cover half the page, and the median is theirs: the paper is on the light side
+        centre = below + (below - lightest)
     weak = max(float(centre + NOISE_SIGMAS * (centre - below)), MIN_CONTRAST / 2)
     mask = strength > weak
     mask &= ~_line_pixels(strength, mask, weak)

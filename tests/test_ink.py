@@ -28,6 +28,7 @@ def box_error(found, true) -> float:
 @pytest.mark.parametrize("condition", [
     {"lines": "ruled"}, {"lines": "squared"}, {"shadow": "soft"}, {"light": "gradient"}, {"ink": "pencil"},
     {"edge": "table"}, {"stroke": "thin"}, {"stroke": "thick"},
+    {"ink": "pencil", "lines": "squared", "paper": "blue"},  # dense lines as dark as the pencil
 ])
 def test_the_digit_is_found_where_the_generator_put_it(condition):
     photos = make_photos(6, seed=3, size=SIZE, **condition)

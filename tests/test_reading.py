@@ -9,7 +9,7 @@ from mnistlab.data.photos import make_photos
 from mnistlab.errors import MnistlabError
 from mnistlab.ink import find_ink
 from mnistlab.preprocess import to_grey
-from mnistlab.reading import _digit_groups, _fragment_map, _fragments, read_number
+from mnistlab.reading import _bridge, _digit_groups, _fragment_map, _fragments, read_number
 
 SIZE = (576, 432)
 
@@ -51,6 +51,17 @@ def test_touching_digits_are_split_where_the_classifier_reads_them_best():
     assert reading.text == "11"
     left, right = reading.digits[0].box, reading.digits[1].box
     assert left[0] == 100 and right[2] == 230 and 110 <= left[2] <= right[0] <= 220  # each holds one stroke
+
+
+def test_a_gap_across_a_stroke_is_closed_before_classifying_but_a_loop_stays_open():
+    digit = np.zeros((100, 60), np.float32)
+    digit[:, 25:35] = 1.0  # a stroke, 100 px tall: the line's height
+    digit[48:51] = 0.0  # the pen skipped 3 px
+    digit[10:40, 5:55], digit[15:35, 12:48] = 1.0, 0.0  # and a loop 20 px across
+    closed = _bridge(digit, line_height=100.0)
+    assert closed[48:51, 27:33].min() == 1.0  # bridged: the stroke is one piece again
+    assert closed[18:32, 15:45].max() == 0.0  # the loop's hole is not filled
+    assert closed.shape == digit.shape and closed[60:, :25].max() == 0.0  # nothing grows beside the stroke
 
 
 def test_dots_and_dashes_are_not_digits():

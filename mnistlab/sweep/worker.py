@@ -92,7 +92,9 @@ def work(spec_path: str, url: str, out: str, threads: int) -> int:
         state = engine.progress(study, spec)
         if state.finished >= state.total:
             return 0
-        if not spec.is_search and state.waiting == 0:
+        # A grid's points are all enqueued; a search's budget may be spent by the trials running elsewhere.
+        spent = state.waiting == 0 if not spec.is_search else state.finished + state.running >= state.total
+        if spent:
             if state.running == 0:
                 return 0  # points left have failed trials: the next `mnistlab sweep` enqueues them again
             engine.wait_for_stale(study)  # running elsewhere, or dead: then failed and retried
