@@ -121,6 +121,38 @@ def test_a_search_trial_stopped_by_ctrl_c_is_enqueued_again_once_with_its_parame
     assert again.system_attrs["fixed_params"] == stopped.params
 
 
+POP_ALL = """
+import sys, optuna
+from mnistlab.sweep import engine
+study = optuna.load_study(study_name="race", storage=engine.open_storage(sys.argv[1], heartbeat=False))
+sys.stdin.readline()  # go
+while (trial_id := study._pop_waiting_trial_id()) is not None:
+    print(trial_id)
+"""
+
+
+def test_two_workers_never_start_the_same_queued_trial_on_sqlite(tmp_path):
+    import optuna
+
+    from mnistlab.sweep import engine
+
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    study = optuna.create_study(study_name="race", storage=engine.open_storage(url, heartbeat=False))
+    for x in range(150):
+        study.enqueue_trial({"x": x})
+    other = subprocess.Popen([sys.executable, "-c", POP_ALL, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    time.sleep(1.5)  # its imports
+    other.stdin.write("go\n")
+    other.stdin.flush()
+    ours = []
+    while (trial_id := study._pop_waiting_trial_id()) is not None:  # what a worker's ask does first
+        ours.append(trial_id)
+    theirs = [int(line) for line in other.communicate(timeout=60)[0].split()]
+    assert ours and theirs and not set(ours) & set(theirs)  # SQLite ignores Optuna's row lock: 2 in 200 were
+    assert len(ours) + len(theirs) == 150
+
+
 def test_a_worker_killed_mid_trial_is_retried_and_no_trial_is_lost_or_repeated(tmp_path, digits):
     spec = sweep_file(tmp_path, digits, name="killed", epochs=6, settings="checkpoint_every = 5")
     out = tmp_path / "out"

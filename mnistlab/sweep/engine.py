@@ -51,13 +51,31 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     beat = dict(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3)) if heartbeat else {}
+    kind = _sqlite_storage() if url.startswith("sqlite") else RDBStorage
     for attempt in range(3):  # machines that start at once race to create the tables; the loser tries again
         try:
-            return RDBStorage(url, engine_kwargs=engine, **beat)
+            return kind(url, engine_kwargs=engine, **beat)
         except Exception as e:  # SQLAlchemy's zoo: bad URL, no driver, refused connection, bad password, a race
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             time.sleep(1.0)
     raise MnistlabError(f"cannot open the sweep storage {redacted(url)}: {first}")
+
+
+def _sqlite_storage() -> type:
+    """Optuna's RDB storage, starting a queued trial under the lock file beside the database: SQLite
+    ignores the row lock Optuna takes for it, so two workers could both start the same queued trial."""
+    from optuna.storages import RDBStorage
+    from optuna.trial import TrialState
+
+    class SQLiteStorage(RDBStorage):
+        def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+            if state != TrialState.RUNNING:
+                return super().set_trial_state_values(trial_id, state, values)
+            with open(f"{self.engine.url.database}.lock", "w") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                return super().set_trial_state_values(trial_id, state, values)
+
+    return SQLiteStorage
 
 
 def open_study(spec: SweepSpec, storage: Any) -> Any:
