@@ -125,6 +125,7 @@ POP_ALL = """
 import sys, optuna
 from mnistlab.sweep import engine
 study = optuna.load_study(study_name="race", storage=engine.open_storage(sys.argv[1], heartbeat=False))
+print("ready", flush=True)
 sys.stdin.readline()  # go
 while (trial_id := study._pop_waiting_trial_id()) is not None:
     print(trial_id)
@@ -142,7 +143,7 @@ def test_two_workers_never_start_the_same_queued_trial_on_sqlite(tmp_path):
         study.enqueue_trial({"x": x})
     other = subprocess.Popen([sys.executable, "-c", POP_ALL, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
-    time.sleep(1.5)  # its imports
+    assert other.stdout.readline() == "ready\n"  # its imports done
     other.stdin.write("go\n")
     other.stdin.flush()
     ours = []
