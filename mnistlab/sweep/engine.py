@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mnistlab.errors import MnistlabError
-from mnistlab.sweep.spec import SweepSpec, decode, encode  # noqa: F401 (decode: the worker's and report's)
+from mnistlab.sweep.spec import SweepSpec, encode
 
 SWEEP_STACK = ("optuna", "sqlalchemy")  # the `sweep` extra, by import name
 HEARTBEAT_S = 1  # how often a running trial says it is alive
@@ -69,10 +69,7 @@ def _sqlite_storage() -> type:
 
     class SQLiteStorage(RDBStorage):
         def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
-            if state != TrialState.RUNNING:
-                return super().set_trial_state_values(trial_id, state, values)
-            with open(f"{self.engine.url.database}.lock", "w") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
+            with _file_lock(self) if state == TrialState.RUNNING else contextlib.nullcontext():
                 return super().set_trial_state_values(trial_id, state, values)
 
     return SQLiteStorage
@@ -196,8 +193,7 @@ def _study_lock(study: Any, storage: Any) -> Iterator[None]:
     """A lock over the whole study: a file lock beside a SQLite database, an advisory lock in PostgreSQL."""
     dialect = storage.engine.dialect.name
     if dialect == "sqlite":
-        with open(f"{storage.engine.url.database}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with _file_lock(storage):
             yield
         return
     if dialect != "postgresql":
@@ -212,6 +208,14 @@ def _study_lock(study: Any, storage: Any) -> Iterator[None]:
             yield
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
+@contextlib.contextmanager
+def _file_lock(storage: Any) -> Iterator[None]:
+    """The lock file beside a SQLite database, held exclusively."""
+    with open(f"{storage.engine.url.database}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def redacted(url: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from mnistlab.errors import MnistlabError, require_extra
 from mnistlab.sweep import engine
+from mnistlab.sweep.spec import decode
 
 
 def summarize(study: Any) -> dict[str, Any]:
@@ -18,7 +19,7 @@ def summarize(study: Any) -> dict[str, Any]:
     for t in study.get_trials(deepcopy=False):
         if "spare" in t.user_attrs or t.state.name in ("WAITING", "RUNNING"):
             continue
-        config = {k: engine.decode(v) for k, v in sorted(t.params.items()) if k != "seed"}
+        config = {k: decode(v) for k, v in sorted(t.params.items()) if k != "seed"}
         group = groups.setdefault(json.dumps(config, sort_keys=True), {
             "config": config, "values": [], "seeds": [], "train_s": [], "run_dirs": [], "pruned": 0, "failed": []})
         if t.state.name == "COMPLETE":

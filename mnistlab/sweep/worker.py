@@ -15,7 +15,7 @@ from typing import Any
 from mnistlab.checkpoint import CHECKPOINT_NAME
 from mnistlab.errors import MnistlabError
 from mnistlab.sweep import engine
-from mnistlab.sweep.spec import SweepSpec, load_spec
+from mnistlab.sweep.spec import SweepSpec, decode, encode, load_spec
 
 
 class TrialFailed(Exception):
@@ -38,10 +38,10 @@ def objective(trial: Any, spec: SweepSpec, out: Path, data: dict[tuple, Any]) ->
         params = {k: p.suggest(trial, k) for k, p in spec.search.items()}
         params["seed"] = trial.suggest_categorical("seed", [spec.seeds[0]])
     else:
-        params = {k: trial.suggest_categorical(k, [engine.encode(v) for v in values])
+        params = {k: trial.suggest_categorical(k, [encode(v) for v in values])
                   for k, values in spec.grid.items()}
         params["seed"] = trial.suggest_categorical("seed", list(spec.seeds))
-    config = spec.config({k: engine.decode(v) for k, v in params.items()})
+    config = spec.config({k: decode(v) for k, v in params.items()})
     # A retried trial carries the run directory of the one it retries, and resumes from its checkpoint.
     run_dir = Path(trial.user_attrs.get("run_dir") or out / f"{spec.name}-trial-{trial.number:04d}")
     trial.set_user_attr("run_dir", str(run_dir))

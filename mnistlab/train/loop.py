@@ -253,16 +253,19 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
                 "dataset": start.dataset.provenance, "environment": env,
             })
 
+    def spent(counted_to: float) -> float:
+        return elapsed + time.perf_counter() - counted_to  # seconds of training so far
+
     def out_of_time(counted_to: float) -> bool:
-        return budget is not None and elapsed + time.perf_counter() - counted_to >= budget
+        return budget is not None and spent(counted_to) >= budget
 
     def planned_steps(step: int, counted_to: float) -> int:
         """All the run's steps: the config's, or those the time budget fits at the pace so far, so that a
         schedule over the run (one-cycle) spans the budget."""
         if budget is None:
             return total_steps
-        spent = elapsed + time.perf_counter() - counted_to
-        return max(step + 1, round(step * budget / spent)) if spent > 0 else step + 1
+        so_far = spent(counted_to)
+        return max(step + 1, round(step * budget / so_far)) if so_far > 0 else step + 1
 
     completed = False
     try:
