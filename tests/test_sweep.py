@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from mnistlab.cli import main
+from mnistlab.errors import MnistlabError
 from mnistlab.sweep.report import load_sweep
 from mnistlab.sweep.run import run_sweep
+from mnistlab.sweep.spec import trial_point
 
 TINY = """
 kind = "cnn"
@@ -84,6 +86,14 @@ def test_a_two_worker_grid_finishes_and_sweep_show_is_its_run_directories(tmp_pa
     assert main(["sweep", "show", str(tmp_path / "out")]) == 0
     assert "lr=0.003" in capsys.readouterr().out
 
+    # The grid grows by a value (Optuna refuses a categorical whose choices change): only its trials run.
+    first = {d: Path(d, "metrics.jsonl").read_text() for row in rows for d in row["run_dirs"]}
+    grown = run_sweep(sweep_file(tmp_path, digits, lrs="[0.001, 0.003, 0.01]"), workers=2, out=tmp_path / "out",
+                      progress=False)
+    assert sorted((r["config"]["lr"], r["n"]) for r in grown["configurations"]) == [(0.001, 2), (0.003, 2), (0.01, 2)]
+    assert len(trials(tmp_path / "out", "tiny")) == 6
+    assert {d: Path(d, "metrics.jsonl").read_text() for d in first} == first  # the finished trials were not rerun
+
 
 def test_two_workers_searching_never_suggest_the_same_trial(tmp_path, digits):
     path = tmp_path / "search.toml"
@@ -92,6 +102,10 @@ def test_two_workers_searching_never_suggest_the_same_trial(tmp_path, digits):
     run_sweep(path, workers=2, out=tmp_path / "out", progress=False)
     suggested = [tuple(sorted(t.params.items())) for t in trials(tmp_path / "out", "search")]
     assert len(suggested) == 4 and len(set(suggested)) == 4  # workers seeded alike had drawn them in pairs
+
+    path.write_text(path.read_text().replace("{ low = 0.0, high = 0.5 }", "{ choices = [0.0, 0.5] }"))
+    with pytest.raises(MnistlabError, match=r"searched dropout over 0.0..0.5, not \[0.0, 0.5\]"):
+        run_sweep(path, workers=2, out=tmp_path / "out", progress=False)  # before any worker starts
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # asked and told by hand here, not by optimize
@@ -172,7 +186,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_trial_is_lost_or_repeated(t
     summary = run_sweep(spec, out=out, progress=False)
     assert [r["n"] for r in summary["configurations"]] == [2, 2]
     done = [t for t in trials(out, "killed") if t.state.name == "COMPLETE"]
-    points = sorted((t.params["lr"], t.params["seed"]) for t in done)
+    points = sorted((trial_point(t)["lr"], trial_point(t)["seed"]) for t in done)
     assert points == sorted({(lr, s) for lr in (0.001, 0.003) for s in (0, 1)})  # each once: none lost or twice
     in_dir = [t.state.name for t in trials(out, "killed") if t.user_attrs["run_dir"].endswith("killed-trial-0001")]
     assert sorted(in_dir) == ["COMPLETE", "FAIL"]  # the killed trial, and its retry that resumed in its directory
@@ -186,7 +200,7 @@ def test_a_hopeless_trial_is_pruned_at_its_first_epoch(tmp_path, digits):
     by_lr = {r["config"]["lr"]: r for r in summary["configurations"]}
     assert by_lr[0.003]["n"] == 2 and by_lr[10.0]["pruned"] == 2
     for t in trials(tmp_path / "out", "pruned"):
-        if t.params["lr"] == 10.0:
+        if trial_point(t)["lr"] == 10.0:
             assert list(t.intermediate_values) == [1]  # stopped after its first epoch, not its third
 
 

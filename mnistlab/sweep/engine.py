@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mnistlab.errors import MnistlabError
-from mnistlab.sweep.spec import SweepSpec, encode
+from mnistlab.sweep.spec import SweepSpec, encode, trial_point
 
 SWEEP_STACK = ("optuna", "sqlalchemy")  # the `sweep` extra, by import name
 HEARTBEAT_S = 1  # how often a running trial says it is alive
@@ -97,9 +97,39 @@ def open_study(spec: SweepSpec, storage: Any) -> Any:
     if recorded is not None and recorded != spec.metric:
         raise MnistlabError(f"study {spec.name!r} already measures {recorded}, not {spec.metric}: name this sweep "
                             "differently (name = \"...\") or use another --out/--storage")
+    if spec.is_search:
+        _check_search_space(study, spec)
     study.set_user_attr("metric", spec.metric)
     study.set_user_attr("kind", spec.kind)
     return study
+
+
+def _check_search_space(study: Any, spec: SweepSpec) -> None:
+    """A search continued with other choices (or seed) than it started with is refused here, before anything
+    starts: Optuna fixes each parameter's distribution for the whole study, and every worker would fail."""
+    import optuna
+    from optuna.distributions import check_distribution_compatibility
+
+    probe = optuna.create_study().ask()  # in memory: the distributions this spec suggests from
+    spec.suggest(probe)
+    recorded: dict[str, Any] = {}
+    for t in study.get_trials(deepcopy=False):
+        recorded = {**t.distributions, **recorded}
+    for name, wanted in probe.distributions.items():
+        if name not in recorded:
+            continue
+        try:
+            check_distribution_compatibility(recorded[name], wanted)
+        except ValueError:
+            raise MnistlabError(
+                f"study {spec.name!r} searched {name} over {_choices(recorded[name])}, not {_choices(wanted)}: a "
+                "search keeps its space; name this sweep differently (name = \"...\") or use another --out/--storage"
+            ) from None
+
+
+def _choices(distribution: Any) -> str:
+    choices = getattr(distribution, "choices", None)
+    return str(list(choices)) if choices is not None else f"{distribution.low}..{distribution.high}"
 
 
 def _grid_space(spec: SweepSpec) -> dict[str, list[Any]]:
@@ -126,7 +156,7 @@ def progress(study: Any, spec: SweepSpec) -> Progress:
     if spec.is_search:
         finished, total = len(final), spec.trials
     else:
-        done = {_point_key(t.params) for t in final}
+        done = {_point_key(trial_point(t)) for t in final}
         finished, total = sum(_point_key(p) in done for p in _encoded_points(spec)), len(spec.grid_points())
     values = [t.value for t in trials if state(t) == "COMPLETE" and t.value is not None]
     best = (max if spec.direction == "maximize" else min)(values) if values else None
@@ -158,7 +188,7 @@ def enqueue_missing(study: Any, spec: SweepSpec, storage: Any) -> int:
         by_point: dict[str, list[Any]] = {}
         for t in study.get_trials(deepcopy=False):
             if "spare" not in t.user_attrs:  # a waiting trial's parameters are still only its queued ones
-                by_point.setdefault(_point_key(t.params or t.system_attrs.get("fixed_params", {})), []).append(t)
+                by_point.setdefault(_point_key(trial_point(t)), []).append(t)
         enqueued = 0
         for point in _encoded_points(spec):
             trials = by_point.get(_point_key(point), [])

@@ -9,7 +9,7 @@ from typing import Any
 
 from mnistlab.errors import MnistlabError, require_extra
 from mnistlab.sweep import engine
-from mnistlab.sweep.spec import decode
+from mnistlab.sweep.spec import decode, trial_point
 
 
 def summarize(study: Any) -> dict[str, Any]:
@@ -19,12 +19,13 @@ def summarize(study: Any) -> dict[str, Any]:
     for t in study.get_trials(deepcopy=False):
         if "spare" in t.user_attrs or t.state.name in ("WAITING", "RUNNING"):
             continue
-        config = {k: decode(v) for k, v in sorted(t.params.items()) if k != "seed"}
+        point = trial_point(t)
+        config = {k: decode(v) for k, v in sorted(point.items()) if k != "seed"}
         group = groups.setdefault(json.dumps(config, sort_keys=True), {
             "config": config, "values": [], "seeds": [], "train_s": [], "run_dirs": [], "pruned": 0, "failed": []})
         if t.state.name == "COMPLETE":
             group["values"].append(t.value)
-            group["seeds"].append(t.params.get("seed"))
+            group["seeds"].append(point.get("seed"))
             group["train_s"].append(t.user_attrs.get("train_s"))
             group["run_dirs"].append(t.user_attrs.get("run_dir"))
         elif t.state.name == "PRUNED":

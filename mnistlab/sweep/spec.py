@@ -99,6 +99,12 @@ class SweepSpec:
         keys, values = list(self.grid), list(self.grid.values())
         return [dict(zip(keys, combo), seed=seed) for combo in itertools.product(*values) for seed in self.seeds]
 
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """A search's parameters for one trial, as TPE chooses them, with its seed."""
+        params = {k: p.suggest(trial, k) for k, p in self.search.items()}
+        params["seed"] = trial.suggest_categorical("seed", [self.seeds[0]])
+        return params
+
     def config(self, params: dict[str, Any]) -> Any:
         """The run config of one trial's parameters (a grid point or a search's suggestion, with its seed)."""
         overrides = {**self.overrides, **params.get("set", {}),
@@ -119,6 +125,11 @@ def decode(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in "[{":
         return json.loads(value)
     return value
+
+
+def trial_point(trial: Any) -> dict[str, Any]:
+    """A trial's encoded parameters: those its search suggested, or the grid point it was queued with."""
+    return trial.params or trial.system_attrs.get("fixed_params", {})
 
 
 def load_spec(path: str | Path) -> SweepSpec:

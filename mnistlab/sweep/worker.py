@@ -15,7 +15,7 @@ from typing import Any
 from mnistlab.checkpoint import CHECKPOINT_NAME
 from mnistlab.errors import MnistlabError
 from mnistlab.sweep import engine
-from mnistlab.sweep.spec import SweepSpec, decode, encode, load_spec
+from mnistlab.sweep.spec import SweepSpec, decode, load_spec, trial_point
 
 
 class TrialFailed(Exception):
@@ -34,13 +34,10 @@ def objective(trial: Any, spec: SweepSpec, out: Path, data: dict[tuple, Any]) ->
         # its own (the grid sampler would hand it one that runs elsewhere), so it is set aside, untrained.
         trial.set_user_attr("spare", True)
         raise TrialFailed("spare")
-    if spec.is_search:
-        params = {k: p.suggest(trial, k) for k, p in spec.search.items()}
-        params["seed"] = trial.suggest_categorical("seed", [spec.seeds[0]])
-    else:
-        params = {k: trial.suggest_categorical(k, [encode(v) for v in values])
-                  for k, values in spec.grid.items()}
-        params["seed"] = trial.suggest_categorical("seed", list(spec.seeds))
+    # A grid point is not suggested but read from the queue: Optuna fixes a categorical's choices for the
+    # whole study, and a grid's values and seeds may grow between runs of the same sweep.
+    params = spec.suggest(trial) if spec.is_search else \
+        trial_point(trial.study.get_trials(deepcopy=False)[trial.number])
     config = spec.config({k: decode(v) for k, v in params.items()})
     # A retried trial carries the run directory of the one it retries, and resumes from its checkpoint.
     run_dir = Path(trial.user_attrs.get("run_dir") or out / f"{spec.name}-trial-{trial.number:04d}")
