@@ -21,7 +21,8 @@
     lr = { low = 1e-4, high = 1e-2, log = true }
     batch_size = { choices = [64, 128] }
 
-A grid runs every combination once per seed (Optuna's trials are enqueued in file order). A search runs
+A grid runs every combination once per seed (Optuna's trials are enqueued in file order); it may grow
+between runs, and only its new points run. A search runs
 `trials` trials at the first seed, TPE choosing each; the grid's values then become choices it picks from.
 Confirm what a search found with a grid over seeds. Everything is checked here, before any trial starts.
 """
