@@ -88,8 +88,7 @@ def test_a_two_worker_grid_finishes_and_sweep_show_is_its_run_directories(tmp_pa
 
     # The grid grows by a value (Optuna refuses a categorical whose choices change): only its trials run.
     first = {d: Path(d, "metrics.jsonl").read_text() for row in rows for d in row["run_dirs"]}
-    grown = run_sweep(sweep_file(tmp_path, digits, lrs="[0.001, 0.003, 0.01]"), workers=2, out=tmp_path / "out",
-                      progress=False)
+    grown = run_sweep(sweep_file(tmp_path, digits, lrs="[0.001, 0.003, 0.01]"), out=tmp_path / "out", progress=False)
     assert sorted((r["config"]["lr"], r["n"]) for r in grown["configurations"]) == [(0.001, 2), (0.003, 2), (0.01, 2)]
     assert len(trials(tmp_path / "out", "tiny")) == 6
     assert {d: Path(d, "metrics.jsonl").read_text() for d in first} == first  # the finished trials were not rerun
