@@ -2,7 +2,8 @@
 
 - The study lives in SQLite in the sweep's directory by default, or in any SQLAlchemy URL (`--storage
   postgresql://…`), so the same command started on several machines shares one study.
-- A grid's points are enqueued in file order (and sampled by Optuna's GridSampler); a search uses TPE.
+- A grid's points are enqueued in file order and read back from the queue, not suggested, so a grid may
+  grow between runs; a search uses TPE.
 - Every trial is an ordinary run directory, `OUT/trial-NNNN`, which `runs`, `evaluate` and `serve` read.
 - A worker killed mid-trial stops its heartbeat; another worker (or the next run of the command) fails
   the trial and retries it, resuming from the trial's own last checkpoint. Re-running the command never
