@@ -31,7 +31,7 @@ def objective(trial: Any, spec: SweepSpec, out: Path, data: dict[tuple, Any]) ->
 
     if not spec.is_search and "queued" not in trial.user_attrs:
         # Another worker took the last queued point between our look and our ask: this trial has no point of
-        # its own (the grid sampler would hand it one that runs elsewhere), so it is set aside, untrained.
+        # its own, so it is set aside, untrained.
         trial.set_user_attr("spare", True)
         raise TrialFailed("spare")
     # A grid point is not suggested but read from the queue: Optuna fixes a categorical's choices for the
