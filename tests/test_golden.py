@@ -6,10 +6,15 @@ values in the model's order, not by name: SameConv2d renamed the odd-padded conv
 (`features.3.1.weight` → `features.3.weight`) without changing a bit of them; that hash too was recorded
 from the old code. The AMD EPYC figures were recorded later the same way, from this test run on the
 code of e9b6b65 in a worktree, and today's code matched them bit for bit. Each case trains a few
-deterministic steps on a fixed slice of mnist-sample and compares every epoch's metrics and a hash of
-every final weight exactly. Floating-point kernels differ between CPU instruction sets, so the figures
-are keyed by the machine's torch version, CPU capability, vendor and AMX; on another machine the test
-is skipped and says so.
+deterministic steps on a fixed slice of mnist-sample and compares a hash of every final weight and
+every epoch's torch-side metrics (losses, accuracies) exactly.
+
+Two kinds of figure are not compared bit for bit:
+- Figures that NumPy/SciPy compute (the FCD's matrix square root): their BLAS picks its kernels by CPU
+  and environment (`OPENBLAS_CORETYPE`), so they are compared within a relative `NUMPY_RTOL`.
+- A machine that was never recorded (another instruction set, another torch): oneDNN's kernels sum in
+  another order, so there the weights hash is not compared and every metric is held to the recorded
+  figures within `FOREIGN_RTOL` / `FOREIGN_ATOL` instead of skipping.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ CASES = {
                                                              augment_shift=2, eval_every=0)),
 }
 VOLATILE = ("time_s", "images_per_s", "elapsed_s")
+NUMPY_FIGURES = ("fcd", "fcd_real_floor", "best_fcd")  # computed by NumPy/SciPy from torch's features
+# BLAS kernels differ in the last digits: the FCD in its 16th significant digit, its real-data floor (a
+# small difference of large traces) in its 9th (9.899052701834222 against 9.899052808632149, rel 1.1e-8).
+NUMPY_RTOL = 1e-6
+# On an unrecorded machine: a few steps of float32 training from the same seed, summed in another order.
+# With AVX2 kernels forced on a recorded machine (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2) the
+# largest difference was 0.6 % (cnn-best's second train_loss); accuracies matched. A bug moves them far more.
+FOREIGN_RTOL, FOREIGN_ATOL = 0.02, 0.01
 
 
 @pytest.fixture(autouse=True)
@@ -90,6 +103,24 @@ def test_training_matches_the_golden_figures(case, golden_data, tmp_path):
         recorded.setdefault(MACHINE, {})[case] = figures
         GOLDEN.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
         return
-    if MACHINE not in recorded:
-        pytest.skip(f"golden figures were recorded on {', '.join(recorded)}; this machine is {MACHINE}")
-    assert figures == recorded[MACHINE][case]
+    if MACHINE in recorded:
+        expected = recorded[MACHINE][case]
+        assert figures["values_sha256"] == expected["values_sha256"]
+        _assert_metrics(figures["metrics"], expected["metrics"], _bit_exact_but_numpy)
+    else:  # held to the first recorded machine's figures, loosely: kernels differ, the training must not
+        expected = next(iter(recorded.values()))[case]
+        _assert_metrics(figures["metrics"], expected["metrics"],
+                        lambda key, value: pytest.approx(value, rel=FOREIGN_RTOL, abs=FOREIGN_ATOL))
+
+
+def _bit_exact_but_numpy(key: str, value):
+    return pytest.approx(value, rel=NUMPY_RTOL, abs=0) if key in NUMPY_FIGURES else value
+
+
+def _assert_metrics(got: list[dict], expected: list[dict], tolerance) -> None:
+    assert len(got) == len(expected)
+    for epoch_got, epoch_expected in zip(got, expected):
+        assert sorted(epoch_got) == sorted(epoch_expected)
+        for key, value in epoch_expected.items():
+            wanted = tolerance(key, value) if isinstance(value, float) else value
+            assert epoch_got[key] == wanted, f"epoch {epoch_expected['epoch']}: {key}"
