@@ -1,0 +1,136 @@
+"""The results tables, generated from committed sweep results so that no figure in the docs can drift from its data.
+
+    python scripts/results.py export sweeps/cnn-seed-mnist --conditions "2-core x86-64 CPU, 2 workers x 1 thread"
+    python scripts/results.py render          # rewrite every generated table in README.md and docs/*.md
+    python scripts/results.py render --check  # exit 1, naming the file, when a committed table differs
+
+`export` writes `results/<study>.json`: `mnistlab sweep show DIR --json` (every trial's value and seed; local run
+directories dropped), the command that ran the sweep (its experiments/ file) and one line of conditions.
+A Markdown file asks for a table with a marker line, and `render` fills the lines after it up to the end marker:
+
+    <!-- results: cnn-seed-mnist -->
+    <!-- end results -->
+
+A marker may relabel rows: `<!-- results: cnn-presets-mnist label=preset -->` shows each row by its `preset`
+value alone; `epochs=true` shows the metric after each epoch instead (mean ± sd over the seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+MARKER = re.compile(r"^<!-- results: (?P<name>[\w.-]+)(?P<options>(?: \w+=\S+)*) -->$")
+END = "<!-- end results -->"
+
+
+def export(sweep_dir: str, conditions: str) -> Path:
+    from mnistlab.sweep.report import load_sweep
+
+    summary = load_sweep(sweep_dir)
+    for row in summary["configurations"]:  # each seed's metric after every epoch, read from its run directory
+        row["per_epoch"] = [[m.get(summary["metric"]) for m in map(json.loads, Path(d, "metrics.jsonl").open())]
+                            for d in row.pop("run_dirs")]
+    experiment = ROOT / "experiments" / f"{summary['study']}.toml"
+    if not experiment.exists():
+        sys.exit(f"results.py: no {experiment.relative_to(ROOT)}: a committed table needs its sweep file")
+    summary["command"] = f"mnistlab sweep {experiment.relative_to(ROOT)} --workers 2"
+    summary["conditions"] = conditions
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{summary['study']}.json"
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    return path
+
+
+def _number(value: float | None, metric: str) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4f}" if metric.endswith("acc") else f"{value:.2f}"
+
+
+def _spread(values: list[float], metric: str) -> str:
+    mean = statistics.fmean(values)
+    sd = f" ± {_number(statistics.stdev(values), metric)}" if len(values) > 1 else ""
+    return f"{_number(mean, metric)}{sd}"
+
+
+def table(name: str, options: dict[str, str]) -> list[str]:
+    """The Markdown lines of one table: a row per configuration, then its command and conditions."""
+    summary = json.loads((RESULTS / f"{name}.json").read_text())
+    metric = summary["metric"]
+    label_key = options.get("label")
+    rows = summary["configurations"]
+    epochs = max(len(seed) for row in rows for seed in row["per_epoch"]) if options.get("epochs") == "true" else 0
+    if epochs:
+        lines = ["| configuration | n | " + " | ".join(f"epoch {e + 1}" for e in range(epochs)) + " |",
+                 "|---|---|" + "---|" * epochs]
+    else:
+        lines = [f"| configuration | n | {metric}, mean ± sd | min–max | training s (mean) |", "|---|---|---|---|---|"]
+    for row in rows:
+        config = row["config"]
+        label = (str(config[label_key]) if label_key in config else
+                 ", ".join(f"{k} = {v}" for k, v in config.items()) or summary["study"])
+        if epochs:
+            cells = [_spread([seed[e] for seed in row["per_epoch"] if len(seed) > e], metric) for e in range(epochs)]
+            lines.append(f"| {label} | {row['n']} | " + " | ".join(cells) + " |")
+            continue
+        sd = f" ± {_number(row['sd'], metric)}" if row["sd"] is not None else ""
+        time = f"{row['train_s']:.0f}" if row["train_s"] is not None else "–"
+        lines.append(f"| {label} | {row['n']} | {_number(row['mean'], metric)}{sd} | "
+                     f"{_number(row['min'], metric)}–{_number(row['max'], metric)} | {time} |")
+    lines += ["", f"`{summary['command']}` · {summary['conditions']}"]
+    return lines
+
+
+def render(text: str) -> str:
+    """`text` with every marked table regenerated."""
+    out, lines, i = [], text.split("\n"), 0
+    while i < len(lines):
+        out.append(lines[i])
+        match = MARKER.match(lines[i])
+        i += 1
+        if not match:
+            continue
+        options = dict(o.split("=", 1) for o in match["options"].split())
+        end = lines.index(END, i)
+        out += table(match["name"], options) + [END]
+        i = end + 1
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("export")
+    p.add_argument("sweep_dir")
+    p.add_argument("--conditions", required=True, help="one line: machine class, workers and threads")
+    p = commands.add_parser("render")
+    p.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    if args.command == "export":
+        print(export(args.sweep_dir, args.conditions))
+        return 0
+    stale = []
+    for page in PAGES:
+        text = page.read_text()
+        rendered = render(text)
+        if rendered != text:
+            stale.append(page)
+            if not args.check:
+                page.write_text(rendered)
+    if args.check and stale:
+        print(f"results.py: generated tables differ in {', '.join(str(p.relative_to(ROOT)) for p in stale)}; "
+              "run python scripts/results.py render", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
