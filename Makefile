@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 STAMP  := $(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install quickstart test bench browser postgres clean
+.PHONY: install quickstart test test-fast bench browser postgres fashion clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,9 +35,18 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null) || echo "no postgresql: the shared-study test will be skipped"; }
 
+# Debian's Fashion-MNIST for the system-copy dataset test (skipped with a reason otherwise).
+fashion:
+	@[ -d /usr/share/datasets/fashion-mnist ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) || echo "no dataset-fashion-mnist: its test will be skipped"; }
+
 # Two test processes: most tests are single-threaded (one compute thread each, see tests/conftest.py).
-test: install browser postgres
+test: install browser postgres fashion
 	$(BIN)/python -m pytest -n 2
+
+# The edit loop: everything but the tests marked slow (real browsers, databases, training for seconds).
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "not slow and not browser"
 
 bench: install
 	$(BIN)/python -m mnistlab.bench all

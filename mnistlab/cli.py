@@ -10,22 +10,18 @@ import json
 import os
 import sys
 import typing
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from mnistlab.cli_options import add_train_options, train_overrides
 from mnistlab.config import (
     CONFIG_TYPES,
     DATASET_NAMES,
     PRESETS,
-    SECTIONS,
     RunConfig,
-    load_toml,
-    parse_assignment,
     preset,
     with_overrides,
 )
-from mnistlab.fields import Typed, describe, field_help
 
 EXAMPLES = """examples:
   mnistlab train cnn --preset seed                 the seed notebook's CNN, 5 epochs
@@ -100,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
             "the preset's; so do a TOML --config and --set KEY=VALUE, in that order of precedence, flags last."))
         p.add_argument("--preset", default=default, metavar="NAME",
                        help=f"one of {names} (default: %(default)s)")
-        _add_train_options(p, CONFIG_TYPES[kind])
+        add_train_options(p, CONFIG_TYPES[kind])
         p.set_defaults(handler=cmd_train, kind=kind)
 
     evaluate = commands.add_parser("evaluate", help="measure a trained model", description="Measure a trained model.")
@@ -163,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_choice(p)
     p.set_defaults(handler=cmd_export)
 
+    p = _command(commands, "speedrun", "train from scratch to >= 99% on MNIST's test split as fast as this CPU allows")
+    p.add_argument("--dataset", default="auto", help="dataset (default: auto, full MNIST where it can be had)")
+    p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
+    p.add_argument("--seed", type=int, default=0, help="the first run's seed; run k has seed + k (default: 0)")
+    p.add_argument("--runs", type=int, default=1, help="how many runs, one after another (default: 1)")
+    p.add_argument("--out", metavar="DIR", help="keep the run directory (several runs: DIR/seed-N each)")
+    p.add_argument("--json", action="store_true", help="one JSON object per run, a line each")
+    p.set_defaults(handler=cmd_speedrun)
+
     runs = commands.add_parser("runs", help="list runs as a table (runs list [DIR...]), or compare some",
                                description="List runs (the default action), or compare some side by side.")
     runs_commands = runs.add_subparsers(title="runs commands", metavar="ACTION")
@@ -219,31 +224,6 @@ def _chosen(run_or_checkpoint: str, which: str | None) -> str:
     return describe_checkpoint(read_checkpoint_header(resolve_checkpoint(run_or_checkpoint, which)))
 
 
-def _add_train_options(p: argparse.ArgumentParser, config_type: type) -> None:
-    """One flag per config field (`train.batch_size` → --batch-size), in a group per section, its help the
-    field's comment; then the ways to override many at once, and --resume."""
-    for section in SECTIONS:
-        section_type = typing.get_type_hints(config_type)[section]
-        group = p.add_argument_group(f"{section} settings", section_type.__doc__)
-        hints, comments = typing.get_type_hints(section_type, include_extras=True), field_help(section_type)
-        for f in fields(section_type):
-            flag, hint, comment = "--" + f.name.replace("_", "-"), hints[f.name], comments.get(f.name, "")
-            if hint is bool:
-                group.add_argument(flag, dest=f"{section}.{f.name}", action=argparse.BooleanOptionalAction,
-                                   default=argparse.SUPPRESS, help=comment)
-                continue
-            choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else ()
-            metavar = "{" + ",".join(choices) + "}" if choices else f.name.upper()
-            allowed = "" if choices else f" [{describe(hint)}]"
-            group.add_argument(flag, dest=f"{section}.{f.name}", type=Typed, default=argparse.SUPPRESS,
-                               metavar=metavar, help=(comment + allowed).replace("%", "%%"))
-    p.add_argument("--config", metavar="FILE.toml", help="TOML overrides: [model], [train] and [run] tables")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any setting, e.g. --set filters=[8,16,32] --set model.batch_norm=true")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue that run from its checkpoint, with its own config")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
-
-
 # ----------------------------------------------------------------------------------------------
 # Handlers
 
@@ -264,21 +244,10 @@ def cmd_data_download(args: argparse.Namespace) -> None:
         print(path)
 
 
-def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given: a TOML --config, then each --set, then the flags (later wins)."""
-    overrides: dict[str, Any] = {}
-    for source in (load_toml(args.config).items() if args.config else (), map(parse_assignment, args.set),
-                   ((key, value) for key, value in vars(args).items() if "." in key)):  # flags' dests: section.name
-        for key, value in source:
-            overrides.pop(key, None)  # to the end: with_overrides applies "fc" and "model.fc" in this order
-            overrides[key] = value
-    return overrides
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     from mnistlab.errors import MnistlabError
 
-    overrides = _train_overrides(args)
+    overrides = train_overrides(args)
     if args.resume and overrides:
         raise MnistlabError(f"--resume continues a run with its own config; drop {', '.join(sorted(overrides))}")
     # The config first: a wrong preset or setting is reported at once, not after importing torch.
@@ -398,6 +367,13 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {result['path']} ({result['kind']}, input {result['input']}, output {result['output']}) "
           f"from {_chosen(result['source'], None)}; "
           f"onnxruntime max |difference| vs PyTorch: {result['max_abs_diff']:.2e}")
+
+
+def cmd_speedrun(args: argparse.Namespace) -> None:
+    from mnistlab.speedrun import describe, speedruns
+
+    for result in speedruns(args.runs, args.seed, args.out, dataset=args.dataset, data_root=args.data_root):
+        print(json.dumps(result) if args.json else describe(result), flush=True)
 
 
 def cmd_runs_list(args: argparse.Namespace) -> None:

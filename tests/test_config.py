@@ -236,8 +236,9 @@ FIELDS_ADDED_SINCE = {  # with defaults that change nothing; only the classifier
     "model": ("clusters",),
     "train": ("augment_shear", "augment_elastic", "augment_stroke", "augment_blur", "augment_noise"),
 }
-CNN_FIELDS_ADDED_SINCE = {"train": ("time_budget",)}  # the GAN's train section had it from the start
-PRESETS_ADDED_SINCE = {("cnn", "photo"), ("gan", "unconditional")}
+# time_budget: the GAN's train section had it from the start; pools, beta1, beta2: the CNN's alone
+CNN_FIELDS_ADDED_SINCE = {"train": ("time_budget", "beta1", "beta2"), "model": ("pools",)}
+PRESETS_ADDED_SINCE = {("cnn", "photo"), ("cnn", "speedrun"), ("gan", "unconditional")}
 
 
 def test_every_preset_validates_and_resolves_to_the_values_it_always_had():
@@ -292,13 +293,13 @@ def test_every_config_field_is_a_train_flag_with_its_comment_as_help(capsys):
 
 
 def test_flags_override_set_which_overrides_the_toml_config_and_dry_run_is_a_flag(tmp_path):
-    from mnistlab.cli import _train_overrides
+    from mnistlab.cli_options import train_overrides
 
     config = tmp_path / "my.toml"
     config.write_text("[train]\nepochs = 4\nlr = 0.002\n[model]\nfc = 64\n")
     args = build_parser().parse_args(["train", "cnn", "--config", str(config), "--set", "lr=0.003", "--set",
                                       "fc=32", "--fc", "16", "--dry-run", "--no-channels-last"])
-    resolved = with_overrides(preset("cnn", args.preset), _train_overrides(args))
+    resolved = with_overrides(preset("cnn", args.preset), train_overrides(args))
     assert (resolved.train.epochs, resolved.train.lr, resolved.model.fc) == (4, 0.003, 16)
     assert resolved.run.dry_run and not resolved.run.channels_last
 
@@ -316,7 +317,7 @@ def one_line_per_command(text: str) -> str:
 
 def test_every_train_command_in_the_docs_still_parses():
     commands = []
-    for doc in ("README.md", "Makefile", "scripts/make_evaluator.sh"):
+    for doc in ["README.md", "Makefile", "scripts/make_evaluator.sh", *sorted((ROOT / "docs").glob("*.md"))]:
         text = one_line_per_command((ROOT / doc).read_text())
         commands += re.findall(r"mnistlab (train (?:cnn|gan)[^`|#\n]*)", text)
     assert len(commands) >= 15

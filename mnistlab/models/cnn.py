@@ -30,10 +30,15 @@ class CNN(nn.Module):
         self.config = config
         layers: list[nn.Module] = []
         channels, size = 1, IMAGE_SIZE
-        for filters, kernel, stride, dilation in zip(config.filters, config.kernels, config.strides, config.dilations):
+        pools = config.pools or (1,) * len(config.filters)
+        for filters, kernel, stride, dilation, pool in zip(config.filters, config.kernels, config.strides,
+                                                           config.dilations, pools):
             layers += [SameConv2d(channels, filters, kernel, stride, dilation, bias=not config.batch_norm),
                        nn.BatchNorm2d(filters) if config.batch_norm else nn.Identity(), nn.ReLU(inplace=True)]
             channels, size = filters, same_padding(size, kernel, stride, dilation)[2]  # seed: 28 → 28 → 14 → 7
+            if pool > 1:
+                layers.append(nn.MaxPool2d(pool))  # → size // pool
+                size //= pool
         self.features = nn.Sequential(*layers)  # → channels x size x size
         self.flatten = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if config.global_pool else nn.Flatten()
         flat = channels if config.global_pool else channels * size * size  # seed: 12·7·7 = 588

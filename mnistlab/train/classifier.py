@@ -94,7 +94,8 @@ class CNNTrainer:
         self.train_x = start.dataset.train.images.to(start.device)
         self.train_y = start.dataset.train.labels.to(start.device)
         self.model = CNN(self.config.model).to(start.device, memory_format=start.memory_format)
-        self.optimizer = adam(self.model.parameters(), start.device, lr=self.config.train.lr, betas=(0.9, 0.999),
+        self.optimizer = adam(self.model.parameters(), start.device, lr=self.config.train.lr,
+                              betas=(self.config.train.beta1, self.config.train.beta2),
                               eps=1e-8, weight_decay=self.config.train.weight_decay)
         self.net = self.model
         if start.world.world > 1:
