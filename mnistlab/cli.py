@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_choice(p)
     p.set_defaults(handler=cmd_export)
 
+    p = _command(commands, "calibrate", "fit a CNN run's temperature on its validation split and store it in the run")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
+    p.set_defaults(handler=cmd_calibrate)
+
     p = _command(commands, "speedrun", "train from scratch to >= 99% on MNIST's test split as fast as this CPU allows")
     p.add_argument("--dataset", default="auto", help="dataset (default: auto, full MNIST where it can be had)")
     p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
@@ -269,7 +274,10 @@ def cmd_evaluate_cnn(args: argparse.Namespace) -> None:
         print(json.dumps(report))
         return
     print(f"{report['checkpoint']} on {report['dataset']} test ({report['n']} images)")
-    print(f"accuracy {report['accuracy']:.4f}")
+    calibration = report["calibration"]
+    print(f"accuracy {report['accuracy']:.4f}   calibration: temperature {calibration['temperature']:.3f}, "
+          f"ECE {100 * calibration['ece_before']:.2f} % -> {100 * calibration['ece_after']:.2f} %, "
+          f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}")
     _table(["class", "accuracy"], [[c, f"{a:.4f}"] for c, a in report["per_class"].items()])
     print("confusion matrix (rows: true, columns: predicted)")
     rows = [[c] + [str(v) for v in row] for c, row in zip(report["classes"], report["confusion"])]
@@ -367,6 +375,14 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {result['path']} ({result['kind']}, input {result['input']}, output {result['output']}) "
           f"from {_chosen(result['source'], None)}; "
           f"onnxruntime max |difference| vs PyTorch: {result['max_abs_diff']:.2e}")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from mnistlab.evaluate import calibrate
+
+    result = calibrate(args.checkpoint, args.data_root)
+    print(f"{result['checkpoint']}: temperature {result['temperature']:.3f}, fitted on {result['n_val']} validation "
+          f"images (NLL {result['nll_before']:.4f} -> {result['nll_after']:.4f})")
 
 
 def cmd_speedrun(args: argparse.Namespace) -> None:

@@ -58,6 +58,7 @@ class Classifier:
     summary: dict[str, Any]
     device: torch.device
     dtype: torch.dtype | None
+    temperature: float = 1.0  # logits are divided by it: fitted on validation (`mnistlab.calibration`)
 
     def predict(self, images: Sequence[Any] | Any) -> list[dict[str, Any]]:
         """One dict per image, one digit each: `digit` (the class index), `label`, `probabilities` (10 floats),
@@ -80,7 +81,7 @@ class Classifier:
     def probabilities(self, digits: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, 10) class probabilities of digits already framed as MNIST's: (N, 28, 28), uint8 or floats in [0, 1]."""
         logits, _ = classify(self.model, torch.as_tensor(np.asarray(digits)), self.device, self.dtype)
-        return torch.softmax(logits, 1).numpy()
+        return torch.softmax(logits / self.temperature, 1).numpy()
 
     def read(self, images: Sequence[Any] | Any, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The number written in each image (1 to 10 digits on a line), read left to right: one dict per
@@ -195,7 +196,7 @@ def load(
         load_weights(model, state["model"], path, state)
         model.to(dev, memory_format=torch.channels_last).eval()
         return Classifier(model, state["classes"], path, state["dataset"]["name"], summary, dev,
-                          autocast_dtype(dev, precision))
+                          autocast_dtype(dev, precision), state.get("temperature", 1.0))
     gan = DCGAN(config.model)
     if state["role"] == "best":  # the generator alone: the weights that drew its best samples
         load_weights(gan.netG, state["generator"], path, state)

@@ -101,6 +101,26 @@ def confusion_matrix(report: dict[str, Any]):
     return fig
 
 
+def reliability_diagram(calibration: dict[str, Any]):
+    """Accuracy against confidence per bin, before and after the temperature; the diagonal is perfect calibration."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    edges = np.linspace(0, 1, calibration["bins"] + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    for key, colour, label in (("before", "tab:orange", "T = 1"),
+                               ("after", "tab:blue", f"T = {calibration['temperature']:.2f}")):
+        table = calibration[f"reliability_{key}"]
+        shown = np.array(table["count"]) > 0
+        ax.plot(centres[shown], np.array(table["accuracy"])[shown], "o-", color=colour,
+                label=f"{label}: ECE {100 * calibration[f'ece_{key}']:.2f} %")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+           title="Reliability on the test split")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 def mistakes_grid(npz_path: str | Path, limit: int = 64):
     """Misclassified test digits, each titled true → predicted."""
     plt = _pyplot()

@@ -92,7 +92,7 @@ _STATE_COMMON = {
 STATE_SCHEMA = {
     # epoch_stats: (steps, 1) since the one training loop; CNN runs before it wrote epoch_losses (steps,)
     "cnn": {**_STATE_COMMON, "optimizer": _OPTIMIZER, "epoch_stats?": TensorRef, "epoch_losses?": TensorRef,
-            "elapsed_s?": float, "classes": [str]},
+            "elapsed_s?": float, "classes": [str], "temperature?": float},
     "gan": {**_STATE_COMMON, "optimizer_d": _OPTIMIZER, "optimizer_g": _OPTIMIZER, "ema?": _TENSORS,
             "epoch_stats": TensorRef, "elapsed_s": float, "best_fcd?": float},
     # best.safetensors: the weights that drew the samples of its best evaluation (G, or its EMA), that epoch's

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mnistlab.calibration import fit_temperature
 from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_weights
 from mnistlab.config import ClassifierConfig, TrainConfig
 from mnistlab.data.datasets import Dataset, load_dataset
@@ -98,6 +99,7 @@ class CNNTrainer:
                               betas=(self.config.train.beta1, self.config.train.beta2),
                               eps=1e-8, weight_decay=self.config.train.weight_decay)
         self.net = self.model
+        self.temperature: float | None = None  # fitted on the validation split after the last epoch
         if start.world.world > 1:
             device_ids = [start.device.index] if start.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
@@ -127,17 +129,21 @@ class CNNTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "classes": self.start.dataset.classes}
+                "classes": self.start.dataset.classes,
+                **({"temperature": self.temperature} if self.temperature is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_weights(self.model, state["model"], self.start.run_dir, state)
         load_optimizer(self.optimizer, state["optimizer"])
+        self.temperature = state.get("temperature")
 
     def end_epoch(self, metrics: dict[str, Any], last: bool) -> None:
         start = self.start
         metrics["val_acc"] = _accuracy(self.model, start.dataset.val, start.device, start.dtype, start.world)
         metrics["test_acc"] = _accuracy(self.model, start.dataset.test, start.device, start.dtype, start.world)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        if last:  # every consumer of the checkpoint reads calibrated probabilities
+            self.temperature = validation_temperature(self.model, start.dataset.val, start.device, start.dtype)
 
     def describe(self, m: dict[str, Any]) -> str:
         val = f"{m['val_acc']:.4f}" if m["val_acc"] is not None else "-"
@@ -201,6 +207,14 @@ def write_report(model: CNN, dataset: Dataset, run_dir: Path, device: torch.devi
     plots.save(plots.confusion_matrix(report), run_dir / "confusion.png")
     plots.save(plots.mistakes_grid(run_dir / "mistakes.npz"), run_dir / "mistakes.png")
     return report
+
+
+def validation_temperature(model: CNN, val, device, dtype) -> float:
+    """The temperature that calibrates `model` on the validation split (1.0 without one)."""
+    if val is None or len(val) == 0:
+        return 1.0
+    logits, _ = classify(model, val.images, device, dtype)
+    return fit_temperature(logits, val.labels)
 
 
 def _accuracy(model: CNN, split, device, dtype, world: Dist) -> float | None:
