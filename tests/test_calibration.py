@@ -61,7 +61,8 @@ def test_calibrate_fits_a_run_made_before_and_refuses_a_gan(cnn_run, gan_run, tm
     shutil.copytree(cnn_run.dir, old)
     state = load_checkpoint(old)
     del state["temperature"]  # as every run made before temperatures were fitted
-    save_checkpoint(old / "checkpoint.safetensors", "cnn", {k: v for k, v in state.items() if k not in ("kind", "role")})
+    kept = {k: v for k, v in state.items() if k not in ("kind", "role")}
+    save_checkpoint(old / "checkpoint.safetensors", "cnn", kept)
     from mnistlab import load
 
     assert load(old).temperature == 1.0

@@ -28,6 +28,7 @@ import pytest
 import torch
 
 GOLDEN = Path(__file__).parent / "golden" / "training.json"
+EVALUATOR_V1 = Path(__file__).parent.parent / "mnistlab" / "assets" / "evaluator-v1.safetensors"
 RECORD = os.environ.get("MNISTLAB_RECORD_GOLDEN") == "1"
 
 
@@ -93,8 +94,8 @@ def test_training_matches_the_golden_figures(case, golden_data, tmp_path):
     if kind == "cnn":
         run = train_classifier(preset, golden_data, **settings)
         figures = _figures(run, run.model)
-    else:
-        run = train_gan(preset, golden_data, **settings)
+    else:  # scored by the evaluator the figures were recorded with
+        run = train_gan(preset, golden_data, classifier=EVALUATOR_V1, **settings)
         figures = _figures(run, run.gan)
     figures = json.loads(json.dumps(figures))  # floats as JSON keeps them: repr round-trips exactly
 
