@@ -273,7 +273,8 @@ def cmd_evaluate_cnn(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(report))
         return
-    print(f"{report['checkpoint']} on {report['dataset']} test ({report['n']} images)")
+    what = f"an ensemble of {len(report['members'])} runs" if "members" in report else report["checkpoint"]
+    print(f"{what} on {report['dataset']} test ({report['n']} images)")
     calibration = report["calibration"]
     print(f"accuracy {report['accuracy']:.4f}   calibration: temperature {calibration['temperature']:.3f}, "
           f"ECE {100 * calibration['ece_before']:.2f} % -> {100 * calibration['ece_after']:.2f} %, "

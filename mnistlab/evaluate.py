@@ -42,7 +42,8 @@ def evaluate_classifier(
 ) -> dict[str, Any]:
     """Accuracy, per-class accuracy, confusion matrix and calibration on a dataset's test split.
 
-    The dataset defaults to the one the run was trained on. `calibration` holds the expected calibration
+    The dataset defaults to the one the run was trained on; several runs (a list, or paths joined by commas)
+    are evaluated as one ensemble, their calibrated probabilities averaged. `calibration` holds the expected calibration
     error (15 bins) and the NLL before and after the run's temperature; given a run directory, its
     reliability diagram is written there as calibration.png.
 
@@ -56,10 +57,17 @@ def evaluate_classifier(
     classifier = load(run_or_checkpoint, device=device, kind="cnn")
     name = dataset or classifier.dataset
     data = load_dataset(name, data_root, splits=("test",))
-    logits, _ = classify(classifier.model, data.test.images, classifier.device, classifier.dtype)
+    if classifier.members:  # an ensemble: its averaged, already calibrated probabilities, as log-probabilities
+        logits = torch.from_numpy(classifier.probabilities(data.test.images)).clamp_min(1e-12).log()
+        temperature = 1.0
+    else:
+        logits, _ = classify(classifier.model, data.test.images, classifier.device, classifier.dtype)
+        temperature = classifier.temperature
     report = classification_report(logits, data.test.labels, data.classes)
     report.update(dataset=data.name, checkpoint=str(classifier.path),
-                  calibration=calibration_report(logits, data.test.labels, classifier.temperature))
+                  calibration=calibration_report(logits, data.test.labels, temperature))
+    if classifier.members:
+        report["members"] = [str(m.path) for m in [classifier, *classifier.members]]
     if Path(run_or_checkpoint).is_dir():
         from mnistlab import plots
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -59,6 +59,7 @@ class Classifier:
     device: torch.device
     dtype: torch.dtype | None
     temperature: float = 1.0  # logits are divided by it: fitted on validation (`mnistlab.calibration`)
+    members: list[Classifier] = field(default_factory=list)  # an ensemble's other runs: probabilities averaged
 
     def predict(self, images: Sequence[Any] | Any) -> list[dict[str, Any]]:
         """One dict per image, one digit each: `digit` (the class index), `label`, `probabilities` (10 floats),
@@ -80,8 +81,12 @@ class Classifier:
 
     def probabilities(self, digits: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, 10) class probabilities of digits already framed as MNIST's: (N, 28, 28), uint8 or floats in [0, 1]."""
-        logits, _ = classify(self.model, torch.as_tensor(np.asarray(digits)), self.device, self.dtype)
-        return torch.softmax(logits / self.temperature, 1).numpy()
+        digits = torch.as_tensor(np.asarray(digits))
+        logits, _ = classify(self.model, digits, self.device, self.dtype)
+        probabilities = torch.softmax(logits / self.temperature, 1).numpy()
+        if self.members:  # an ensemble: each member calibrated, then averaged
+            probabilities = np.mean([probabilities, *(m.probabilities(digits) for m in self.members)], axis=0)
+        return probabilities
 
     def read(self, images: Sequence[Any] | Any, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The number written in each image (1 to 10 digits on a line), read left to right: one dict per
@@ -177,6 +182,8 @@ def load(
 ) -> Classifier | Generator:
     """Load a run directory or checkpoint file for inference: a `Classifier` (CNN) or a `Generator` (GAN).
 
+    Several CNN runs (a list, or one string of paths joined by commas) load as one ensemble: a `Classifier`
+    whose probabilities are the average of its members' calibrated probabilities.
     `kind` ("cnn" or "gan") refuses a checkpoint of the other kind; `precision` is "auto", "fp32" or "bf16".
     `checkpoint` picks a run directory's file: "best" (best.safetensors, the generator with the best FCD of
     a GAN run's evaluations), "last" (checkpoint.safetensors), or None (default): best when the run kept
@@ -186,6 +193,8 @@ def load(
     >>> model.predict("seven.png")[0]["digit"]
     7
     """
+    if isinstance(run_or_checkpoint, (list, tuple)) or "," in str(run_or_checkpoint):
+        return _ensemble(run_or_checkpoint, device, kind, precision)
     path = resolve_checkpoint(run_or_checkpoint, checkpoint)
     state = load_checkpoint(path, kind=kind, which=checkpoint)
     config = from_dict(state["kind"], state["config"])
@@ -207,3 +216,21 @@ def load(
         load_weights(gan.netG, ema, path, state)
     gan.to(dev).eval()
     return Generator(gan, config.train.real_range, path, state["dataset"]["name"], summary, dev, state["role"])
+
+
+def _ensemble(runs: Sequence[str | Path] | str, device: str, kind: str | None, precision: str) -> Classifier:
+    """CNN runs of one input format and one set of classes, loaded as one `Classifier` (the first, with the
+    others as its `members`)."""
+    paths = [p for p in (runs.split(",") if isinstance(runs, str) else runs) if str(p).strip()]
+    if not paths:
+        raise MnistlabError("an ensemble needs at least one run")
+    if kind not in (None, "cnn"):
+        raise MnistlabError("an ensemble is of CNN runs: several generators cannot be averaged")
+    models = [load(str(p).strip(), device=device, kind="cnn", precision=precision) for p in paths]
+    first = models[0]
+    for other in models[1:]:
+        if other.classes != first.classes:
+            raise MnistlabError(f"{other.path} reads {', '.join(other.classes)} but {first.path} reads "
+                                f"{', '.join(first.classes)}: an ensemble's runs must share their classes")
+    first.members = models[1:]
+    return first

@@ -1,0 +1,50 @@
+"""Several CNN runs as one reader: their calibrated probabilities averaged, in the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mnistlab import evaluate_classifier, load
+from mnistlab.errors import MnistlabError
+
+
+@pytest.fixture(scope="module")
+def second_run(tiny_data, tmp_path_factory):
+    from mnistlab.train.classifier import train_classifier
+
+    return train_classifier("seed", tiny_data, epochs=2, lr=3e-3, seed=1, out=str(tmp_path_factory.mktemp("e") / "r"),
+                            progress=False)
+
+
+def test_an_ensemble_averages_its_members_probabilities(cnn_run, second_run, tiny_data):
+    one, two = load(cnn_run.dir), load(second_run.dir)
+    both = load([cnn_run.dir, second_run.dir])
+    digits = tiny_data.test.images[:50]
+    expected = (one.probabilities(digits) + two.probabilities(digits)) / 2
+    assert both.probabilities(digits) == pytest.approx(expected, abs=1e-6)
+    assert load(f"{cnn_run.dir},{second_run.dir}").probabilities(digits) == pytest.approx(expected, abs=1e-6)
+    predicted = both.predict([digits[0].numpy()])[0]
+    assert predicted["digit"] == int(np.argmax(expected[0]))
+
+
+def test_evaluate_an_ensemble_through_the_api_and_the_cli(cnn_run, second_run):
+    runs = f"{cnn_run.dir},{second_run.dir}"
+    report = evaluate_classifier(runs)
+    assert report["members"] == [str(run.dir / "checkpoint.safetensors") for run in (cnn_run, second_run)]
+    done = subprocess.run([sys.executable, "-m", "mnistlab", "evaluate", "cnn", runs, "--json"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accuracy"] == report["accuracy"]
+
+
+def test_an_ensemble_of_a_gan_is_one_line(cnn_run, gan_run):
+    with pytest.raises(MnistlabError, match="cnn checkpoint is needed"):
+        load([cnn_run.dir, gan_run.dir])
+    done = subprocess.run([sys.executable, "-m", "mnistlab", "predict", f"{cnn_run.dir},{gan_run.dir}", "x.png"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
