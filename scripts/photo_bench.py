@@ -1,5 +1,5 @@
 """How well trained CNNs read photos of digits and numbers (issue #12): the photos are made by
-`mnistlab.data.photos` from the mnist-sample test split, never trained on.
+`mnistlab.data.photos` from the official MNIST test split (--digits), never trained on.
 
     python scripts/photo_bench.py --runs runs/cnn-best-... runs/cnn-seed-... --photos 400 --numbers 200 --seed 0
 
@@ -67,17 +67,19 @@ def main() -> None:
     parser.add_argument("--numbers", type=int, default=200, help="photos of 2-6 digit numbers")
     parser.add_argument("--blanks", type=int, default=80, help="photos of empty paper, which must read as no digit")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--digits", default="mnist", help="whose test split the photos are made of: mnist (the "
+                        "official test digits) or mnist-sample (its 1,000 test digits are MNIST training digits)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     start = time.perf_counter()
-    singles = make_photos(args.photos, seed=2 * args.seed)
-    numbers = make_photos(args.numbers, seed=2 * args.seed + 1, lengths=(2, 3, 4, 5, 6))
+    singles = make_photos(args.photos, seed=2 * args.seed, digits=args.digits)
+    numbers = make_photos(args.numbers, seed=2 * args.seed + 1, lengths=(2, 3, 4, 5, 6), digits=args.digits)
     blanks = make_blank_pages(args.blanks, seed=2 * args.seed + 1)
     print(f"{len(singles) + len(numbers) + len(blanks)} photos made in {time.perf_counter() - start:.1f} s "
           f"(seed {args.seed}); {sum(len(p.labels) < 6 for p in numbers)} numbers of 2-5 digits, "
           f"{sum(len(p.labels) == 6 for p in numbers)} of 6, {len(blanks)} blank pages", flush=True)
-    test = load_dataset("mnist-sample", splits=("test",)).test
+    test = load_dataset(args.digits, splits=("test",)).test
     _, page_ms = timed(lambda p: digit_pieces(find_ink(to_grey(p.image))), singles + numbers)
     megapixels = singles[0].image.shape[0] * singles[0].image.shape[1] / 1e6
 

@@ -1,6 +1,6 @@
 """Photo-like test images of real MNIST digits: what a phone sees of a digit, or a number, on paper.
 
-Each photo is a real digit (or 2–6 of them side by side) from the `mnist-sample` **test** split, drawn as ink
+Each photo is a real digit (or 2–6 of them side by side) from a **test** split (`digits`), drawn as ink
 on a page: paper of some colour, plain, ruled or squared; black or blue pen, or pencil; strokes thinner or
 thicker than MNIST's; a small tilt; anywhere on the page at 20–70 % of its height; under uneven light and
 a soft shadow, sometimes with the table showing at one edge; then the camera's blur, sensor noise and JPEG.
@@ -66,18 +66,20 @@ class Photo:
 
 def make_photos(
     count: int, *, seed: int = 0, lengths: Sequence[int] = (1,), size: tuple[int, int] = (1152, 864),
-    **fixed: str,
+    digits: str = "mnist-sample", **fixed: str,
 ) -> list[Photo]:
     """`count` photos of `size` (width, height) pixels, each of a number whose length is drawn from `lengths`.
 
-    The same seed gives the same photos. Conditions not pinned in `fixed` are drawn per photo.
+    The same seed gives the same photos. Conditions not pinned in `fixed` are drawn per photo. The digits
+    are the test split of `digits`: "mnist" for models trained on full MNIST, since mnist-sample's 5,000
+    digits (its test split too) all come from MNIST's official training set.
     """
     _check_conditions(fixed)
     if not lengths or min(lengths) < 1 or max(lengths) > 10:
         raise MnistlabError(f"number lengths must be 1..10 digits, got {list(lengths)}")
     from mnistlab.data.datasets import load_dataset
 
-    test = load_dataset("mnist-sample", splits=("test",)).test
+    test = load_dataset(digits, splits=("test",)).test
     images, labels = test.images.numpy(), test.labels.numpy()
     photos = []
     for index in range(count):
