@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
     p.set_defaults(handler=cmd_calibrate)
 
-    p = _command(commands, "speedrun", "train from scratch to >= 99% on MNIST's test split as fast as this CPU allows")
+    p = _command(commands, "speedrun", "train from scratch to 99 percent on MNIST's test split, as fast as it goes")
     p.add_argument("--dataset", default="auto", help="dataset (default: auto, full MNIST where it can be had)")
     p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
     p.add_argument("--seed", type=int, default=0, help="the first run's seed; run k has seed + k (default: 0)")

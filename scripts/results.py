@@ -12,7 +12,8 @@ A Markdown file asks for a table with a marker line, and `render` fills the line
     <!-- end results -->
 
 A marker may relabel rows: `<!-- results: cnn-presets-mnist label=preset -->` shows each row by its `preset`
-value alone; `epochs=true` shows the metric after each epoch instead (mean ± sd over the seeds).
+value alone; `epochs=true` shows the metric after each epoch instead (mean ± sd over the seeds), and
+`calibration=true` the runs' temperatures, ECE and NLL (exported with --calibration).
 """
 
 from __future__ import annotations
@@ -31,13 +32,19 @@ MARKER = re.compile(r"^<!-- results: (?P<name>[\w.-]+)(?P<options>(?: \w+=\S+)*)
 END = "<!-- end results -->"
 
 
-def export(sweep_dir: str, conditions: str) -> Path:
+def export(sweep_dir: str, conditions: str, calibration: bool = False) -> Path:
     from mnistlab.sweep.report import load_sweep
 
     summary = load_sweep(sweep_dir)
     for row in summary["configurations"]:  # each seed's metric after every epoch, read from its run directory
         row["per_epoch"] = [[m.get(summary["metric"]) for m in map(json.loads, Path(d, "metrics.jsonl").open())]
-                            for d in row.pop("run_dirs")]
+                            for d in row["run_dirs"]]
+        if calibration:  # each run's test-split calibration, as `mnistlab evaluate cnn RUN --json` reports it
+            from mnistlab.evaluate import evaluate_classifier
+
+            row["calibration"] = [{k: v for k, v in evaluate_classifier(d)["calibration"].items()
+                                   if not k.startswith("reliability")} for d in row["run_dirs"]]
+        del row["run_dirs"]
     experiment = ROOT / "experiments" / f"{summary['study']}.toml"
     if not experiment.exists():
         sys.exit(f"results.py: no {experiment.relative_to(ROOT)}: a committed table needs its sweep file")
@@ -68,9 +75,13 @@ def table(name: str, options: dict[str, str]) -> list[str]:
     label_key = options.get("label")
     rows = summary["configurations"]
     epochs = max(len(seed) for row in rows for seed in row["per_epoch"]) if options.get("epochs") == "true" else 0
+    calibration = options.get("calibration") == "true"
     if epochs:
         lines = ["| configuration | n | " + " | ".join(f"epoch {e + 1}" for e in range(epochs)) + " |",
                  "|---|---|" + "---|" * epochs]
+    elif calibration:
+        lines = ["| configuration | n | temperature | test ECE, T = 1 | test ECE, fitted T | test NLL, T = 1 | "
+                 "test NLL, fitted T |", "|---|---|---|---|---|---|---|"]
     else:
         lines = [f"| configuration | n | {metric}, mean ± sd | min–max | training s (mean) |", "|---|---|---|---|---|"]
     for row in rows:
@@ -79,6 +90,13 @@ def table(name: str, options: dict[str, str]) -> list[str]:
                  ", ".join(f"{k} = {v}" for k, v in config.items()) or summary["study"])
         if epochs:
             cells = [_spread([seed[e] for seed in row["per_epoch"] if len(seed) > e], metric) for e in range(epochs)]
+            lines.append(f"| {label} | {row['n']} | " + " | ".join(cells) + " |")
+            continue
+        if calibration:
+            runs = row["calibration"]
+            cells = [_spread([r["temperature"] for r in runs], "t"),
+                     *(_spread([100 * r[k] for r in runs], "t") + " %" for k in ("ece_before", "ece_after")),
+                     *(_spread([r[k] for r in runs], "acc") for k in ("nll_before", "nll_after"))]
             lines.append(f"| {label} | {row['n']} | " + " | ".join(cells) + " |")
             continue
         sd = f" ± {_number(row['sd'], metric)}" if row["sd"] is not None else ""
@@ -111,11 +129,12 @@ def main() -> int:
     p = commands.add_parser("export")
     p.add_argument("sweep_dir")
     p.add_argument("--conditions", required=True, help="one line: machine class, workers and threads")
+    p.add_argument("--calibration", action="store_true", help="also each CNN run's test-split calibration")
     p = commands.add_parser("render")
     p.add_argument("--check", action="store_true")
     args = parser.parse_args()
     if args.command == "export":
-        print(export(args.sweep_dir, args.conditions))
+        print(export(args.sweep_dir, args.conditions, args.calibration))
         return 0
     stale = []
     for page in PAGES:

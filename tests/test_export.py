@@ -16,6 +16,8 @@ from mnistlab.export import export_onnx
 from mnistlab.inference import classify, load
 from mnistlab.pixels import to_uint8
 
+pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
+
 
 def session(path):
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
+
 GOLDEN = Path(__file__).parent / "golden" / "training.json"
 EVALUATOR_V1 = Path(__file__).parent.parent / "mnistlab" / "assets" / "evaluator-v1.safetensors"
 RECORD = os.environ.get("MNISTLAB_RECORD_GOLDEN") == "1"

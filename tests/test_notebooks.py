@@ -18,6 +18,8 @@ import nbclient
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOTEBOOKS = ("cnn_mnist", "dcgan_mnist", "future_improvements")
 CHECK = "import sys, os\nprint(sys.executable)\nprint(os.environ.get('MNISTLAB_NOTEBOOK_FAST'))"

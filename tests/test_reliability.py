@@ -11,6 +11,8 @@ import torch
 
 from mnistlab.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -17,6 +17,8 @@ from mnistlab.train.clusters import find_clusters
 from mnistlab.train.gan import train_gan
 from mnistlab.train.loop import Interrupted
 
+pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
+
 CLUSTERED = dict(conditional=True, clusters=5, epochs=1, batch_size=50, eval_every=0, progress=False)
 
 

@@ -30,6 +30,8 @@ with warnings.catch_warnings():  # Starlette suggests httpx2 for its TestClient;
 from mnistlab.serve.app import create_app, newest_runs, serve  # noqa: E402
 from mnistlab.serve.middleware import MAX_UPLOAD  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
+
 
 @contextlib.contextmanager
 def serving(app) -> Iterator[str]:

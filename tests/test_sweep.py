@@ -24,6 +24,8 @@ from mnistlab.sweep.report import load_sweep
 from mnistlab.sweep.run import run_sweep
 from mnistlab.sweep.spec import trial_point
 
+pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
+
 TINY = """
 kind = "cnn"
 preset = "seed"
@@ -137,6 +139,7 @@ def test_a_search_trial_stopped_by_ctrl_c_is_enqueued_again_once_with_its_parame
 POP_ALL = """
 import sys, optuna
 from mnistlab.sweep import engine
+
 study = optuna.load_study(study_name="race", storage=engine.open_storage(sys.argv[1], heartbeat=False))
 print("ready", flush=True)
 sys.stdin.readline()  # go

@@ -18,6 +18,8 @@ from mnistlab.models.dcgan import DCGAN
 from mnistlab.train.gan import gan_loss, train_gan
 from mnistlab.train.loop import Interrupted
 
+pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
+
 
 def test_a_run_writes_grids_gif_curves_metrics_and_a_full_checkpoint(gan_run):
     d = gan_run.dir
