@@ -63,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
 # Parser
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Subcommand names measured where they are printed (argparse measures them an indent shallower)."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        names = [len(self._format_action_invocation(sub)) for sub in getattr(action, "_get_subactions", list)()]
+        self._action_max_length = max(self._action_max_length, max(names, default=0) + self._current_indent + 2)
+
+
 def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
     """A subcommand whose `-h` description is its one-line summary."""
     return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
@@ -71,7 +80,7 @@ def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mnistlab", description="Deep learning on MNIST-style digits: train, evaluate, predict, generate, serve.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES, formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mnistlab {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
