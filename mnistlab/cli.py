@@ -30,7 +30,7 @@ EXAMPLES = """examples:
   mnistlab predict runs/cnn-seed-... my_digit.png  read your own handwriting
   mnistlab generate runs/gan-default-... --out digits.png
   mnistlab read runs/cnn-best-... photo.jpg        read a written number from a photo
-  mnistlab sweep experiments/cnn-presets-sample.toml --workers 2
+  mnistlab sweep experiments/cnn-seed-mnist.toml --workers 2
   mnistlab serve                                   draw digits in the browser
 """
 
@@ -292,6 +292,8 @@ def cmd_evaluate_cnn(args: argparse.Namespace) -> None:
     print("confusion matrix (rows: true, columns: predicted)")
     rows = [[c] + [str(v) for v in row] for c, row in zip(report["classes"], report["confusion"])]
     _table([""] + report["classes"], rows)
+    for mistake in report.get("mistakes", []):
+        print(f"misread: {mistake['file']}  {mistake['true']} read as {mistake['predicted']}")
 
 
 def cmd_evaluate_gan(args: argparse.Namespace) -> None:
@@ -419,7 +421,6 @@ def cmd_runs_compare(args: argparse.Namespace) -> None:
     print(f"plot: {plot}")
 
 
-# ----------------------------------------------------------------------------------------------
 # Printing
 
 

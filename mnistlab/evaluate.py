@@ -66,6 +66,11 @@ def evaluate_classifier(
     report = classification_report(logits, data.test.labels, data.classes)
     report.update(dataset=data.name, checkpoint=str(classifier.path),
                   calibration=calibration_report(logits, data.test.labels, temperature))
+    if data.provenance.get("test_files"):  # a folder of the user's images: name the ones misread
+        predicted = logits.argmax(1).tolist()
+        report["mistakes"] = [{"file": f, "true": data.classes[t], "predicted": data.classes[p]}
+                              for f, t, p in zip(data.provenance["test_files"], data.test.labels.tolist(), predicted)
+                              if t != p]
     if classifier.members:
         report["members"] = [str(m.path) for m in [classifier, *classifier.members]]
     if Path(run_or_checkpoint).is_dir():

@@ -1,4 +1,5 @@
-"""GANs on a person's own images: `images:DIR` folders, label-free `idx:DIR`, and every bad folder as one line."""
+"""A person's own images: `images:DIR` folders (class folders for a classifier), label-free `idx:DIR`, and every
+bad folder as one line."""
 
 import math
 import os
@@ -98,7 +99,7 @@ def test_a_gan_trains_on_a_folder_from_the_cli_and_a_conditional_one_is_refused(
     assert_clean_error(run_cli("train", "gan", "--dataset", f"images:{photo_folder}", "--out", tmp_path / "cond",
                                *common), "has no labels", "gan/default is conditional", "--preset unconditional")
     assert_clean_error(run_cli("train", "cnn", "--dataset", f"images:{photo_folder}", "--out", tmp_path / "cnn",
-                               "--dry-run"), "has no labels", "a classifier needs them")
+                               "--dry-run"), "has no labels", "subfolders named 0 to 9")
     assert_clean_error(run_cli("train", "gan", "--set", "framing=resize", "--out", tmp_path / "r", *common),
                        "run.framing = 'resize'", "images:DIR")
     assert not any((tmp_path / name).exists() for name in ("cond", "cnn", "r"))
@@ -178,3 +179,60 @@ def test_a_conditional_gan_given_unlabelled_data_in_python_is_refused(sample_dat
     config = with_overrides(preset("gan", "default"), {"conditional": False, "batch_size": 16})
     run = train_gan(config, unlabelled, dry_run=True, eval_every=0, out=str(tmp_path / "u"), progress=False)
     assert run.metrics[0]["epoch"] == 1
+
+
+@pytest.fixture
+def class_folder(sample_data, tmp_path):
+    """ImageFolder's layout: real test digits as dark-on-white PNGs in my-digits/0 … my-digits/9 (six of each,
+    seven of 1), plus what does not belong: a digit at the top level, one in a folder named "seven", one in a
+    folder named "10", and an empty class folder would be ignored."""
+    folder = tmp_path / "my-digits"
+    images, labels = sample_data.test.images.numpy(), sample_data.test.labels.numpy()
+    for digit in range(10):
+        (folder / str(digit)).mkdir(parents=True)
+        for k, index in enumerate(np.flatnonzero(labels == digit)[: 7 if digit == 1 else 6]):
+            Image.fromarray(255 - images[index]).resize((56, 56)).save(folder / str(digit) / f"{digit}-{k}.png")
+    for stray in ("top.png", "seven/a.png", "10/b.png"):
+        (folder / stray).parent.mkdir(exist_ok=True)
+        Image.fromarray(255 - images[0]).save(folder / stray)
+    return folder
+
+
+def test_class_folders_give_labels_and_a_stratified_tenth_and_strays_are_named(class_folder, tmp_path):
+    data = load_dataset(f"images:{class_folder}", tmp_path / "cache", val_size=0)
+    assert data.classes == [str(d) for d in range(10)]
+    assert (len(data.train), len(data.test)) == (61 - 10, 10)  # ceil(6 / 10) = ceil(7 / 10) = 1 of each class
+    assert sorted(data.test.labels.tolist()) == list(range(10))
+    assert "skipped 3 images outside the class folders 0-9" in data.notice and "\n" not in data.notice
+    assert all(name in data.notice for name in ("top.png", "seven/a.png", "10/b.png"))
+    files = data.provenance["test_files"]
+    assert [int(f.split("/")[0]) for f in files] == data.test.labels.tolist()
+    again = load_dataset(f"images:{class_folder}", tmp_path / "cache", val_size=0)  # from the cache: the same
+    assert again.provenance["test_files"] == files and np.array_equal(again.test.labels, data.test.labels)
+
+
+def test_a_cnn_trains_and_evaluates_on_class_folders_naming_its_mistakes(class_folder, tmp_path):
+    import json
+
+    common = ["--data-root", tmp_path / "cache"]
+    result = run_cli("train", "cnn", "--preset", "seed", "--dataset", f"images:{class_folder}", "--epochs", "1",
+                     "--batch-size", "10", "--set", "val_size=0", "--out", tmp_path / "cnn", "--no-progress", *common)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("evaluate", "cnn", tmp_path / "cnn", "--dataset", f"images:{class_folder}", "--json", *common)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 10 and len(report["mistakes"]) == round((1 - report["accuracy"]) * 10)
+    assert all(m["file"].split("/")[0] == m["true"] != m["predicted"] for m in report["mistakes"])
+
+
+def test_a_folder_a_classifier_cannot_learn_from_is_one_line(class_folder, tmp_path):
+    import shutil
+
+    for digit in range(1, 10):
+        shutil.rmtree(class_folder / str(digit))
+    assert_clean_error(run_cli("train", "cnn", "--dataset", f"images:{class_folder}", "--dry-run", "--out",
+                               tmp_path / "one", "--data-root", tmp_path / "cache"), "only class 0 has images")
+    shutil.rmtree(class_folder / "0")
+    assert_clean_error(run_cli("train", "cnn", "--dataset", f"images:{class_folder}", "--dry-run", "--out",
+                               tmp_path / "none", "--data-root", tmp_path / "cache"), "has no labels")
+    assert not (tmp_path / "one").exists() and not (tmp_path / "none").exists()

@@ -144,13 +144,17 @@ def load_dataset(
     if name == "auto":
         name, notice, files = _resolve_auto(root, parts, download)
     if name.startswith("images:"):
-        from mnistlab.data.folder import read_folder
+        from mnistlab.data.folder import check_classes, read_folder
 
-        if need_labels:
-            raise _unlabelled(name, "a folder of images has none")
         folder = read_folder(name[len("images:") :], framing, dataset_root(root) / "images-cache")
-        loaded = {part: Split(torch.from_numpy(getattr(folder, part)), None) for part in ("train", "test")}
-        name, source, md5s, notice, classes = folder.name, "folder", {folder.name: folder.digest}, folder.notice, []
+        labelled = folder.train_labels is not None
+        if need_labels:
+            check_classes(folder)
+        loaded = {part: Split(torch.from_numpy(getattr(folder, part)),
+                              torch.from_numpy(getattr(folder, f"{part}_labels")) if labelled else None)
+                  for part in ("train", "test")}
+        name, source, md5s, notice = folder.name, "folder", {folder.name: folder.digest}, folder.notice
+        classes = DIGIT_CLASSES if labelled else []
     elif name == SAMPLE_NAME:
         arrays, md5s = load_sample()
         loaded = {part: Split(torch.from_numpy(x), torch.from_numpy(y)) for part, (x, y) in arrays.items()}
@@ -168,7 +172,7 @@ def load_dataset(
     if "train" in loaded:
         train, val = _carve_val(loaded["train"], val_size)
     provenance = {"name": name, "requested": requested, "source": source, "files": md5s, "notice": notice,
-                  **({"framing": framing} if source == "folder" else {})}
+                  **({"framing": framing, "test_files": folder.test_files} if source == "folder" else {})}
     return Dataset(
         name=name,
         train=train if "train" in wanted else None,
