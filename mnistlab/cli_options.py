@@ -30,6 +30,9 @@ def add_train_options(p: argparse.ArgumentParser, config_type: type) -> None:
             allowed = "" if choices else f" [{describe(hint)}]"
             group.add_argument(flag, dest=f"{section}.{f.name}", type=Typed, default=argparse.SUPPRESS,
                                metavar=metavar, help=(comment + allowed).replace("%", "%%"))
+    if "init_from" in {f.name for f in fields(typing.get_type_hints(config_type)["run"])}:
+        p.add_argument("--from", dest="run.init_from", type=Typed, default=argparse.SUPPRESS, metavar="RUN",
+                       help="fine-tune: start from this CNN run's weights (= --init-from)")
     p.add_argument("--config", metavar="FILE.toml", help="TOML overrides: [model], [train] and [run] tables")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set filters=[8,16,32] --set model.batch_norm=true")

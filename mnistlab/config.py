@@ -115,6 +115,7 @@ class TrainConfig(Checked):
     augment_blur: Probability = 0.0  # chance of a slight Gaussian blur of each image (a camera's focus)
     augment_noise: Annotated[float, Range(ge=0, le=0.5)] = 0.0  # std of Gaussian pixel noise, on a 0..1 scale
     val_size: NonNegativeInt | None = None  # images from train's start held out to validate; None = 1/12 (seed 5,000)
+    replay: Fraction = 0.0  # fine-tuning (run.init_from): share of each batch drawn from the source run's own data
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -215,6 +216,7 @@ class RunConfig(Checked):
     out: str | None = None  # run directory; None = runs/<kind>-<preset>-<timestamp>
     tensorboard: bool = False  # also log scalars (and GAN sample grids) to <run>/tensorboard
     dry_run: bool = False  # a few batches of one epoch, to check the whole pipeline in seconds
+    init_from: str | None = None  # a CNN run whose weights this run starts from (fine-tuning, `--from RUN`)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -92,6 +92,7 @@ def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
     if info.best is not None:
         run.update(best_fcd=info.best.state["fcd"], best_epoch=info.best.state["epoch"])
     run.update(kind=info.kind, preset=info.preset, dataset=info.dataset, epochs=len(info.metrics),
+               init_from=info.config.get("run", {}).get("init_from"),
                wall=_duration(wall_s) if info.metrics else "-", wall_s=float(wall_s), metrics=info.metrics)
     run["headline"] = _headline(run)
     return run
@@ -217,7 +218,9 @@ def _headline(run: dict[str, Any]) -> str:
         return "no epoch finished yet"
     if run["kind"] == "cnn":
         acc = metrics[-1].get("test_acc")
-        return f"test acc {acc:.4f}" if acc is not None else "no test accuracy"
+        source = run.get("init_from")
+        return (f"test acc {acc:.4f}" if acc is not None else "no test accuracy") + (
+            f", fine-tuned from {source}" if source else "")
     quality = next((m for m in reversed(metrics) if m.get("fcd") is not None), None)
     best = f", best {run['best_fcd']:.2f} at epoch {run['best_epoch']}" if run["best_fcd"] is not None else ""
     if quality is not None:

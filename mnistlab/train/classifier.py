@@ -18,14 +18,16 @@ import torch
 import torch.nn.functional as F
 
 from mnistlab.calibration import fit_temperature
-from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_weights
-from mnistlab.config import ClassifierConfig, TrainConfig
+from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, load_weights
+from mnistlab.config import ClassifierConfig, TrainConfig, from_dict
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.device import autocast
+from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import classification_report
 from mnistlab.inference import classify
 from mnistlab.models.cnn import CNN
 from mnistlab.pixels import to_float
+from mnistlab.run_info import read_checkpoint_header, resolve_checkpoint
 from mnistlab.train import loop
 from mnistlab.train.augment import augment, erase, photo_noise
 from mnistlab.train.distributed import Dist
@@ -95,6 +97,9 @@ class CNNTrainer:
         self.train_x = start.dataset.train.images.to(start.device)
         self.train_y = start.dataset.train.labels.to(start.device)
         self.model = CNN(self.config.model).to(start.device, memory_format=start.memory_format)
+        self.replay_x = self.replay_y = None
+        if self.config.run.init_from and start.state is None:  # fine-tuning; a resumed run has its own weights
+            self.replay_x, self.replay_y = self._start_from(self.config.run.init_from)
         self.optimizer = adam(self.model.parameters(), start.device, lr=self.config.train.lr,
                               betas=(self.config.train.beta1, self.config.train.beta2),
                               eps=1e-8, weight_decay=self.config.train.weight_decay)
@@ -104,12 +109,26 @@ class CNNTrainer:
             device_ids = [start.device.index] if start.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
+    def _start_from(self, run: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Load a CNN run's weights into the model; return its training data for replay (None without replay)."""
+        start, source = self.start, load_checkpoint(run, kind="cnn")
+        load_weights(self.model, source["model"], run, source)
+        if not self.config.train.replay:
+            return None, None
+        replay = load_dataset(source["dataset"]["name"], self.config.run.data_root, splits=("train",)).train
+        return replay.images.to(start.device), replay.labels.to(start.device)
+
     def train(self) -> None:
         self.model.train()
 
     def step(self, idx: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         tc, start = self.config.train, self.start
-        x, y = to_float(self.train_x[idx], "0,1", start.memory_format), self.train_y[idx]
+        x, y = self.train_x[idx], self.train_y[idx]
+        if tc.replay and self.replay_x is not None:  # the source's own data alongside, so it keeps other writers
+            extra = torch.randint(len(self.replay_x), (round(len(idx) * tc.replay / (1 - tc.replay)),),
+                                  device=self.replay_x.device)
+            x, y = torch.cat([x, self.replay_x[extra]]), torch.cat([y, self.replay_y[extra]])
+        x = to_float(x, "0,1", start.memory_format)
         if tc.augment_shift or tc.augment_rotate or tc.augment_flip or tc.augment_shear or tc.augment_elastic:
             x = augment(x, tc.augment_shift, tc.augment_rotate, tc.augment_flip, tc.augment_shear, tc.augment_elastic)
         if tc.augment_stroke or tc.augment_blur or tc.augment_noise:
@@ -155,6 +174,24 @@ class CNNTrainer:
             write_report(self.model, self.start.dataset, self.start.run_dir, self.start.device, self.start.dtype)
 
 
+def check_source(config: ClassifierConfig, dataset: Dataset) -> None:
+    """Fine-tuning (`run.init_from`) needs a CNN run of the same network and the same classes: checked before
+    the run directory is made, so a refused run leaves nothing behind."""
+    run = config.run.init_from
+    if not run:
+        return
+    source = read_checkpoint_header(resolve_checkpoint(run, "last"))
+    if source.kind != "cnn":
+        raise MnistlabError(f"--from {run}: a {source.kind} run; fine-tuning starts from a CNN run")
+    source_config = from_dict("cnn", source.state["config"])
+    if source_config.model != config.model:
+        raise MnistlabError(f"--from {run}: it is a {source_config.preset} network, not this run's "
+                            f"{config.preset}; fine-tune it with --preset {source_config.preset}")
+    if source.state["classes"] != dataset.classes:
+        raise MnistlabError(f"--from {run}: it reads {', '.join(source.state['classes'])}, but {dataset.name} has "
+                            f"the classes {', '.join(dataset.classes) or '(none)'}: fine-tune on data of its classes")
+
+
 def load_data(config: ClassifierConfig) -> Dataset:
     """The splits a classifier trains, validates and is tested on."""
     return load_dataset(config.run.dataset, config.run.data_root, val_size=config.train.val_size)
@@ -181,7 +218,7 @@ def train_classifier(
     >>> 0.6 < run.metrics[-1]["test_acc"] < 1  # one epoch of the seed CNN on 3,667 digits
     True
     """
-    start = loop.start_run("cnn", config, overrides, resume, dataset, progress, load_data)
+    start = loop.start_run("cnn", config, overrides, resume, dataset, progress, load_data, check_source)
     trainer = CNNTrainer(start)
     history = loop.fit(start, trainer, callback)
     return ClassifierRun(start.run_dir, start.config, trainer.model, history, start.dataset.name)

@@ -1,0 +1,58 @@
+"""Fine-tuning a trained reader on a person's own labelled digits: `train cnn --from RUN --dataset images:DIR`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from mnistlab.checkpoint import load_checkpoint
+from tests.test_cli import assert_clean_error, run_cli
+
+
+@pytest.fixture
+def one_writer(sample_data, tmp_path):
+    """One hand: the sample's test digits written with a thick pen (strokes dilated), in class folders 0-9."""
+    folder = tmp_path / "my-hand"
+    images, labels = sample_data.test.images.numpy(), sample_data.test.labels.numpy()
+    for digit in range(10):
+        (folder / str(digit)).mkdir(parents=True)
+        for k, index in enumerate(np.flatnonzero(labels == digit)[:5]):
+            thick = ndimage.grey_dilation(images[index], size=(3, 3))
+            Image.fromarray(255 - thick).save(folder / str(digit) / f"{k}.png")
+    return folder
+
+
+def test_fine_tuning_starts_from_the_run_and_records_where_it_came_from(cnn_run, one_writer, tmp_path):
+    common = ["--dataset", f"images:{one_writer}", "--data-root", tmp_path / "cache", "--batch-size", "10",
+              "--set", "val_size=0", "--no-progress"]
+    result = run_cli("train", "cnn", "--from", cnn_run.dir, "--epochs", "1", "--lr", "1e-9",
+                     "--out", tmp_path / "still", *common)
+    assert result.returncode == 0, result.stderr
+    before, after = load_checkpoint(cnn_run.dir)["model"], load_checkpoint(tmp_path / "still")["model"]
+    assert all(torch.allclose(before[k].float(), after[k].float(), atol=1e-5) for k in before)  # lr ~0: the same
+    assert json.loads((tmp_path / "still" / "config.json").read_text())["run"]["init_from"] == str(cnn_run.dir)
+
+    result = run_cli("train", "cnn", "--from", cnn_run.dir, "--epochs", "2", "--lr", "1e-3", "--set", "replay=0.5",
+                     "--out", tmp_path / "tuned", *common)
+    assert result.returncode == 0, result.stderr
+    tuned = load_checkpoint(tmp_path / "tuned")["model"]
+    assert any(not torch.allclose(before[k].float(), tuned[k].float(), atol=1e-4) for k in before)
+    listing = run_cli("runs", "list", tmp_path)
+    assert f"fine-tuned from {cnn_run.dir}" in listing.stdout
+
+
+def test_fine_tuning_from_a_gan_or_another_network_is_one_line_and_leaves_nothing(cnn_run, gan_run, one_writer,
+                                                                                  tmp_path):
+    common = ["--dataset", f"images:{one_writer}", "--data-root", tmp_path / "cache", "--dry-run", "--set",
+              "val_size=0", "--batch-size", "10"]
+    assert_clean_error(run_cli("train", "cnn", "--from", gan_run.dir, "--out", tmp_path / "a", *common),
+                       "a gan run; fine-tuning starts from a CNN run")
+    assert_clean_error(run_cli("train", "cnn", "--preset", "best", "--from", cnn_run.dir, "--out", tmp_path / "b",
+                               *common), "it is a seed network", "--preset seed")
+    assert_clean_error(run_cli("train", "cnn", "--from", tmp_path / "nowhere", "--out", tmp_path / "c", *common))
+    assert not any((tmp_path / name).exists() for name in "abc")
