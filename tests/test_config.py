@@ -232,12 +232,12 @@ PRESET_SHA256 = {
     ("gan", "seed"): "5954acb66cc696fc", ("gan", "default"): "310d0fe5d3641467",
 }
 FIELDS_ADDED_SINCE = {  # with defaults that change nothing; only the classifier's train section has the augments
-    "run": ("dry_run", "framing"),
+    "run": ("dry_run", "framing", "init_from"),
     "model": ("clusters",),
     "train": ("augment_shear", "augment_elastic", "augment_stroke", "augment_blur", "augment_noise"),
 }
 # time_budget: the GAN's train section had it from the start; pools, beta1, beta2: the CNN's alone
-CNN_FIELDS_ADDED_SINCE = {"train": ("time_budget", "beta1", "beta2"), "model": ("pools",)}
+CNN_FIELDS_ADDED_SINCE = {"train": ("time_budget", "beta1", "beta2", "replay"), "model": ("pools",)}
 PRESETS_ADDED_SINCE = {("cnn", "photo"), ("cnn", "speedrun"), ("gan", "unconditional")}
 
 
