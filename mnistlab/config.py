@@ -244,6 +244,9 @@ class GANConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.run.init_from:
+            raise MnistlabError("run.init_from (--from RUN) fine-tunes a CNN; a GAN starts from scratch or resumes "
+                                "its own run (--resume)")
         if LOSS_OUTPUTS[self.train.loss] != self.model.d_outputs:
             fits = next(loss for loss, n in LOSS_OUTPUTS.items() if n == self.model.d_outputs)
             raise MnistlabError(
