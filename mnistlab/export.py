@@ -35,7 +35,9 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
     GAN's best generator; see `mnistlab.inference.load`).
 
     CNN: input `images` float32 [N,1,28,28] in [0,1], light ink on black as `preprocess.to_mnist` makes them;
-    output `logits` float32 [N,classes] (softmax gives the probabilities).
+    output `logits` float32 [N,classes], divided by the run's temperature, so softmax gives the calibrated
+    probabilities `predict` gives. Several runs (an ensemble, `load`'s list) export as one graph whose
+    `logits` are the log of the members' averaged probabilities.
     GAN: input `z` float32 [N,nz] drawn as the model was trained (uniform on [-1,1] or standard normal),
     followed for a conditional GAN by the one-hot of the digit to draw (10 numbers), or of a cluster;
     output `images` float32 [N,1,28,28] from the generator's tanh, in [-1,1] (`output` says how to get
@@ -50,7 +52,7 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
         raise MnistlabError(f"cannot write {path}: there is no directory {Path(path).parent}")
     model = load(run_or_checkpoint, precision="fp32", checkpoint=checkpoint)
     if isinstance(model, Classifier):
-        kind, net, names = "cnn", model.model, ("images", "logits")
+        kind, net, names = "cnn", _Calibrated(model), ("images", "logits")
         example, check = torch.rand(2, 1, 28, 28), torch.rand(CHECK_BATCH, 1, 28, 28)
         described = ("images float32 [N,1,28,28] in [0,1], light ink on black (mnistlab.preprocess.to_mnist)",
                      f"logits float32 [N,{len(model.classes)}] for classes {','.join(model.classes)}")
@@ -89,6 +91,22 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
         raise MnistlabError(f"cannot write {path}: {e.strerror or e}; choose another --onnx path") from None
     return {"path": str(path), "kind": kind, "input": described[0], "output": described[1],
             "max_abs_diff": diff, "source": str(model.path)}
+
+
+class _Calibrated(torch.nn.Module):
+    """A classifier's networks as `predict` uses them: logits / T, or an ensemble's log averaged probabilities."""
+
+    def __init__(self, classifier: Classifier):
+        super().__init__()
+        members = [classifier, *classifier.members]
+        self.nets = torch.nn.ModuleList(m.model for m in members)
+        self.temperatures = [m.temperature for m in members]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if len(self.nets) == 1:
+            return self.nets[0](images) / self.temperatures[0]
+        probabilities = [torch.softmax(net(images) / t, 1) for net, t in zip(self.nets, self.temperatures)]
+        return torch.log(torch.stack(probabilities).mean(0))
 
 
 def _require_onnx_stack() -> None:

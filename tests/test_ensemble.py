@@ -48,3 +48,17 @@ def test_an_ensemble_of_a_gan_is_one_line(cnn_run, gan_run):
     done = subprocess.run([sys.executable, "-m", "mnistlab", "predict", f"{cnn_run.dir},{gan_run.dir}", "x.png"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_ensemble_exports_as_one_onnx_graph_that_predicts_as_it_does(cnn_run, second_run, tiny_data, tmp_path):
+    import onnxruntime
+    import torch
+
+    from mnistlab import export_onnx
+
+    export_onnx([cnn_run.dir, second_run.dir], tmp_path / "ensemble.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "ensemble.onnx"), providers=["CPUExecutionProvider"])
+    digits = tiny_data.test.images[:20]
+    logits = session.run(None, {"images": (digits.float() / 255).unsqueeze(1).numpy()})[0]
+    expected = load([cnn_run.dir, second_run.dir], precision="fp32").probabilities(digits)
+    assert torch.softmax(torch.from_numpy(logits), 1).numpy() == pytest.approx(expected, abs=1e-5)
