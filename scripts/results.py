@@ -13,7 +13,8 @@ A Markdown file asks for a table with a marker line, and `render` fills the line
 
 A marker may relabel rows: `<!-- results: cnn-presets-mnist label=preset -->` shows each row by its `preset`
 value alone; `epochs=true` shows the metric after each epoch instead (mean ± sd over the seeds), and
-`calibration=true` the runs' temperatures, ECE and NLL (exported with --calibration).
+`calibration=true` the runs' temperatures, ECE and NLL (exported with --calibration), and `gan=true` a GAN
+sweep's quality at each run's last scored epoch, with the real-data floor beside the FCD.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def export(sweep_dir: str, conditions: str, calibration: bool = False) -> Path:
     for row in summary["configurations"]:  # each seed's metric after every epoch, read from its run directory
         row["per_epoch"] = [[m.get(summary["metric"]) for m in map(json.loads, Path(d, "metrics.jsonl").open())]
                             for d in row["run_dirs"]]
+        if summary["metric"] == "fcd":  # a GAN's last scored epoch: the floor and the other quality figures
+            row["quality"] = [_last_scored(Path(d)) for d in row["run_dirs"]]
         if calibration:  # each run's test-split calibration, as `mnistlab evaluate cnn RUN --json` reports it
             from mnistlab.evaluate import evaluate_classifier
 
@@ -54,6 +57,17 @@ def export(sweep_dir: str, conditions: str, calibration: bool = False) -> Path:
     path = RESULTS / f"{summary['study']}.json"
     path.write_text(json.dumps(summary, indent=1) + "\n")
     return path
+
+
+GAN_FIGURES = ("fcd", "fcd_real_floor", "inception_score", "class_entropy", "confident_fraction",
+               "asked_digit_accuracy", "epoch", "elapsed_s")
+
+
+def _last_scored(run_dir: Path) -> dict:
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    scored = [m for m in metrics if m.get("fcd") is not None]
+    last = scored[-1] if scored else {}
+    return {k: last.get(k) for k in GAN_FIGURES}
 
 
 def _number(value: float | None, metric: str) -> str:
@@ -79,6 +93,10 @@ def table(name: str, options: dict[str, str]) -> list[str]:
     if epochs:
         lines = ["| configuration | n | " + " | ".join(f"epoch {e + 1}" for e in range(epochs)) + " |",
                  "|---|---|" + "---|" * epochs]
+    elif options.get("gan") == "true":
+        lines = ["| configuration | n | FCD, mean ± sd | min–max | real-data floor | FCD / floor | Inception Score | "
+                 "class entropy | confident share | asked digit drawn | epochs in the time |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|"]
     elif calibration:
         lines = ["| configuration | n | temperature | test ECE, T = 1 | test ECE, fitted T | test NLL, T = 1 | "
                  "test NLL, fitted T |", "|---|---|---|---|---|---|---|"]
@@ -90,6 +108,18 @@ def table(name: str, options: dict[str, str]) -> list[str]:
                  ", ".join(f"{k} = {v}" for k, v in config.items()) or summary["study"])
         if epochs:
             cells = [_spread([seed[e] for seed in row["per_epoch"] if len(seed) > e], metric) for e in range(epochs)]
+            lines.append(f"| {label} | {row['n']} | " + " | ".join(cells) + " |")
+            continue
+        if options.get("gan") == "true":
+            q = row["quality"]
+            values = lambda key: [r[key] for r in q if r.get(key) is not None]  # noqa: E731
+            spread = lambda key, kind="fcd": _spread(values(key), kind) if values(key) else "–"  # noqa: E731
+            ratio = [r["fcd"] / r["fcd_real_floor"] for r in q if r.get("fcd") and r.get("fcd_real_floor")]
+            epochs = values("epoch")
+            cells = [spread("fcd"), f"{_number(row['min'], metric)}–{_number(row['max'], metric)}",
+                     spread("fcd_real_floor"), _spread(ratio, "fcd") + "×" if ratio else "–", spread("inception_score"),
+                     spread("class_entropy", "acc"), spread("confident_fraction", "acc"),
+                     spread("asked_digit_accuracy", "acc"), f"{min(epochs)}–{max(epochs)}" if epochs else "–"]
             lines.append(f"| {label} | {row['n']} | " + " | ".join(cells) + " |")
             continue
         if calibration:
