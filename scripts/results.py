@@ -115,11 +115,11 @@ def table(name: str, options: dict[str, str]) -> list[str]:
             values = lambda key: [r[key] for r in q if r.get(key) is not None]  # noqa: E731
             spread = lambda key, kind="fcd": _spread(values(key), kind) if values(key) else "–"  # noqa: E731
             ratio = [r["fcd"] / r["fcd_real_floor"] for r in q if r.get("fcd") and r.get("fcd_real_floor")]
-            epochs = values("epoch")
+            trained = values("epoch")
             cells = [spread("fcd"), f"{_number(row['min'], metric)}–{_number(row['max'], metric)}",
                      spread("fcd_real_floor"), _spread(ratio, "fcd") + "×" if ratio else "–", spread("inception_score"),
                      spread("class_entropy", "acc"), spread("confident_fraction", "acc"),
-                     spread("asked_digit_accuracy", "acc"), f"{min(epochs)}–{max(epochs)}" if epochs else "–"]
+                     spread("asked_digit_accuracy", "acc"), f"{min(trained)}–{max(trained)}" if trained else "–"]
             lines.append(f"| {label} | {row['n']} | " + " | ".join(cells) + " |")
             continue
         if calibration:
