@@ -1,6 +1,7 @@
 """The results tables, generated from committed sweep results so that no figure in the docs can drift from its data.
 
     python scripts/results.py export sweeps/cnn-seed-mnist --conditions "2-core x86-64 CPU, 2 workers x 1 thread"
+    python scripts/results.py export sweeps/gan-seed-mnist --workers 1 --conditions "..."
     python scripts/results.py render          # rewrite every generated table in README.md and docs/*.md
     python scripts/results.py render --check  # exit 1, naming the file, when a committed table differs
 
@@ -33,7 +34,7 @@ MARKER = re.compile(r"^<!-- results: (?P<name>[\w.-]+)(?P<options>(?: \w+=\S+)*)
 END = "<!-- end results -->"
 
 
-def export(sweep_dir: str, conditions: str, calibration: bool = False) -> Path:
+def export(sweep_dir: str, conditions: str, calibration: bool = False, workers: int = 2) -> Path:
     from mnistlab.sweep.report import load_sweep
 
     summary = load_sweep(sweep_dir)
@@ -51,7 +52,7 @@ def export(sweep_dir: str, conditions: str, calibration: bool = False) -> Path:
     experiment = ROOT / "experiments" / f"{summary['study']}.toml"
     if not experiment.exists():
         sys.exit(f"results.py: no {experiment.relative_to(ROOT)}: a committed table needs its sweep file")
-    summary["command"] = f"mnistlab sweep {experiment.relative_to(ROOT)} --workers 2"
+    summary["command"] = f"mnistlab sweep {experiment.relative_to(ROOT)} --workers {workers}"
     summary["conditions"] = conditions
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{summary['study']}.json"
@@ -80,6 +81,12 @@ def _spread(values: list[float], metric: str) -> str:
     mean = statistics.fmean(values)
     sd = f" ± {_number(statistics.stdev(values), metric)}" if len(values) > 1 else ""
     return f"{_number(mean, metric)}{sd}"
+
+
+def _span(lo: float | int, hi: float | int, metric: str = "") -> str:
+    """'lo–hi', or the one value when they are equal (a single run, or every run alike)."""
+    lo, hi = (str(v) if isinstance(v, int) else _number(v, metric) for v in (lo, hi))
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def table(name: str, options: dict[str, str]) -> list[str]:
@@ -116,10 +123,10 @@ def table(name: str, options: dict[str, str]) -> list[str]:
             spread = lambda key, kind="fcd": _spread(values(key), kind) if values(key) else "–"  # noqa: E731
             ratio = [r["fcd"] / r["fcd_real_floor"] for r in q if r.get("fcd") and r.get("fcd_real_floor")]
             trained = values("epoch")
-            cells = [spread("fcd"), f"{_number(row['min'], metric)}–{_number(row['max'], metric)}",
+            cells = [spread("fcd"), _span(row["min"], row["max"], metric),
                      spread("fcd_real_floor"), _spread(ratio, "fcd") + "×" if ratio else "–", spread("inception_score"),
                      spread("class_entropy", "acc"), spread("confident_fraction", "acc"),
-                     spread("asked_digit_accuracy", "acc"), f"{min(trained)}–{max(trained)}" if trained else "–"]
+                     spread("asked_digit_accuracy", "acc"), _span(min(trained), max(trained)) if trained else "–"]
             lines.append(f"| {label} | {row['n']} | " + " | ".join(cells) + " |")
             continue
         if calibration:
@@ -132,7 +139,7 @@ def table(name: str, options: dict[str, str]) -> list[str]:
         sd = f" ± {_number(row['sd'], metric)}" if row["sd"] is not None else ""
         time = f"{row['train_s']:.0f}" if row["train_s"] is not None else "–"
         lines.append(f"| {label} | {row['n']} | {_number(row['mean'], metric)}{sd} | "
-                     f"{_number(row['min'], metric)}–{_number(row['max'], metric)} | {time} |")
+                     f"{_span(row['min'], row['max'], metric)} | {time} |")
     lines += ["", f"`{summary['command']}` · {summary['conditions']}"]
     return lines
 
@@ -160,11 +167,12 @@ def main() -> int:
     p.add_argument("sweep_dir")
     p.add_argument("--conditions", required=True, help="one line: machine class, workers and threads")
     p.add_argument("--calibration", action="store_true", help="also each CNN run's test-split calibration")
+    p.add_argument("--workers", type=int, default=2, help="the --workers the sweep ran with, for its command line")
     p = commands.add_parser("render")
     p.add_argument("--check", action="store_true")
     args = parser.parse_args()
     if args.command == "export":
-        print(export(args.sweep_dir, args.conditions, args.calibration))
+        print(export(args.sweep_dir, args.conditions, args.calibration, args.workers))
         return 0
     stale = []
     for page in PAGES:
