@@ -16,9 +16,9 @@ from mnistlab.device import autocast, autocast_dtype, resolve_device
 from mnistlab.errors import MnistlabError
 from mnistlab.models.cnn import CNN
 from mnistlab.models.dcgan import DCGAN
+from mnistlab.photo.framing import to_mnist_batch
+from mnistlab.photo.reading import read_number
 from mnistlab.pixels import to_float, to_uint8
-from mnistlab.preprocess import to_mnist_batch
-from mnistlab.reading import read_number
 
 
 @torch.no_grad()
@@ -64,7 +64,7 @@ class Classifier:
     def predict(self, images: Sequence[Any] | Any) -> list[dict[str, Any]]:
         """One dict per image, one digit each: `digit` (the class index), `label`, `probabilities` (10 floats),
         and `image`, the 28x28 float array the model saw: the photo's ink, framed as MNIST frames digits
-        (see `preprocess`).
+        (see `mnistlab.photo.framing`).
 
         >>> load("runs/cnn-seed").predict(["seven.png"])[0]["label"]
         '7'

@@ -1,5 +1,5 @@
 """How well trained CNNs read photos of digits and numbers (issue #12): the photos are made by
-`mnistlab.data.photos` from the official MNIST test split (--digits), never trained on.
+`mnistlab.photo.synthetic` from the official MNIST test split (--digits), never trained on.
 
     python scripts/photo_bench.py --runs runs/cnn-best-... runs/cnn-seed-... --photos 400 --numbers 200 --seed 0
 
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from mnistlab.data.datasets import load_dataset
-from mnistlab.data.photos import Photo, make_blank_pages, make_photos
 from mnistlab.inference import load
-from mnistlab.ink import digit_pieces, find_ink
-from mnistlab.preprocess import to_grey
+from mnistlab.photo.framing import to_grey
+from mnistlab.photo.ink import digit_pieces, find_ink
+from mnistlab.photo.synthetic import Photo, make_blank_pages, make_photos
 
 
 def by_condition(photos: list[Photo], scores: list[float]) -> dict[str, float]:

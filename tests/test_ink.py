@@ -1,4 +1,4 @@
-"""mnistlab.ink: the page-to-ink stage, checked against the photo generator's true boxes."""
+"""mnistlab.photo.ink: the page-to-ink stage, checked against the photo generator's true boxes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from mnistlab.data.photos import make_blank_pages, make_photos
 from mnistlab.errors import MnistlabError
-from mnistlab.ink import digit_pieces, find_ink, union_box
-from mnistlab.preprocess import to_grey
+from mnistlab.photo.framing import to_grey
+from mnistlab.photo.ink import digit_pieces, find_ink, union_box
+from mnistlab.photo.synthetic import make_blank_pages, make_photos
 
 SIZE = (576, 432)  # half the default photo: the same page at a quarter of the pixels, so the tests are quick
 

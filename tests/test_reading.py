@@ -1,15 +1,15 @@
-"""mnistlab.reading: ink cut into digits left to right, checked against the photo generator's boxes."""
+"""mnistlab.photo.reading: ink cut into digits left to right, checked against the photo generator's boxes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mnistlab.data.photos import make_photos
 from mnistlab.errors import MnistlabError
-from mnistlab.ink import find_ink
-from mnistlab.preprocess import to_grey
-from mnistlab.reading import _bridge, _digit_groups, _fragment_map, _fragments, read_number
+from mnistlab.photo.framing import to_grey
+from mnistlab.photo.ink import find_ink
+from mnistlab.photo.reading import _bridge, _digit_groups, _fragment_map, _fragments, read_number
+from mnistlab.photo.synthetic import make_photos
 
 SIZE = (576, 432)
 

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnistlab.data.photos import make_photos
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import EVALUATOR
 from mnistlab.inference import load
-from mnistlab.preprocess import MAX_PIXELS, load_image, to_mnist
-from mnistlab.reading import read_number
+from mnistlab.photo.framing import MAX_PIXELS, load_image, to_mnist
+from mnistlab.photo.reading import read_number
+from mnistlab.photo.synthetic import make_photos
 from mnistlab.serve.middleware import MAX_UPLOAD
 
 with warnings.catch_warnings():  # Starlette suggests httpx2 for its TestClient; httpx is what we have
@@ -121,7 +121,7 @@ def test_predictions_on_real_test_digits_agree_exactly_with_the_classifier(clien
 
 def test_concurrent_predictions_share_batches_and_each_gets_its_own_answer(cnn_run, classifier, tiny_data,
                                                                             monkeypatch):
-    import mnistlab.preprocess
+    import mnistlab.photo.framing
     import mnistlab.serve.batching as batching
 
     batch_sizes = []
@@ -132,7 +132,7 @@ def test_concurrent_predictions_share_batches_and_each_gets_its_own_answer(cnn_r
         return real_batch(model, images)
 
     monkeypatch.setattr(batching, "_predict_batch", predict_batch)
-    real_to_mnist = mnistlab.preprocess.to_mnist
+    real_to_mnist = mnistlab.photo.framing.to_mnist
     marked = np.float32(1 / 255)  # an image that preprocessing refuses: pixel (0, 0) = 1
 
     def to_mnist(image):
@@ -140,7 +140,7 @@ def test_concurrent_predictions_share_batches_and_each_gets_its_own_answer(cnn_r
             raise MnistlabError("refused")
         return real_to_mnist(image)
 
-    monkeypatch.setattr(mnistlab.preprocess, "to_mnist", to_mnist)
+    monkeypatch.setattr(mnistlab.photo.framing, "to_mnist", to_mnist)
     digits = tiny_data.test.images.numpy()[:24].copy()
     digits[5, 0, 0] = 1
 

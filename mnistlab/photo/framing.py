@@ -9,7 +9,7 @@ whole-pixel shift), not the geometric 13.5, so `to_mnist` shifts the centre of m
 
 `to_mnist` accepts photos, scans and drawings: dark on light or light on dark, any size, off-centre,
 PIL images in any mode (transparency composited over white paper), image paths, NumPy arrays and torch tensors.
-A photo first goes through `mnistlab.ink` (uneven light, shadows, ruled lines, specks), which finds the
+A photo first goes through `mnistlab.photo.ink` (uneven light, shadows, ruled lines, specks), which finds the
 digit's ink; a clean image's ink is what it always was, its darkness against the paper.
 """
 
@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 from mnistlab.errors import MnistlabError
-from mnistlab.ink import NOISE, digit_pieces, find_ink
+from mnistlab.photo.ink import NOISE, digit_pieces, find_ink
 
 __all__ = ["MAX_PIXELS", "frame_digit", "load_image", "to_grey", "to_mnist", "to_mnist_batch"]
 

@@ -8,16 +8,17 @@ shadow darkens part of it, ruled or squared lines cross it, the paper has grain 
 2. estimate the paper's brightness everywhere — a morphological closing, which fills in strokes narrower
    than its kernel but keeps gradients and shadows, which are broad — and divide it out, so that ink is
    measured against the paper around it: a local threshold, not one level for the whole page;
-3. keep what is darker than the paper by more than the noise (a hysteresis threshold: weak pixels count
-   only when connected to strong ones, so faint stroke ends stay and noise goes);
-4. remove ruled and squared lines: bands that stay inked along a quarter of the page's width (or height)
-   are lines, and only their thin parts are removed, so a stroke that crosses a line is kept whole;
+3. keep what is darker than the paper by more than its measured noise, and remove ruled and squared
+   lines: bands that stay inked along a quarter of the page's width (or height) are lines, and only their
+   thin parts are removed, so a stroke that crosses a line is kept whole;
+4. let go of the photo's edge (the table, a shadow) and specks, and keep ink by hysteresis: weak pixels
+   count only when connected to strong ones, so faint stroke ends stay and noise goes;
 5. label the connected pieces of ink.
 
 `digit_pieces` then picks the pieces of the one digit on the page (the main piece, and pieces near it: the
-separate top stroke of a 5, a 4 drawn in two strokes); `mnistlab.reading` groups them into the digits of a
+separate top stroke of a 5, a 4 drawn in two strokes); `mnistlab.photo.reading` groups them into the digits of a
 number instead. Clean images — a canvas drawing, an MNIST digit, a scan on white paper — have flat paper
-and no lines, so their ink is exactly what `preprocess.to_mnist` always took: darkness relative to the
+and no lines, so their ink is exactly what `framing.to_mnist` always took: darkness relative to the
 paper, scaled to the strongest ink.
 """
 
@@ -105,43 +106,65 @@ def union_box(pieces: list[Piece]) -> tuple[int, int, int, int]:
 
 
 def find_ink(grey: np.ndarray) -> Ink:
-    """A page as float32 (H, W) greyscale, 0 black .. 1 white (`preprocess.to_grey` makes it from any image),
-    dark ink on light paper or light on dark -> its ink."""
+    """A page as float32 (H, W) greyscale, 0 black .. 1 white (`framing.to_grey` makes it from any image),
+    dark ink on light paper or light on dark -> its ink. The module docstring's stages, in order."""
+    grey, scale = _working_size(grey)
+    darkness, flat = _darkness(grey)
+    strength = np.clip(darkness, 0, 1)
+    if strength.max() < MIN_CONTRAST:
+        return _empty(grey.shape, scale)
+    weak = _noise_level(darkness)
+    mask = strength > weak
+    mask &= ~_line_pixels(strength, mask, weak)
+    inked = _digit_ink(mask, strength, weak, flat)
+    if inked is None:
+        return _empty(grey.shape, scale)
+    return _labelled(inked, strength, scale)
+
+
+def _working_size(grey: np.ndarray) -> tuple[np.ndarray, float]:
+    """Stage 1: the page at most WORK_SIDE on its short side, and the photo's pixels per working pixel."""
     scale = max(1.0, min(grey.shape) / WORK_SIDE)
     if scale > 1:
         size = (round(grey.shape[1] / scale), round(grey.shape[0] / scale))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return grey, scale
+
+
+def _darkness(grey: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Stage 2: how much darker than its paper each pixel is (0 on paper, towards 1 for black ink; noise
+    either side of 0), and whether the paper is flat (a clean image) rather than a photo's."""
     # The border is mostly paper: a light one means dark ink. Make it dark ink on light paper.
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     paper_level = float(np.median(border))
     dark_ink = paper_level > (grey.min() + grey.max()) / 2
     paper = _paper_light(grey if dark_ink else 1 - grey, FLAT_KERNEL)
-    flat = float(paper.max() - paper.min()) < FLAT
-    if flat:
+    if float(paper.max() - paper.min()) < FLAT:
         # Flat paper (any clean image): ink is its difference from the border's level, as it always was.
-        darkness = paper_level - grey if dark_ink else grey - paper_level
-    else:
-        # Uneven light is a photo of paper, and its ink is dark even when a shadow over the border says
-        # otherwise (light ink on a dark ground is a drawing, and a drawing's ground is flat). Dividing by
-        # the paper's light measures each stroke against the paper around it.
-        paper = _paper_light(grey, PAPER_KERNEL)
-        darkness = 1 - grey / paper  # 0 on paper, towards 1 for black ink; noise either side of 0
-    strength = np.clip(darkness, 0, 1)
-    if strength.max() < MIN_CONTRAST:
-        return _empty(grey.shape, scale)
+        return (paper_level - grey if dark_ink else grey - paper_level), True
+    # Uneven light is a photo of paper, and its ink is dark even when a shadow over the border says
+    # otherwise (light ink on a dark ground is a drawing, and a drawing's ground is flat). Dividing by
+    # the paper's light measures each stroke against the paper around it.
+    return 1 - grey / _paper_light(grey, PAPER_KERNEL), False
 
-    # The paper's noise, from the pixels lighter than the median: ink and lines only ever add darkness.
+
+def _noise_level(darkness: np.ndarray) -> float:
+    """Stage 3: the weakest darkness that is ink, NOISE_SIGMAS of the paper's noise above the paper. The
+    noise is measured on the pixels lighter than the median: ink and lines only ever add darkness."""
     sample = darkness[::3, ::3]
     lightest, below, centre = np.percentile(sample, [2.3, 15.9, 50])  # 2 and 1 deviations below, the median
     if centre - below > SKEWED * (below - lightest):
         # Dense squared lines cover half the page, and the median is theirs: the paper is on the light side
         centre = below + (below - lightest)
-    weak = max(float(centre + NOISE_SIGMAS * (centre - below)), MIN_CONTRAST / 2)
-    mask = strength > weak
-    mask &= ~_line_pixels(strength, mask, weak)
+    return max(float(centre + NOISE_SIGMAS * (centre - below)), MIN_CONTRAST / 2)
 
+
+def _digit_ink(mask: np.ndarray, strength: np.ndarray, weak: float, flat: bool) -> np.ndarray | None:
+    """Stage 4, after the lines are gone: the pixels of `mask` that are a digit's ink, or None when none is
+    dark enough. The photo's edge (the table, the page's edge, a shadow) and specks are let go, then a
+    hysteresis keeps the pieces holding a pixel at least half as dark as the darkest ink."""
+    h, w = mask.shape
     labels, stats, peaks = _components(mask, strength)
-    h, w = grey.shape
     if not flat:
         # A soft shadow's edge leaves a faint band of "ink" that can join the digits under it to the photo's
         # edge, and they would go with it. Apart from the band, at the darkness of real ink, they stay.
@@ -151,7 +174,7 @@ def find_ink(grey: np.ndarray) -> Ink:
             mask &= ~(spanning[labels] & (strength < EDGE_INK_MEAN))
             labels, stats, peaks = _components(mask, strength)
     masses = np.asarray(ndimage.sum(strength, labels, np.arange(len(stats))))
-    x, y, pw, ph = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
+    pw, ph = stats[:, 2], stats[:, 3]
     keep = (peaks > 0) & ~_strips(stats, (h, w))  # label 0, the paper, has no peak
     top_or_bottom, left_or_right = _edge_sides(stats, (h, w))
     edge = top_or_bottom | left_or_right
@@ -170,7 +193,7 @@ def find_ink(grey: np.ndarray) -> Ink:
     heavy = keep & (masses >= 0.1 * masses[keep].max()) if keep.any() else keep
     strongest = float(peaks[heavy].max()) if heavy.any() else 0.0
     if strongest < MIN_CONTRAST:
-        return _empty(grey.shape, scale)
+        return None
     # Hysteresis: a piece is ink when it holds a pixel at least half as dark as the darkest ink. Then, as
     # MNIST's framing does, ink fainter than NOISE of the strongest (JPEG ringing, blur) is paper.
     keep = (keep | cut_off) & (peaks >= max(2 * weak, 0.5 * strongest))
@@ -179,11 +202,16 @@ def find_ink(grey: np.ndarray) -> Ink:
     strips = _strips(stats, (h, w))
     if strips.any():  # a strip that lines or a shadow joined to other ink, apart now that they are gone
         inked &= ~strips[labels]
-        labels, stats, _ = _components(inked, strength)
+    return inked
+
+
+def _labelled(inked: np.ndarray, strength: np.ndarray, scale: float) -> Ink:
+    """Stage 5: the connected pieces of ink, left to right."""
+    labels, stats, _ = _components(inked, strength)
     strength = np.where(inked, strength, np.float32(0))
     masses = ndimage.sum(strength, labels, np.arange(len(stats)))
+    touches = _touches_edge(stats, inked.shape)
     pieces = []
-    touches = _touches_edge(stats, (h, w))
     for label in range(1, len(stats)):
         x, y, pw, ph, area = (int(v) for v in stats[label])
         pieces.append(Piece(label, (x, y, x + pw, y + ph), area, float(masses[label]), bool(touches[label])))

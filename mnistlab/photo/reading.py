@@ -1,6 +1,6 @@
 """Read a written number: the ink of a photo, cut into digits left to right, each classified.
 
-`read_number(image, classify)` finds the ink (`mnistlab.ink`), then
+`read_number(image, classify)` finds the ink (`mnistlab.photo.ink`), then
 
 1. groups the pieces that overlap in x and are near in y (a 5's top stroke and its body, a stroke broken
    across) and ignores dots, dashes and faint leftovers: groups far shorter, lighter or fainter than the
@@ -33,8 +33,8 @@ import cv2
 import numpy as np
 
 from mnistlab.errors import MnistlabError
-from mnistlab.ink import INK_MEAN, MIN_DIGIT, Ink, Piece, find_ink, is_digit_sized, union_box
-from mnistlab.preprocess import frame_digit, to_grey
+from mnistlab.photo.framing import frame_digit, to_grey
+from mnistlab.photo.ink import INK_MEAN, MIN_DIGIT, Ink, Piece, find_ink, is_digit_sized, union_box
 
 __all__ = ["DigitRead", "Reading", "read_number"]
 
@@ -93,7 +93,7 @@ class Reading:
 
 
 def read_number(image: Any, classify: Classify, name: str = "the image") -> Reading:
-    """Read the number written in `image` (anything `preprocess.to_mnist` takes).
+    """Read the number written in `image` (anything `framing.to_mnist` takes).
 
     Raises MnistlabError "no digit found in NAME" when there is no ink that looks like a digit.
     """
