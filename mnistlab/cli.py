@@ -10,10 +10,10 @@ import json
 import os
 import sys
 import typing
-from pathlib import Path
 from typing import Any
 
 from mnistlab.cli_options import add_train_options, train_overrides
+from mnistlab.cli_reading import add_reading_commands
 from mnistlab.config import (
     CONFIG_TYPES,
     DATASET_NAMES,
@@ -122,20 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_choice(p)
     p.set_defaults(handler=cmd_evaluate_gan)
 
-    p = commands.add_parser("predict", help="read digits from your own image files", description=(
-        "Classify PNG/JPEG images of single digits (dark on light or light on dark, any size). Each image gets "
-        "MNIST's own normalisation first: crop to the ink, fit in 20x20, pad to 28x28, centre the mass."))
-    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--json", action="store_true", help="print a JSON list of {file, digit, probabilities}")
-    p.set_defaults(handler=cmd_predict)
-
-    p = _command(commands, "read", "read written numbers, 1 to 10 digits on a line, from photos or scans")
-    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--json", action="store_true",
-                   help="print a JSON list of {file, text, digits: [{digit, probabilities, box}]} or {file, error}")
-    p.set_defaults(handler=cmd_read)
+    add_reading_commands(commands, _command)
 
     p = commands.add_parser("generate", help="draw new digits with a trained DCGAN", description=(
         "Draw digits with a trained generator. --out FILE.png writes a grid, --out FILE.npy a uint8 array "
@@ -168,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_choice(p)
     p.set_defaults(handler=cmd_export)
 
-    p = _command(commands, "calibrate", "fit a CNN run's temperature on its validation split and store it in the run")
+    p = _command(commands, "calibrate", "fit a CNN run's temperature and digitness scale (not on its test split)")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
     p.set_defaults(handler=cmd_calibrate)
@@ -317,37 +304,6 @@ def cmd_evaluate_gan(args: argparse.Namespace) -> None:
         print(f"conditional: the digit read is the digit asked for in {report['asked_digit_accuracy']:.3f} of samples")
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
-    from mnistlab.inference import load
-
-    classifier = load(args.checkpoint, device="cpu", kind="cnn")
-    results = classifier.predict([Path(p) for p in args.images])
-    if args.json:
-        print(json.dumps([{"file": f, "digit": r["digit"], "label": r["label"], "probabilities": r["probabilities"]}
-                          for f, r in zip(args.images, results)]))
-        return
-    for f, r in zip(args.images, results):
-        top = sorted(range(len(r["probabilities"])), key=lambda i: -r["probabilities"][i])[:3]
-        alternatives = ", ".join(f"{classifier.classes[i]} {r['probabilities'][i]:.3f}" for i in top)
-        print(f"{f}: {r['label']}   ({alternatives})")
-
-
-def cmd_read(args: argparse.Namespace) -> int:
-    from mnistlab.inference import load
-
-    classifier = load(args.checkpoint, device="cpu", kind="cnn")
-    results = classifier.read([Path(p) for p in args.images], names=args.images)
-    if args.json:
-        print(json.dumps(results))
-    for r in results:
-        if "error" in r:
-            print(f"mnistlab: error: {r['error']}", file=sys.stderr)
-        elif not args.json:
-            confidences = "  ".join(f"{d['digit']} {max(d['probabilities']):.3f}" for d in r["digits"])
-            print(f"{r['file']}: {r['text']}   ({confidences})")
-    return 2 if any("error" in r for r in results) else 0
-
-
 def cmd_sweep_run(args: argparse.Namespace) -> None:
     import mnistlab
     from mnistlab.sweep.report import table
@@ -394,7 +350,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 
     result = calibrate(args.checkpoint, args.data_root)
     print(f"{result['checkpoint']}: temperature {result['temperature']:.3f}, fitted on {result['n_val']} validation "
-          f"images (NLL {result['nll_before']:.4f} -> {result['nll_after']:.4f})")
+          f"images (NLL {result['nll_before']:.4f} -> {result['nll_after']:.4f})"
+          + ("; digitness scale fitted" if result["digitness"] else ""))
 
 
 def cmd_speedrun(args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mnistlab import ood
 from mnistlab.calibration import calibration_report, fit_temperature, nll
 from mnistlab.checkpoint import load_checkpoint, save_checkpoint
 from mnistlab.data.datasets import load_dataset
@@ -80,24 +81,44 @@ def evaluate_classifier(
     return report
 
 
+def fit_answers(model: torch.nn.Module, dataset, device: Any, dtype: Any,
+                digitness: bool = True) -> tuple[float, dict[str, Any] | None]:
+    """What makes a run's answers trustworthy, fitted without the test split: the temperature that calibrates
+    `model` on the validation split, and its digitness scale (`mnistlab.ood`: the training digits' feature
+    density, scaled by the validation digits'). (1.0, None) without a validation split."""
+    val = dataset.val
+    if val is None or len(val) == 0:
+        return 1.0, None
+    logits, features = classify(model, val.images, device, dtype)
+    temperature = fit_temperature(logits, val.labels)
+    if not digitness or dataset.train is None or len(dataset.train) == 0:
+        return temperature, None
+    _, train_features = classify(model, dataset.train.images, device, dtype)
+    scorer = ood.fit(ood.KEPT_METHOD, train_features, dataset.train.labels, logits, features, temperature)
+    return temperature, scorer.to_state()
+
+
 def calibrate(run_or_checkpoint: str | Path, data_root: str | None = None, device: str = "auto") -> dict[str, Any]:
-    """Fit a CNN run's temperature on its own validation split and store it in its checkpoint (for runs made
-    before temperatures were fitted at the end of training, or to refit). Returns the temperature and the
+    """Fit a CNN run's temperature and digitness scale (`fit_answers`) and store them in its checkpoint (for
+    runs made before they were fitted at the end of training, or to refit). Returns the temperature and the
     validation NLL before and after."""
     path = resolve_checkpoint(run_or_checkpoint, "last")
     state = load_checkpoint(path, kind="cnn", which="last")
     classifier = load(path, device=device, kind="cnn")
     val_size = state["config"].get("train", {}).get("val_size")
-    data = load_dataset(classifier.dataset, data_root, val_size=val_size, splits=("val",))
+    data = load_dataset(classifier.dataset, data_root, val_size=val_size, splits=("train", "val"))
     if data.val is None or len(data.val) == 0:
         raise MnistlabError(f"{path} was trained without a validation split: there is nothing to fit a "
                             "temperature on that the run has not trained on")
-    logits, _ = classify(classifier.model, data.val.images, classifier.device, classifier.dtype)
-    temperature = fit_temperature(logits, data.val.labels)
+    temperature, digitness = fit_answers(classifier.model, data, classifier.device, classifier.dtype)
     state["temperature"] = temperature
+    if digitness is not None:
+        state["digitness"] = digitness
     save_checkpoint(path, "cnn", {k: v for k, v in state.items() if k not in ("kind", "role")})
+    logits, _ = classify(classifier.model, data.val.images, classifier.device, classifier.dtype)
     return {"checkpoint": str(path), "temperature": temperature, "n_val": len(data.val),
-            "nll_before": nll(logits, data.val.labels), "nll_after": nll(logits, data.val.labels, temperature)}
+            "nll_before": nll(logits, data.val.labels), "nll_after": nll(logits, data.val.labels, temperature),
+            "digitness": digitness is not None}
 
 
 # ----------------------------------------------------------------------------------------------

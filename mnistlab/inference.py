@@ -16,6 +16,7 @@ from mnistlab.device import autocast, autocast_dtype, resolve_device
 from mnistlab.errors import MnistlabError
 from mnistlab.models.cnn import CNN
 from mnistlab.models.dcgan import DCGAN
+from mnistlab.ood import Digitness, verdict
 from mnistlab.photo.framing import to_mnist_batch
 from mnistlab.photo.reading import read_number
 from mnistlab.pixels import to_float, to_uint8
@@ -59,12 +60,16 @@ class Classifier:
     device: torch.device
     dtype: torch.dtype | None
     temperature: float = 1.0  # logits are divided by it: fitted on validation (`mnistlab.calibration`)
+    digitness: Digitness | None = None  # how digit-like an input is (`mnistlab.ood`); None for runs made before it
     members: list[Classifier] = field(default_factory=list)  # an ensemble's other runs: probabilities averaged
 
-    def predict(self, images: Sequence[Any] | Any) -> list[dict[str, Any]]:
+    def predict(self, images: Sequence[Any] | Any, abstain: bool = True) -> list[dict[str, Any]]:
         """One dict per image, one digit each: `digit` (the class index), `label`, `probabilities` (10 floats),
-        and `image`, the 28x28 float array the model saw: the photo's ink, framed as MNIST frames digits
-        (see `mnistlab.photo.framing`).
+        `digitness` (the share of validation digits less digit-like than it; None for a run without the
+        scale), and `image`, the 28x28 float array the model saw: the photo's ink, framed as MNIST frames
+        digits (see `mnistlab.photo.framing`). When the input is not digit-like, or the two likeliest digits
+        are close, `digit` and `label` are None and `reason` says why ("not a digit", "unsure: 4 or 9");
+        `abstain=False` always names the likeliest digit.
 
         >>> load("runs/cnn-seed").predict(["seven.png"])[0]["label"]
         '7'
@@ -72,31 +77,51 @@ class Classifier:
         if not isinstance(images, (list, tuple)):
             images = [images]
         batch = to_mnist_batch(images)
-        probs = self.probabilities(batch)
-        return [
-            {"digit": int(p.argmax()), "label": self.classes[int(p.argmax())],
-             "probabilities": [round(float(v), 6) for v in p], "image": img.numpy()}
-            for p, img in zip(probs, batch)
-        ]
+        probs, digitness = self.assess(batch)
+        results = []
+        for p, likeness, img in zip(probs, digitness, batch):
+            reason = verdict(likeness, p, self.classes) if abstain else None
+            digit = None if reason else int(p.argmax())
+            results.append({"digit": digit, "label": None if reason else self.classes[digit],
+                            "probabilities": [round(float(v), 6) for v in p], "digitness": likeness,
+                            **({"reason": reason} if reason else {}), "image": img.numpy()})
+        return results
 
     def probabilities(self, digits: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, 10) class probabilities of digits already framed as MNIST's: (N, 28, 28), uint8 or floats in [0, 1]."""
-        digits = torch.as_tensor(np.asarray(digits))
-        logits, _ = classify(self.model, digits, self.device, self.dtype)
-        probabilities = torch.softmax(logits / self.temperature, 1).numpy()
-        if self.members:  # an ensemble: each member calibrated, then averaged
-            probabilities = np.mean([probabilities, *(m.probabilities(digits) for m in self.members)], axis=0)
-        return probabilities
+        return self.assess(digits)[0]
 
-    def read(self, images: Sequence[Any] | Any, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def assess(self, digits: np.ndarray | torch.Tensor) -> tuple[np.ndarray, list[float | None]]:
+        """`probabilities(digits)`, and each digit's digitness (None without the scale)."""
+        probabilities, digitness = self._assessed(torch.as_tensor(np.asarray(digits)))
+        if digitness is None:
+            return probabilities, [None] * len(probabilities)
+        return probabilities, [round(float(v), 4) for v in digitness]
+
+    def _assessed(self, digits: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        logits, features = classify(self.model, digits, self.device, self.dtype)
+        probabilities = torch.softmax(logits / self.temperature, 1).numpy()
+        digitness = self.digitness.digitness(logits, features) if self.digitness else None
+        if digitness is not None:  # a blank (a cleared canvas, a photo of nothing) holds no digit
+            digitness[digits.flatten(1).amax(1).numpy() == 0] = 0.0
+        if self.members:  # an ensemble: its members' calibrated probabilities averaged, and their digitness
+            assessed = [(probabilities, digitness), *(m._assessed(digits) for m in self.members)]
+            probabilities = np.mean([p for p, _ in assessed], axis=0)
+            scales = [d for _, d in assessed]
+            digitness = None if any(d is None for d in scales) else np.mean(scales, axis=0)
+        return probabilities, digitness
+
+    def read(self, images: Sequence[Any] | Any, names: Sequence[str] | None = None,
+             abstain: bool = True) -> list[dict[str, Any]]:
         """The number written in each image (1 to 10 digits on a line), read left to right: one dict per
-        image with `file`, `text` and `digits`, a list of `{digit, probabilities, box}` with `box` (x0, y0,
-        x1, y1) in the image's own pixels; an image that cannot be read has `error` instead, and the
-        others are still read.
+        image with `file`, `text` and `digits`, a list of `{digit, probabilities, digitness, box}` with `box`
+        (x0, y0, x1, y1) in the image's own pixels; an image that cannot be read has `error` instead, and the
+        others are still read. A mark that is not digit-like, or not clearly one digit, has `digit` None and
+        a `reason` (see `predict`), and "?" in `text` ("4?2" for "4A2"); `abstain=False` reads every mark.
 
         >>> reading = load("runs/cnn-seed").read(["number.jpg"])[0]
         >>> sorted(reading), len(reading["digits"]), sorted(reading["digits"][0])
-        (['digits', 'file', 'text'], 4, ['box', 'digit', 'probabilities'])
+        (['digits', 'file', 'text'], 4, ['box', 'digit', 'digitness', 'probabilities'])
         """
         if not isinstance(images, (list, tuple)):
             images = [images]
@@ -105,10 +130,25 @@ class Classifier:
         results = []
         for image, name in zip(images, names):
             try:
-                results.append({"file": name, **read_number(image, self.probabilities, name=name).to_dict()})
+                reading = self.read_one(image, name, abstain)
             except MnistlabError as e:
                 results.append({"file": name, "error": str(e)})
+                continue
+            digits = [{k: v for k, v in d.items() if k != "image"} for d in reading["digits"]]
+            results.append({"file": name, "text": reading["text"], "digits": digits})
         return results
+
+    def read_one(self, image: Any, name: str = "the image", abstain: bool = True) -> dict[str, Any]:
+        """`read` of one image, raising MnistlabError when it holds no digit; each digit also has `image`,
+        the 28x28 float array the model saw."""
+        reading = read_number(image, self.probabilities, name=name)
+        _, digitness = self.assess(np.stack([d.image for d in reading.digits]))
+        digits = []
+        for read, likeness in zip(reading.digits, digitness):
+            digit = {**read.to_dict(), "digitness": likeness, "image": read.image}
+            reason = verdict(likeness, np.asarray(read.probabilities), self.classes) if abstain else None
+            digits.append({**digit, "digit": None, "reason": reason} if reason else digit)
+        return {"text": "".join("?" if d["digit"] is None else str(d["digit"]) for d in digits), "digits": digits}
 
 
 @dataclass
@@ -204,8 +244,10 @@ def load(
         model = CNN(config.model)
         load_weights(model, state["model"], path, state)
         model.to(dev, memory_format=torch.channels_last).eval()
+        temperature = state.get("temperature", 1.0)
+        digitness = Digitness.from_state(state["digitness"], temperature) if "digitness" in state else None
         return Classifier(model, state["classes"], path, state["dataset"]["name"], summary, dev,
-                          autocast_dtype(dev, precision), state.get("temperature", 1.0))
+                          autocast_dtype(dev, precision), temperature, digitness)
     gan = DCGAN(config.model)
     if state["role"] == "best":  # the generator alone: the weights that drew its best samples
         load_weights(gan.netG, state["generator"], path, state)

@@ -92,7 +92,9 @@ _STATE_COMMON = {
 STATE_SCHEMA = {
     # epoch_stats: (steps, 1) since the one training loop; CNN runs before it wrote epoch_losses (steps,)
     "cnn": {**_STATE_COMMON, "optimizer": _OPTIMIZER, "epoch_stats?": TensorRef, "epoch_losses?": TensorRef,
-            "elapsed_s?": float, "classes": [str], "temperature?": float},
+            "elapsed_s?": float, "classes": [str], "temperature?": float,
+            "digitness?": {"method": frozenset(("msp", "energy", "mahalanobis", "gda")), "quantiles": TensorRef,
+                           "means?": TensorRef, "precisions?": TensorRef, "log_dets?": TensorRef}},
     "gan": {**_STATE_COMMON, "optimizer_d": _OPTIMIZER, "optimizer_g": _OPTIMIZER, "ema?": _TENSORS,
             "epoch_stats": TensorRef, "elapsed_s": float, "best_fcd?": float},
     # best.safetensors: the weights that drew the samples of its best evaluation (G, or its EMA), that epoch's

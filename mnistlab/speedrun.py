@@ -65,6 +65,7 @@ class SpeedrunTrainer(CNNTrainer):
     def __init__(self, start: loop.RunStart, keep: bool):
         super().__init__(start)
         self.keep = keep
+        self.fits_digitness = keep  # a run not kept answers nothing after its accuracy
         self._warm_up()
 
     def _warm_up(self) -> None:

@@ -181,7 +181,14 @@ def test_draw_read_photos_generate_and_walk(page, app, base_url, tmp_path):
         box = [(b["x"] - shown["x"]) * scale, (b["y"] - shown["y"]) * scale,
                (b["x"] + b["width"] - shown["x"]) * scale, (b["y"] + b["height"] - shown["y"]) * scale]
         assert iou(box, truth) > 0.5, (i, box, truth)
-        assert boxes.nth(i).inner_text() == str(answer["digits"][i]["digit"])
+        assert boxes.nth(i).inner_text() == answer["text"][i]  # the digit, or ? for a mark read as none
+        refused = answer["digits"][i]["digit"] is None
+        assert ("refused" in boxes.nth(i).get_attribute("class")) == refused  # marked, not left out
+    refused = [d for d in answer["digits"] if d["digit"] is None]
+    assert page.locator("#verdict").is_visible() == bool(refused)  # said in words too, not only as "?"
+    if refused:
+        said = f"{len(refused)} of 3 marks not read as one digit: ? in the number."
+        assert page.locator("#verdict").inner_text() == said
     assert page.locator("#digits button").count() == 3
     page.screenshot(path=str(tmp_path / "app-read.png"), full_page=True)
     assert Image.open(tmp_path / "app-read.png").size[0] >= 1200

@@ -60,18 +60,19 @@ def test_calibrate_fits_a_run_made_before_and_refuses_a_gan(cnn_run, gan_run, tm
     old = tmp_path / "old"
     shutil.copytree(cnn_run.dir, old)
     state = load_checkpoint(old)
-    del state["temperature"]  # as every run made before temperatures were fitted
+    del state["temperature"], state["digitness"]  # as every run made before they were fitted
     kept = {k: v for k, v in state.items() if k not in ("kind", "role")}
     save_checkpoint(old / "checkpoint.safetensors", "cnn", kept)
     from mnistlab import load
 
-    assert load(old).temperature == 1.0
+    assert load(old).temperature == 1.0 and load(old).digitness is None
     done = subprocess.run([sys.executable, "-m", "mnistlab", "calibrate", str(old)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     fitted = load(old).temperature  # on the run's dataset's own validation split, which the run never trained on
     assert 0.05 < fitted < 20 and fitted != 1.0 and f"temperature {fitted:.3f}" in done.stdout
-    before, after = (float(x) for x in done.stdout.split("NLL ")[1].rstrip(")\n").split(" -> "))
+    before, after = (float(x) for x in done.stdout.split("NLL ")[1].split(")")[0].split(" -> "))
     assert after < before
+    assert load(old).digitness is not None and "digitness scale fitted" in done.stdout
     refused = subprocess.run([sys.executable, "-m", "mnistlab", "calibrate", str(gan_run.dir)], capture_output=True,
                              text=True)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "cnn" in refused.stderr

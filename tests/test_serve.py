@@ -78,8 +78,8 @@ def iou(a, b) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def predict_png(client, data: bytes):
-    return client.post("/api/predict", **upload(data))
+def predict_png(client, data: bytes, abstain: bool = True):
+    return client.post("/api/predict", **upload(data), params={} if abstain else {"abstain": "false"})
 
 
 def explained(answer) -> str:
@@ -162,15 +162,28 @@ def test_concurrent_predictions_share_batches_and_each_gets_its_own_answer(cnn_r
 
 
 def test_a_drawn_digit_is_normalised_as_mnist_was_whatever_its_polarity(client):
-    answers = [predict_png(client, png(drawn_one(dark))).json() for dark in (True, False)]
+    answers = [predict_png(client, png(drawn_one(dark)), abstain=False).json() for dark in (True, False)]
     for body in answers:
-        assert set(body) == {"digit", "label", "probabilities", "image"}
+        assert set(body) == {"digit", "label", "probabilities", "digitness", "reason", "image"}
         assert len(body["probabilities"]) == 10 and sum(body["probabilities"]) == pytest.approx(1, abs=1e-4)
         assert body["digit"] == int(np.argmax(body["probabilities"]))
         image = np.array(body["image"])
         assert image.shape == (28, 28) and image.min() >= 0 and image.max() == 1  # light ink on black
         np.testing.assert_allclose(image, to_mnist(drawn_one()), atol=5e-4)  # what the model saw
     assert answers[0] == answers[1]  # dark on light and light on dark read the same
+
+
+def test_a_square_or_a_blank_canvas_is_not_a_digit_unless_the_caller_asks_for_the_likeliest(client):
+    square, blank = np.zeros((28, 28)), np.zeros((28, 28))
+    square[4:24, 4:24] = 255  # the fixture CNN names a digit for it at p > 0.9
+    for pixels in (square, blank):
+        refused = client.post("/api/predict/pixels", json={"pixels": pixels.tolist()}).json()
+        assert refused["digit"] is None and refused["label"] is None and refused["reason"] == "not a digit"
+        assert 0 <= refused["digitness"] < 0.005 and len(refused["probabilities"]) == 10
+        named = client.post("/api/predict/pixels", json={"pixels": pixels.tolist()}, params={"abstain": "false"})
+        named = named.json()
+        assert named["digit"] == int(np.argmax(named["probabilities"])) and named["reason"] is None
+        assert named["probabilities"] == refused["probabilities"] and named["digitness"] == refused["digitness"]
 
 
 def unusual_uploads() -> dict[str, bytes]:
@@ -218,7 +231,7 @@ def number_photos():
 @pytest.mark.parametrize("size", ["1 MP", "6 MP"])
 def test_read_finds_each_digit_of_a_photo_where_the_photo_has_it(client, classifier, number_photos, size):
     photo, data = number_photos[size]
-    answer = client.post("/api/read", files={"file": ("photo.jpg", data, "image/jpeg")})
+    answer = client.post("/api/read", files={"file": ("photo.jpg", data, "image/jpeg")}, params={"abstain": "false"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     height, width = photo.image.shape[:2]
@@ -235,7 +248,7 @@ def test_read_finds_each_digit_of_a_photo_where_the_photo_has_it(client, classif
     if size == "6 MP":
         assert len(data) > 2 * 2**20  # over the old 1 MB limit, as a phone's photo is
     else:  # not shrunk: exactly what the library reads
-        expected = classifier.read([load_image(io.BytesIO(data))])[0]
+        expected = classifier.read([load_image(io.BytesIO(data))], abstain=False)[0]
         assert body["text"] == expected["text"]
         assert [d["box"] for d in body["digits"]] == [d["box"] for d in expected["digits"]]
         assert [d["probabilities"] for d in body["digits"]] == [d["probabilities"] for d in expected["digits"]]
@@ -247,7 +260,7 @@ def test_read_finds_each_digit_of_a_photo_where_the_photo_has_it(client, classif
 def test_a_large_photo_of_one_digit_is_read_on_predict_too(client, classifier):
     photo = make_photos(1, seed=3, lengths=(1,), size=(3000, 2000))[0]
     data = photo_jpeg(photo.image, noise=10)
-    answer = predict_png(client, data)
+    answer = predict_png(client, data, abstain=False)
     assert len(data) > 2**20 and answer.status_code == 200, answer.text
     assert answer.json()["digit"] == int(np.argmax(answer.json()["probabilities"]))
 
@@ -466,7 +479,7 @@ def test_health_schema_and_page(client):
     assert read["summary"] and read["description"] and {"400", "413", "422", "503"} <= set(read["responses"])
     assert model(read)["title"] == "NumberRead" and set(read["requestBody"]["content"]) == {MULTIPART}
     digit = components[model(read)["properties"]["digits"]["items"]["$ref"].rsplit("/", 1)[1]]
-    assert set(digit["properties"]) == {"digit", "probabilities", "box", "image"}
+    assert set(digit["properties"]) == {"digit", "probabilities", "digitness", "reason", "box", "image"}
     no_digit = read["responses"]["422"]["content"]["application/json"]["schema"]["anyOf"]
     assert {ref["$ref"].rsplit("/", 1)[1] for ref in no_digit} == {"Problem", "Invalid"}  # no digit; a bad form
     generate = schema["paths"]["/api/generate"]["get"]

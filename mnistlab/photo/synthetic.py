@@ -7,6 +7,10 @@ a soft shadow, sometimes with the table showing at one edge; then the camera's b
 Every photo carries its labels, each digit's true box and the conditions it was made under, so a benchmark
 can break its results down by condition. Never train on these photos: they are made from test digits.
 
+`make_blank_pages` photographs the same pages with nothing written on them, and `make_non_digit_photos` with
+what is not a digit written on them, as a pen writes digits (`mnistlab.photo.marks`: a letter, a symbol, a
+shape, a scribble, a word or a texture): what a reader must answer "no digit" to, or a "not a digit" score flag.
+
 >>> photo = make_photos(1, seed=0, lengths=(4,))[0]
 >>> photo.image.shape, photo.text, photo.conditions["lines"]
 ((864, 1152, 3), '...', '...')
@@ -21,8 +25,9 @@ import cv2
 import numpy as np
 
 from mnistlab.errors import MnistlabError
+from mnistlab.photo.marks import draw_mark, draw_texture, draw_word
 
-__all__ = ["CONDITIONS", "Box", "Photo", "make_blank_pages", "make_photos"]
+__all__ = ["CONDITIONS", "MARKS", "Box", "Photo", "make_blank_pages", "make_non_digit_photos", "make_photos"]
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1 and y1 exclusive
 
@@ -48,6 +53,8 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
     "broken": ("no", "yes"),  # a stroke broken by a small gap, as a dry pen leaves it
 }
 LINES_WEIGHTS = (0.5, 0.3, 0.2)  # half the pages are ruled or squared, as the issue's photos were
+# What make_non_digit_photos writes, each as often: one mark of mnistlab.photo.marks, a word of 2–4 letters, a texture
+MARKS = ("letter", "symbol", "shape", "scribble", "word", "texture")
 
 
 @dataclass(frozen=True)
@@ -55,9 +62,9 @@ class Photo:
     """One rendered photo: `image` uint8 (H, W, 3) RGB, and what is on it."""
 
     image: np.ndarray
-    labels: tuple[int, ...]  # the digits, left to right (none on a blank page)
-    boxes: tuple[Box, ...]  # each digit's ink box in the image's pixels
-    conditions: dict[str, str]  # one value of each CONDITIONS key
+    labels: tuple[int, ...]  # the digits, left to right (none on a blank page or a non-digit's)
+    boxes: tuple[Box, ...]  # each digit's (a non-digit's: each mark's, each letter's) ink box in the image's pixels
+    conditions: dict[str, str]  # one value of each CONDITIONS key; non-digit photos add "mark", one of MARKS
 
     @property
     def text(self) -> str:
@@ -109,6 +116,35 @@ def make_blank_pages(count: int, *, seed: int = 0, size: tuple[int, int] = (1152
     return pages
 
 
+def make_non_digit_photos(
+    count: int, *, seed: int = 0, size: tuple[int, int] = (1152, 864), **fixed: str,
+) -> list[Photo]:
+    """`count` photos of what is not a digit, written and photographed as `make_photos` writes and photographs
+    digits: each one of MARKS, drawn at random unless pinned (`mark="word"`), as the other conditions are.
+
+    `labels` are empty, `boxes` hold the ink's boxes (one per letter of a word) and `conditions["mark"]`
+    names what is written. The same seed gives the same photos, none of them a photo of `make_photos` or a page
+    of `make_blank_pages` with that seed.
+    """
+    if count < 0:
+        raise MnistlabError(f"the number of photos must be 0 or more, got {count}")
+    mark = fixed.pop("mark", None)
+    if mark is not None and mark not in MARKS:
+        raise MnistlabError(f"unknown mark {mark!r}; the marks are {', '.join(MARKS)}")
+    _check_conditions(fixed)
+    photos = []
+    for index in range(count):
+        rng = np.random.default_rng([seed, index, 1])  # [seed, index] is make_photos' photo, [.., 0] a blank page
+        kind = mark or str(rng.choice(MARKS))
+        if kind == "word":
+            marks = draw_word(rng, int(rng.integers(2, 5)))
+        else:
+            marks = [draw_texture(rng) if kind == "texture" else draw_mark(rng, kind)]
+        conditions = {key: fixed.get(key) or _draw(rng, key, len(marks)) for key in CONDITIONS} | {"mark": kind}
+        photos.append(_render(rng, marks, (), conditions, size))
+    return photos
+
+
 def _check_conditions(fixed: dict[str, str]) -> None:
     for key, value in fixed.items():
         if key not in CONDITIONS or value not in CONDITIONS[key]:
@@ -128,9 +164,11 @@ def _draw(rng: np.random.Generator, key: str, length: int) -> str:
 
 
 def _render(
-    rng: np.random.Generator, digits: np.ndarray, labels: tuple[int, ...], conditions: dict[str, str],
+    rng: np.random.Generator, digits: Sequence[np.ndarray], labels: tuple[int, ...], conditions: dict[str, str],
     size: tuple[int, int],
 ) -> Photo:
+    """`digits` written side by side on a page, photographed: uint8 images light on black as MNIST's, 28x28
+    digits or any other marks (a texture is larger), each cropped to its ink and written the same height."""
     width, height = size
     # The digits' height: 20–70 % of the page, less where a long number must fit across it.
     alphas = [_crop(d) for d in digits]

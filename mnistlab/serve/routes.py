@@ -37,7 +37,6 @@ from fastapi.responses import JSONResponse, Response
 from mnistlab.errors import MnistlabError
 from mnistlab.inference import Classifier, Generator
 from mnistlab.photo.framing import load_image, to_grey
-from mnistlab.photo.reading import read_number
 from mnistlab.plots import grid_image, png_bytes
 from mnistlab.serve.batching import MicroBatcher
 from mnistlab.serve.middleware import MAX_BODY, MAX_UPLOAD
@@ -55,6 +54,7 @@ STEPS = Annotated[int, Query(ge=2, le=64, description="digits in the walk, both 
 N = Annotated[int, Query(ge=1, le=256, description="how many digits")]
 UPLOAD = Annotated[UploadFile, File(description=f"a PNG or JPEG, any size up to {MAX_UPLOAD // 2**20} MB")]
 DIGIT = Annotated[int | None, Query(ge=0, le=9, description="only this digit (conditional GAN)")]
+ABSTAIN = Annotated[bool, Query(description='false: always name the likeliest digit, never "not a digit" or "unsure"')]
 PNG_OR_JSON = {"content": {"image/png": {}}, "description": "a PNG image, or JSON with format=json"}
 
 
@@ -133,19 +133,23 @@ def _scaled(box: tuple[int, int, int, int], scale: tuple[float, float], size: tu
     return [int(x0 * sx), int(y0 * sy), min(width, math.ceil(x1 * sx)), min(height, math.ceil(y1 * sy))]
 
 
-def _read(classifier: Classifier, grey: np.ndarray, size: tuple[int, int]) -> NumberRead:
+def _read(classifier: Classifier, grey: np.ndarray, size: tuple[int, int], abstain: bool) -> NumberRead:
     """The number in `grey`, boxes in the pixels of the upload it was shrunk from (`size`)."""
     with torch.inference_mode():
-        reading = read_number(grey, classifier.probabilities, name="the photo")
+        reading = classifier.read_one(grey, name="the photo", abstain=abstain)
     scale = (size[0] / grey.shape[1], size[1] / grey.shape[0])
-    digits = [DigitRead(digit=d.digit, probabilities=d.probabilities, box=_scaled(d.box, scale, size),
-                        image=np.round(d.image, 3).tolist()) for d in reading.digits]
-    return NumberRead(text=reading.text, width=size[0], height=size[1], digits=digits)
+    digits = [DigitRead(**{k: v for k, v in d.items() if k not in ("box", "image")},
+                        box=_scaled(tuple(d["box"]), scale, size), image=np.round(d["image"], 3).tolist())
+              for d in reading["digits"]]
+    return NumberRead(text=reading["text"], width=size[0], height=size[1], digits=digits)
 
 
-def _prediction(result: dict[str, Any]) -> Prediction:
-    return Prediction(digit=result["digit"], label=result["label"], probabilities=result["probabilities"],
-                      image=np.round(result["image"], 3).tolist())
+def _prediction(result: dict[str, Any], abstain: bool, classes: list[str]) -> Prediction:
+    answer = {k: v for k, v in result.items() if k != "image"}
+    if not abstain and answer.pop("reason", None):  # the likeliest digit after all
+        digit = int(np.argmax(answer["probabilities"]))
+        answer.update(digit=digit, label=classes[digit])
+    return Prediction(**answer, image=np.round(result["image"], 3).tolist())
 
 
 NO_DIGIT = {422: {"model": Problem | Invalid, "description": (
@@ -157,30 +161,30 @@ NO_DIGIT = {422: {"model": Problem | Invalid, "description": (
     "multipart form field `file` (`curl -F file=@photo.jpg`). The ink is found on the page (uneven light, "
     "shadows, ruled lines), cut into digits left to right, and each digit is read. Each `box` is in the "
     "uploaded image's own pixels, `width` x `height`. A photo without a digit gets 422 saying so, not a guess."))
-async def read_file(file: UPLOAD, classifier: Reader) -> NumberRead:
+async def read_file(file: UPLOAD, classifier: Reader, abstain: ABSTAIN = True) -> NumberRead:
     data = await file.read()
     with refused_as(400):
         grey, size = await run_in_threadpool(decoded, data)  # decoding takes CPU
     with refused_as(422):  # the image is fine, but it holds no digit
-        return await run_in_threadpool(_read, classifier, grey, size)
+        return await run_in_threadpool(_read, classifier, grey, size, abstain)
 
 
 @api.post("/api/predict", summary="Read a digit from an image file", responses=READ_ERRORS, description=(
     "Send an image file as the multipart form field `file` (`curl -F file=@digit.png`). It gets MNIST's "
     "normalisation first, dark-on-light and light-on-dark alike; `image` in the answer is the 28x28 result, "
     "which is what the model saw. (A JSON body sent here is answered by /api/predict/pixels.)"))
-async def predict_file(file: UPLOAD, classifier: Classifying) -> Prediction:
+async def predict_file(file: UPLOAD, classifier: Classifying, abstain: ABSTAIN = True) -> Prediction:
     with refused_as(400):
         grey, _ = await run_in_threadpool(decoded, await file.read())  # decoding takes CPU
-        return _prediction(await classifier.predict(grey))
+        return _prediction(await classifier.predict(grey), abstain, classifier.classifier.classes)
 
 
 @api.post("/api/predict/pixels", summary="Read a digit drawn as 28x28 numbers", responses=READ_ERRORS,
           description='JSON `{"pixels": [[...28 numbers...], ... 28 rows]}` with values 0..255 (or 0..1), '
                       "as the page sends its canvas; normalised as an upload is.")
-async def predict_pixels(body: Pixels, classifier: Classifying) -> Prediction:
+async def predict_pixels(body: Pixels, classifier: Classifying, abstain: ABSTAIN = True) -> Prediction:
     with refused_as(400):
-        return _prediction(await classifier.predict(body.as_image()))
+        return _prediction(await classifier.predict(body.as_image()), abstain, classifier.classifier.classes)
 
 
 @api.get("/api/generate", summary="Draw new digits", response_model=Generated, responses={200: PNG_OR_JSON},

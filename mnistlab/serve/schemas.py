@@ -28,17 +28,27 @@ class Pixels(BaseModel):
         return pixels / 255 if pixels.max() > 1 else pixels
 
 
+DIGITNESS = ("how digit-like the input is: the share of the model's validation digits that are less so, 0..1; "
+             "under 0.005 is not a digit. null for a model trained before digitness was measured")
+REASON = 'why no digit is named: "not a digit", or "unsure: 4 or 9"; absent when one is'
+
+
 class Prediction(BaseModel):
-    digit: int = Field(description="index of the most probable class")
-    label: str = Field(description="its name (the digit itself for MNIST)")
+    digit: int | None = Field(description="index of the most probable class; null when `reason` says why not")
+    label: str | None = Field(description="its name (the digit itself for MNIST)")
     probabilities: list[float] = Field(description="softmax probability of each class, in class order")
+    digitness: float | None = Field(description=DIGITNESS)
+    reason: str | None = Field(None, description=REASON)
     image: list[list[float]] = Field(
         description="the normalised 28x28 image the model saw, 0 = background .. 1 = ink, to 3 decimals")
 
 
 class DigitRead(BaseModel):
-    digit: int = Field(description="index of the most probable class: the digit")
+    digit: int | None = Field(description="index of the most probable class: the digit; null when `reason` says "
+                              "why not (then `text` has ? in its place)")
     probabilities: list[float] = Field(description="softmax probability of each class, in class order")
+    digitness: float | None = Field(description=DIGITNESS)
+    reason: str | None = Field(None, description=REASON)
     box: list[int] = Field(min_length=4, max_length=4, description=(
         "x0, y0, x1, y1 of the digit's ink in the uploaded image's own pixels (after its EXIF rotation), "
         "x1 and y1 exclusive"))
@@ -47,7 +57,7 @@ class DigitRead(BaseModel):
 
 
 class NumberRead(BaseModel):
-    text: str = Field(description="the number: the digits read, left to right")
+    text: str = Field(description="the number: the digits read, left to right, ? for a mark that is not one")
     width: int = Field(description="the uploaded image's width in pixels (after its EXIF rotation)")
     height: int = Field(description="its height: `box` is in these pixels")
     digits: list[DigitRead] = Field(min_length=1, description="each digit, left to right")

@@ -17,13 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mnistlab.calibration import fit_temperature
 from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, load_weights
 from mnistlab.config import ClassifierConfig, TrainConfig, from_dict
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.device import autocast
 from mnistlab.errors import MnistlabError
-from mnistlab.evaluate import classification_report
+from mnistlab.evaluate import classification_report, fit_answers
 from mnistlab.inference import classify
 from mnistlab.models.cnn import CNN
 from mnistlab.pixels import to_float
@@ -105,6 +104,8 @@ class CNNTrainer:
                               eps=1e-8, weight_decay=self.config.train.weight_decay)
         self.net = self.model
         self.temperature: float | None = None  # fitted on the validation split after the last epoch
+        self.digitness: dict[str, Any] | None = None  # and the digitness scale (`mnistlab.ood`)
+        self.fits_digitness = True  # a speedrun that keeps no run skips it: the scale costs a pass over the data
         if start.world.world > 1:
             device_ids = [start.device.index] if start.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
@@ -149,20 +150,23 @@ class CNNTrainer:
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "classes": self.start.dataset.classes,
-                **({"temperature": self.temperature} if self.temperature is not None else {})}
+                **({"temperature": self.temperature} if self.temperature is not None else {}),
+                **({"digitness": self.digitness} if self.digitness is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_weights(self.model, state["model"], self.start.run_dir, state)
         load_optimizer(self.optimizer, state["optimizer"])
         self.temperature = state.get("temperature")
+        self.digitness = state.get("digitness")
 
     def end_epoch(self, metrics: dict[str, Any], last: bool) -> None:
         start = self.start
         metrics["val_acc"] = _accuracy(self.model, start.dataset.val, start.device, start.dtype, start.world)
         metrics["test_acc"] = _accuracy(self.model, start.dataset.test, start.device, start.dtype, start.world)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
-        if last:  # every consumer of the checkpoint reads calibrated probabilities
-            self.temperature = validation_temperature(self.model, start.dataset.val, start.device, start.dtype)
+        if last:  # every consumer of the checkpoint reads calibrated probabilities, and knows a non-digit
+            self.temperature, self.digitness = fit_answers(self.model, start.dataset, start.device, start.dtype,
+                                                           self.fits_digitness)
 
     def describe(self, m: dict[str, Any]) -> str:
         val = f"{m['val_acc']:.4f}" if m["val_acc"] is not None else "-"
@@ -244,14 +248,6 @@ def write_report(model: CNN, dataset: Dataset, run_dir: Path, device: torch.devi
     plots.save(plots.confusion_matrix(report), run_dir / "confusion.png")
     plots.save(plots.mistakes_grid(run_dir / "mistakes.npz"), run_dir / "mistakes.png")
     return report
-
-
-def validation_temperature(model: CNN, val, device, dtype) -> float:
-    """The temperature that calibrates `model` on the validation split (1.0 without one)."""
-    if val is None or len(val) == 0:
-        return 1.0
-    logits, _ = classify(model, val.images, device, dtype)
-    return fit_temperature(logits, val.labels)
 
 
 def _accuracy(model: CNN, split, device, dtype, world: Dist) -> float | None:

@@ -31,6 +31,20 @@ export function buildBars(names = classes) {
 }
 
 const percent = (p) => `${(p * 100).toFixed(1)}%`;
+const likeliest = (digit) => digit.probabilities.indexOf(Math.max(...digit.probabilities));
+
+/** What a digit was read as: the digit, or why none was named ("not a digit", "4 or 9?"). */
+function named(digit) {
+  if (digit.digit !== null) return classes[digit.digit];
+  return digit.reason.startsWith("unsure: ") ? `${digit.reason.slice(8)}?` : digit.reason;
+}
+
+/** How digit-like it is, in words: the share of the model's validation digits that are less so. */
+function digitness(digit) {
+  if (digit.digitness === null || digit.digitness === undefined) return "";
+  if (digit.reason === "not a digit") return `Not a digit: less digit-like than ${percent(0.995)} of the digits the model was checked on.`;
+  return `Digit-like: more than ${percent(digit.digitness)} of the digits the model was checked on.`;
+}
 
 /** One digit's probabilities in the bars and its 28x28 image in #seen; its chip and its box marked. */
 function select(index) {
@@ -38,8 +52,9 @@ function select(index) {
   [...$("probabilities").children].forEach((li, i) => {
     li.querySelector(".fill").style.width = percent(digit.probabilities[i]);
     li.querySelector(".pct").textContent = percent(digit.probabilities[i]);
-    li.classList.toggle("top", i === digit.digit);
+    li.classList.toggle("top", i === likeliest(digit));
   });
+  $("digitness").textContent = digitness(digit);
   paint($("seen"), digit.image);
   for (const list of [$("digits").children, $("boxes").children]) {
     [...list].forEach((item, i) => item.classList.toggle("selected", i === index));
@@ -50,7 +65,11 @@ function select(index) {
 /** /api/read's answer: the number, a chip per digit (its image, digit and confidence), the first digit chosen. */
 export function showReading(result) {
   shown = result;
-  $("verdict").hidden = true;
+  const refused = result.digits.filter((digit) => digit.digit === null);
+  $("verdict").hidden = refused.length === 0;  // said in words, not only as "?"
+  $("verdict").textContent = result.digits.length === 1 && refused.length
+    ? `${named(refused[0])[0].toUpperCase()}${named(refused[0]).slice(1)}${refused[0].reason === "not a digit" ? "." : ""}`
+    : `${refused.length} of ${result.digits.length} marks not read as one digit: ? in the number.`;
   $("prediction").textContent = result.text;
   $("prediction").classList.toggle("long", result.digits.length > 3);
   $("digits").replaceChildren(...result.digits.map((digit, i) => {
@@ -61,9 +80,11 @@ export function showReading(result) {
     seen.width = seen.height = SIZE;
     paint(seen, digit.image);
     const label = document.createElement("span");
-    label.textContent = `${classes[digit.digit]} · ${percent(digit.probabilities[digit.digit])}`;
+    label.textContent = digit.digit === null ? named(digit)
+      : `${classes[digit.digit]} · ${percent(digit.probabilities[digit.digit])}`;
+    li.classList.toggle("refused", digit.digit === null);
     button.append(seen, label);
-    button.setAttribute("aria-label", `digit ${i + 1}: ${classes[digit.digit]}, ${label.textContent.split(" · ")[1]}`);
+    button.setAttribute("aria-label", `mark ${i + 1}: ${label.textContent.replace(" · ", ", ")}`);
     button.addEventListener("click", () => select(i));
     li.append(button);
     return li;
@@ -89,6 +110,7 @@ export function resetReading() {
   $("boxes").replaceChildren();
   buildBars();
   $("seen").getContext("2d").clearRect(0, 0, SIZE, SIZE);
+  $("digitness").textContent = "";
 }
 
 /** A box over each digit of the photo, the digit read above it: in percent of the photo, so they scale with it. */
@@ -98,12 +120,14 @@ function drawBoxes(result) {
     const [x0, y0, x1, y1] = digit.box;
     const box = document.createElement("div");
     box.className = y0 / result.height < 0.03 ? "box top" : "box";  // at the photo's top: its label inside
+    box.classList.toggle("refused", digit.digit === null);  // marked, not left out
     Object.assign(box.style, {
       left: `${(100 * x0) / result.width}%`, top: `${(100 * y0) / result.height}%`,
       width: `${(100 * (x1 - x0)) / result.width}%`, height: `${(100 * (y1 - y0)) / result.height}%`,
     });
     const label = document.createElement("span");
-    label.textContent = classes[digit.digit];
+    label.textContent = digit.digit === null ? "?" : classes[digit.digit];
+    box.title = named(digit);
     box.append(label);
     box.addEventListener("click", () => select(i));
     return box;
