@@ -111,6 +111,26 @@ class Classifier:
             digitness = None if any(d is None for d in scales) else np.mean(scales, axis=0)
         return probabilities, digitness
 
+    def explain(self, image: Any, framed: bool = False) -> dict[str, Any]:
+        """Why it answered for one image, framed as `predict` frames it (`framed=True`: already framed, a
+        float (28, 28) in [0, 1] such as `predict`'s `image`): `digit` and `runner_up` (class
+        indices, with their `label`s), `attribution` (28 x 28: how much each pixel of `image`, the framed
+        digit, pushed the answer's logit up or down) and `toward_runner_up` (where ink would have argued for
+        the runner-up instead), by integrated gradients (`mnistlab.explain`; needs the `explain` extra).
+
+        >>> why = load("runs/cnn-seed").explain("seven.png")
+        >>> why["label"], np.shape(why["attribution"])
+        ('7', (28, 28))
+        """
+        from mnistlab.explain import explain
+
+        digit = torch.as_tensor(np.asarray(image, np.float32))[None] if framed else to_mnist_batch([image])
+        probabilities, digitness = self.assess(digit)
+        models = [member.model for member in (self, *self.members)]
+        return {**explain(models, digit[0].numpy(), probabilities[0], self.classes),
+                "probabilities": [round(float(v), 6) for v in probabilities[0]], "digitness": digitness[0],
+                "image": digit[0].numpy()}
+
     def read(self, images: Sequence[Any] | Any, names: Sequence[str] | None = None,
              abstain: bool = True) -> list[dict[str, Any]]:
         """The number written in each image (1 to 10 digits on a line), read left to right: one dict per

@@ -143,6 +143,21 @@ def test_draw_read_photos_generate_and_walk(page, app, base_url, tmp_path):
     np.testing.assert_allclose(seen, np.round(np.array(digit["image"]) * 255), atol=1)
     assert seen.max() == 255  # the 28x28 view is drawn, ink at full strength
 
+    # Why? The map over the 28x28 view: red where ink pushed the answer up, and the runner-up beside it.
+    page.check("#why")
+    page.wait_for_selector("#why-text:not([hidden])")
+    why = httpx.post(f"{base_url}/api/explain", json={"image": digit["image"]}).json()
+    assert page.locator("#why-text b").nth(0).inner_text() == why["label"] == answer["text"]
+    assert page.locator("#why-text b").nth(1).inner_text().startswith(why["runner_up_label"])
+    rgb = np.reshape(page.evaluate("""() => Array.from(document.querySelector('#seen').getContext('2d')
+                                      .getImageData(0, 0, 28, 28).data)"""), (28, 28, 4))[..., :3].astype(int)
+    strongest = np.unravel_index(np.argmax(why["attribution"]), (28, 28))
+    assert rgb[strongest][0] == 255 and rgb[strongest][1] == rgb[strongest][2] == 0  # full red where it pushed most
+    assert page.locator("#why-runner-up").is_visible()
+    page.uncheck("#why")
+    assert page.locator("#why-text").is_hidden()
+    np.testing.assert_allclose(bars_and_seen(page)[1], np.round(np.array(digit["image"]) * 255), atol=1)
+
     page.click("#clear")
     assert page.locator("#prediction").inner_text() == "–"
 

@@ -40,7 +40,19 @@ from mnistlab.photo.framing import load_image, to_grey
 from mnistlab.plots import grid_image, png_bytes
 from mnistlab.serve.batching import MicroBatcher
 from mnistlab.serve.middleware import MAX_BODY, MAX_UPLOAD
-from mnistlab.serve.schemas import DigitRead, Generated, Invalid, Models, NumberRead, Pixels, Prediction, Problem, Walk
+from mnistlab.serve.schemas import (
+    DigitRead,
+    Explanation,
+    Generated,
+    Invalid,
+    Models,
+    NumberRead,
+    Pixels,
+    Prediction,
+    Problem,
+    Seen,
+    Walk,
+)
 
 PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "reading.js": "text/javascript",
               "style.css": "text/css"}
@@ -185,6 +197,16 @@ async def predict_file(file: UPLOAD, classifier: Classifying, abstain: ABSTAIN =
 async def predict_pixels(body: Pixels, classifier: Classifying, abstain: ABSTAIN = True) -> Prediction:
     with refused_as(400):
         return _prediction(await classifier.predict(body.as_image()), abstain, classifier.classifier.classes)
+
+
+@api.post("/api/explain", summary="Why a digit was read as it was", responses=READ_ERRORS, description=(
+    "JSON `{\"image\": [[...28 numbers 0..1...], ... 28 rows]}`: a digit as the model saw it (the `image` of "
+    "/api/predict or of a digit of /api/read). Answers the likeliest digit and the runner-up with maps of "
+    "which pixels pushed each (integrated gradients; needs the server's `explain` extra, Captum)."))
+async def explain_digit(body: Seen, classifier: Reader) -> Explanation:
+    with refused_as(503):  # Captum missing: the server can do everything else
+        why = await run_in_threadpool(classifier.explain, np.array(body.image, np.float32), True)
+    return Explanation(**{k: v for k, v in why.items() if k not in ("image", "digitness")})
 
 
 @api.get("/api/generate", summary="Draw new digits", response_model=Generated, responses={200: PNG_OR_JSON},

@@ -33,6 +33,31 @@ DIGITNESS = ("how digit-like the input is: the share of the model's validation d
 REASON = 'why no digit is named: "not a digit", or "unsure: 4 or 9"; absent when one is'
 
 
+Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
+Map = list[list[float]]
+
+
+class Seen(BaseModel):
+    """A digit as the model saw it: `image` from /api/predict or /api/read, explained as it is (no framing)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: Annotated[list[Annotated[list[Fraction], Field(min_length=28, max_length=28)]], Field(
+        min_length=28, max_length=28, description="28 rows of 28 numbers, 0 = background .. 1 = ink")]
+
+
+class Explanation(BaseModel):
+    digit: int = Field(description="the likeliest class, explained")
+    label: str
+    runner_up: int = Field(description="the second likeliest class")
+    runner_up_label: str
+    probabilities: list[float] = Field(description="softmax probability of each class, in class order")
+    attribution: Map = Field(description=(
+        "28x28, integrated gradients from a blank image: how much each pixel pushed the answer's logit up "
+        "(positive) or down (negative); they add up to the logit's change from a blank image"))
+    toward_runner_up: Map = Field(description=(
+        "28x28: the runner-up's attribution minus the answer's; positive where ink argues for the runner-up"))
+
+
 class Prediction(BaseModel):
     digit: int | None = Field(description="index of the most probable class; null when `reason` says why not")
     label: str | None = Field(description="its name (the digit itself for MNIST)")

@@ -7,6 +7,7 @@ const PHOTO_PIXELS = 2_000_000;        // photos are sent at about this size: re
 
 let classes = [...Array(10).keys()].map(String);
 let shown = null;                      // the reading on display: /api/read's answer
+let selected = 0;                      // the digit of it whose probabilities and image are shown
 let photoUrl = null;
 
 /** Paint a 28x28 array (values 0..1, or 0..255 when `max` is 255) onto a 28x28 canvas, grey levels. */
@@ -48,6 +49,7 @@ function digitness(digit) {
 
 /** One digit's probabilities in the bars and its 28x28 image in #seen; its chip and its box marked. */
 function select(index) {
+  selected = index;
   const digit = shown.digits[index];
   [...$("probabilities").children].forEach((li, i) => {
     li.querySelector(".fill").style.width = percent(digit.probabilities[i]);
@@ -56,6 +58,7 @@ function select(index) {
   });
   $("digitness").textContent = digitness(digit);
   paint($("seen"), digit.image);
+  if ($("why").checked) explainSelected();
   for (const list of [$("digits").children, $("boxes").children]) {
     [...list].forEach((item, i) => item.classList.toggle("selected", i === index));
   }
@@ -111,7 +114,63 @@ export function resetReading() {
   buildBars();
   $("seen").getContext("2d").clearRect(0, 0, SIZE, SIZE);
   $("digitness").textContent = "";
+  $("why-text").hidden = $("why-runner-up").hidden = true;
 }
+
+// Why it answered: /api/explain's map over the 28x28 view, red where ink pushed the answer up, blue where
+// it pushed it down; then what would have made it the runner-up.
+let explaining = 0;  // the latest request: an older answer arriving late is dropped
+
+/** Paint `image` (0..1) in grey, tinted by `map`: red for positive, blue for negative, at full strength for
+ * the map's largest magnitude. */
+function paintMap(target, image, map) {
+  const peak = Math.max(1e-9, ...map.flat().map(Math.abs));
+  const pixels = new ImageData(SIZE, SIZE);
+  image.flat().forEach((v, i) => {
+    const grey = 40 + 120 * v;
+    const m = map.flat()[i] / peak;
+    const rgb = m >= 0 ? [grey + (255 - grey) * m, grey * (1 - m), grey * (1 - m)]
+      : [grey * (1 + m), grey * (1 + m) + (120 - grey) * -m, grey + (255 - grey) * -m];
+    pixels.data.set([...rgb.map(Math.round), 255], i * 4);
+  });
+  target.getContext("2d").putImageData(pixels, 0, 0);
+}
+
+async function explainSelected() {
+  const digit = shown && shown.digits[selected];
+  if (!digit) return;
+  const request = ++explaining;
+  try {
+    const response = await fetch("/api/explain", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ image: digit.image }),
+    });
+    const why = await response.json();
+    if (request !== explaining || !$("why").checked) return;
+    if (!response.ok) throw new Error(why.detail);
+    paintMap($("seen"), digit.image, why.attribution);
+    paintMap($("why-runner-up"), digit.image, why.toward_runner_up);
+    $("why-text").innerHTML = '<span class="for">Red</span>: ink that made it a <b></b>; '
+      + '<span class="against">blue</span>: ink against it. Beside it, the runner-up <b></b>: red where ink '
+      + "argues for it instead.";
+    const [answer, runnerUp] = $("why-text").querySelectorAll("b");
+    answer.textContent = why.label;
+    runnerUp.textContent = `${why.runner_up_label} (${percent(why.probabilities[why.runner_up])})`;
+    $("why-text").hidden = $("why-runner-up").hidden = false;
+  } catch (e) {
+    if (request !== explaining) return;
+    $("why-text").textContent = `No explanation: ${e.message}`;
+    $("why-text").hidden = false;
+  }
+}
+
+$("why").addEventListener("change", () => {
+  if ($("why").checked) explainSelected();
+  else if (shown) {
+    explaining++;
+    $("why-text").hidden = $("why-runner-up").hidden = true;
+    select(selected);
+  }
+});
 
 /** A box over each digit of the photo, the digit read above it: in percent of the photo, so they scale with it. */
 function drawBoxes(result) {
