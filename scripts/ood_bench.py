@@ -94,6 +94,11 @@ def main() -> None:
               + ", ".join(f"{name} {share:.3f}" for name, share in refused.items()))
         print(f"photos of single digits: a digit named {np.mean(named):.3f}, the right one {np.mean(right):.3f}; "
               f"photos of non-digits: 'not a digit' {not_digits:.3f}, no digit named at all {any_refusal:.3f}")
+        digit_scores = np.array([r["digitness"] for r in read])
+        other_scores = np.array([r["digitness"] for r in others])
+        print(f"photos, digitness alone: AUROC {ood.auroc(digit_scores, other_scores):.4f}; with the threshold "
+              f"moved to keep 98 % of digit photos, non-digit photos refused "
+              f"{1 - ood.fpr_at_tpr(digit_scores, other_scores, 0.98):.3f}")
         by_kind: dict[str, list[bool]] = {}
         for r, p in zip(others, other_photos):
             by_kind.setdefault(p.conditions["mark"], []).append(r["digit"] is None)

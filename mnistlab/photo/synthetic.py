@@ -19,6 +19,7 @@ shape, a scribble, a word or a texture): what a reader must answer "no digit" to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -27,7 +28,8 @@ import numpy as np
 from mnistlab.errors import MnistlabError
 from mnistlab.photo.marks import draw_mark, draw_texture, draw_word
 
-__all__ = ["CONDITIONS", "MARKS", "Box", "Photo", "make_blank_pages", "make_non_digit_photos", "make_photos"]
+__all__ = ["CONDITIONS", "MARKS", "Box", "Photo", "make_blank_pages", "make_non_digit_photos", "make_photos",
+           "write_y4m"]
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1 and y1 exclusive
 
@@ -306,3 +308,16 @@ def _camera(rng: np.random.Generator, image: np.ndarray, conditions: dict[str, s
     quality = int(rng.integers(55, 92))
     ok, jpeg = cv2.imencode(".jpg", pixels[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])  # OpenCV is BGR
     return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+
+def write_y4m(path: str | Path, frames: Sequence[np.ndarray], fps: int = 10) -> None:
+    """RGB uint8 frames (H, W, 3), all one even size, as a YUV4MPEG2 clip: what Chromium's fake camera plays
+    (`--use-file-for-fake-video-capture=PATH`), looping."""
+    height, width = frames[0].shape[:2]
+    if height % 2 or width % 2 or any(f.shape != frames[0].shape for f in frames):
+        raise MnistlabError(f"a y4m clip needs frames of one even size, got {sorted({f.shape for f in frames})}")
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            out.write(b"FRAME\n" + cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420).tobytes())
+

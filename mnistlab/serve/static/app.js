@@ -2,6 +2,7 @@
 // shows what was read); the GAN panels use /api/generate and /api/interpolate; /api/models says what is loaded.
 // Plain DOM, no libraries, nothing from elsewhere.
 
+import { cameraRunning, freezeCamera, startCamera, stopCamera } from "/camera.js";
 import { $, buildBars, paint, resetReading, showNoDigit, showPhoto, showReading, shrinkPhoto } from "/reading.js";
 
 const BRUSH = 20;              // on the 280 px tall canvas: ~2 px at 28x28, MNIST's stroke width
@@ -76,6 +77,7 @@ let hasInk = false;
 let drawing = 0;       // bumped by Clear and uploads, so a late answer about an old drawing is dropped
 
 function clearCanvas() {
+  if (cameraRunning()) stopCamera();  // drawing, clearing or uploading ends the live reading
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   hasInk = false;
@@ -105,6 +107,10 @@ function line(from, to) {
 canvas.addEventListener("pointerdown", (event) => {
   canvas.setPointerCapture(event.pointerId);  // keep the stroke when the pointer leaves the canvas
   hideError();
+  if (cameraRunning()) {
+    clearCanvas();
+    showPhoto(null);
+  }
   last = point(event);
   dot(last);
   hasInk = true;
@@ -129,6 +135,24 @@ for (const type of ["pointerup", "pointercancel"]) {
     schedule(true);
   });
 }
+
+// The camera: read live, a few times a second, until Freeze keeps a frame (camera.js)
+$("camera").addEventListener("click", () => {
+  hideError();
+  clearCanvas();
+  resetReading();
+  $("source").textContent = "Hold a number written on paper in front of the camera.";
+  startCamera({
+    read,
+    show: (result) => showReading(result),
+    none: () => showNoDigit("No digit in view: hold a number written on paper in front of the camera."),
+    fail: (message) => {
+      $("camera-status").textContent = message;
+      $("source").textContent = DRAW_HINT;
+    },
+  });
+});
+$("freeze").addEventListener("click", () => freezeCamera(showReading));
 
 $("clear").addEventListener("click", () => {
   clearCanvas();
