@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", default=default, metavar="NAME",
                        help=f"one of {names} (default: %(default)s)")
         add_train_options(p, CONFIG_TYPES[kind])
+        if kind == "cnn":
+            p.add_argument("--seeds", metavar="A-B|A,B,...", help="one run per seed, grouped in --out (or runs/cnn-"
+                           "PRESET-seeds-...): the members of an ensemble, which every command reads as one")
         p.set_defaults(handler=cmd_train, kind=kind)
 
     evaluate = commands.add_parser("evaluate", help="measure a trained model", description="Measure a trained model.")
@@ -253,6 +256,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise MnistlabError(f"--resume continues a run with its own config; drop {', '.join(sorted(overrides))}")
     # The config first: a wrong preset or setting is reported at once, not after importing torch.
     config = None if args.resume else with_overrides(preset(args.kind, args.preset), overrides)
+    if getattr(args, "seeds", None):
+        return _train_group(args, config)
     if args.kind == "cnn":
         from mnistlab.train.classifier import train_classifier as train
     else:
@@ -260,6 +265,36 @@ def cmd_train(args: argparse.Namespace) -> None:
     run = train(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, rank 0 reports
         print(run.summary())
+
+
+def _train_group(args: argparse.Namespace, config: Any) -> None:
+    from mnistlab.errors import MnistlabError
+    from mnistlab.train.classifier import train_group
+
+    if args.resume:
+        raise MnistlabError("--seeds trains a new group; to finish an interrupted one, run the same command with "
+                            "its --out: members already trained are kept")
+    runs = train_group(config, _seeds(args.seeds), progress=not args.no_progress)
+    for run in runs:
+        print(run.summary())
+    print(f"the group, read as one ensemble by every command: {runs[0].dir.parent}")
+
+
+def _seeds(spec: str) -> list[int]:
+    """"0-4" or "0,2,7" -> the seeds."""
+    from mnistlab.errors import MnistlabError
+
+    try:
+        if "-" in spec:
+            first, last = (int(v) for v in spec.split("-"))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = [int(v) for v in spec.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise MnistlabError(f"--seeds takes A-B or A,B,... with seeds 0 or more, got {spec!r}")
+    return seeds
 
 
 def cmd_evaluate_cnn(args: argparse.Namespace) -> None:

@@ -20,6 +20,7 @@ from mnistlab.ood import Digitness, verdict
 from mnistlab.photo.framing import to_mnist_batch
 from mnistlab.photo.reading import read_number
 from mnistlab.pixels import to_float, to_uint8
+from mnistlab.run_info import group_members
 
 
 @torch.no_grad()
@@ -242,8 +243,9 @@ def load(
 ) -> Classifier | Generator:
     """Load a run directory or checkpoint file for inference: a `Classifier` (CNN) or a `Generator` (GAN).
 
-    Several CNN runs (a list, or one string of paths joined by commas) load as one ensemble: a `Classifier`
-    whose probabilities are the average of its members' calibrated probabilities.
+    Several CNN runs (a list, one string of paths joined by commas, or a group directory that `train cnn
+    --seeds` wrote) load as one ensemble: a `Classifier` whose probabilities are the average of its members'
+    calibrated probabilities.
     `kind` ("cnn" or "gan") refuses a checkpoint of the other kind; `precision` is "auto", "fp32" or "bf16".
     `checkpoint` picks a run directory's file: "best" (best.safetensors, the generator with the best FCD of
     a GAN run's evaluations), "last" (checkpoint.safetensors), or None (default): best when the run kept
@@ -255,6 +257,9 @@ def load(
     """
     if isinstance(run_or_checkpoint, (list, tuple)) or "," in str(run_or_checkpoint):
         return _ensemble(run_or_checkpoint, device, kind, precision)
+    members = group_members(run_or_checkpoint)
+    if members is not None:  # a group trained together (train cnn --seeds): its runs as one ensemble
+        return _ensemble(members, device, kind, precision)
     path = resolve_checkpoint(run_or_checkpoint, checkpoint)
     state = load_checkpoint(path, kind=kind, which=checkpoint)
     config = from_dict(state["kind"], state["config"])

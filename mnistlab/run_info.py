@@ -158,6 +158,27 @@ def _shown(value: Any) -> str:
 # Checkpoint headers
 
 
+GROUP_FILE = "group.json"  # a group of runs trained together (`train cnn --seeds`): {"members": [NAME, ...]}
+
+
+def group_members(path: str | Path) -> list[Path] | None:
+    """The run directories of the group at `path` (a directory holding GROUP_FILE), or None when it is not
+    one. Members are names of folders inside the group, nothing else: a group cannot point elsewhere."""
+    path = Path(path)
+    listing = path / GROUP_FILE
+    if not path.is_dir() or not listing.is_file():
+        return None
+    try:
+        members = json.loads(listing.read_text())["members"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        members = None
+    if (not isinstance(members, list) or not members
+            or not all(isinstance(m, str) and m and Path(m).name == m and m not in (".", "..") for m in members)):
+        raise MnistlabError(f"{listing} is not a group listing: it must be {{\"members\": [\"seed-0\", ...]}}, "
+                            "folder names inside the group")
+    return [path / m for m in members]
+
+
 def resolve_checkpoint(path: str | Path, which: str | None = "last") -> Path:
     """A run directory or a checkpoint file → the checkpoint file.
 

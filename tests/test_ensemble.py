@@ -62,3 +62,31 @@ def test_an_ensemble_exports_as_one_onnx_graph_that_predicts_as_it_does(cnn_run,
     logits = session.run(None, {"images": (digits.float() / 255).unsqueeze(1).numpy()})[0]
     expected = load([cnn_run.dir, second_run.dir], precision="fp32").probabilities(digits)
     assert torch.softmax(torch.from_numpy(logits), 1).numpy() == pytest.approx(expected, abs=1e-5)
+
+
+def test_train_seeds_makes_a_group_that_loads_as_one_ensemble_and_finishes_where_it_stopped(tmp_path):
+    group = tmp_path / "group"
+    command = [sys.executable, "-m", "mnistlab", "train", "cnn", "--preset", "seed", "--seeds", "3-4", "--epochs", "1",
+               "--dataset", "mnist-sample", "--out", str(group), "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((group / "group.json").read_text()) == {"members": ["seed-3", "seed-4"]}
+    assert [json.loads((group / m / "config.json").read_text())["run"]["seed"] for m in ("seed-3", "seed-4")] == [3, 4]
+    ensemble = load(group)
+    assert [m.path.parent.name for m in (ensemble, *ensemble.members)] == ["seed-3", "seed-4"]
+    expected = (load(group / "seed-3").probabilities(np.zeros((1, 28, 28))) +
+                load(group / "seed-4").probabilities(np.zeros((1, 28, 28)))) / 2
+    assert ensemble.probabilities(np.zeros((1, 28, 28))) == pytest.approx(expected, abs=1e-6)
+
+    kept = (group / "seed-3" / "checkpoint.safetensors").stat().st_mtime_ns
+    (group / "seed-4" / "checkpoint.safetensors").unlink()  # as if stopped while training the second
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert (group / "seed-3" / "checkpoint.safetensors").stat().st_mtime_ns == kept  # not trained again
+    assert (group / "seed-4" / "checkpoint.safetensors").is_file()
+
+    (group / "group.json").write_text('{"members": ["../elsewhere"]}')
+    with pytest.raises(MnistlabError, match="folder names inside the group"):
+        load(group)
+    bad = subprocess.run(command[:8] + ["1-x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--seeds takes A-B" in bad.stderr

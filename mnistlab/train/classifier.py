@@ -7,6 +7,7 @@ network this small, per-step Python overhead is what limits speed, so the step d
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, load_weights
-from mnistlab.config import ClassifierConfig, TrainConfig, from_dict
+from mnistlab.config import CNN_PRESETS, ClassifierConfig, TrainConfig, from_dict, with_overrides
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.device import autocast
 from mnistlab.errors import MnistlabError
@@ -26,7 +27,7 @@ from mnistlab.evaluate import classification_report, fit_answers
 from mnistlab.inference import classify
 from mnistlab.models.cnn import CNN
 from mnistlab.pixels import to_float
-from mnistlab.run_info import read_checkpoint_header, resolve_checkpoint
+from mnistlab.run_info import GROUP_FILE, read_checkpoint_header, resolve_checkpoint
 from mnistlab.train import loop
 from mnistlab.train.augment import augment, erase, photo_noise
 from mnistlab.train.distributed import Dist
@@ -226,6 +227,34 @@ def train_classifier(
     trainer = CNNTrainer(start)
     history = loop.fit(start, trainer, callback)
     return ClassifierRun(start.run_dir, start.config, trainer.model, history, start.dataset.name)
+
+
+def train_group(config: ClassifierConfig | str, seeds: list[int], out: str | Path | None = None,
+                progress: bool = True, **overrides: Any) -> list[ClassifierRun]:
+    """One run per seed, the members of an ensemble: `out/seed-S` each, and `out/group.json` naming them,
+    so that `load(out)` (and every command that takes a run) reads the group as one ensemble. A member
+    already trained (a group interrupted and started again) is kept, not trained again:
+    `train_group("best", [0, 1, 2, 3, 4], out="runs/best-x5")`, then `load("runs/best-x5")`.
+    """
+    config = with_overrides(CNN_PRESETS[config] if isinstance(config, str) else config, overrides)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise MnistlabError(f"a group needs distinct seeds, got {seeds}")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    group = Path(out or config.run.out or f"runs/cnn-{config.preset}-seeds-{seeds[0]}-{seeds[-1]}-{stamp}")
+    runs = []
+    for seed in seeds:
+        member = group / f"seed-{seed}"
+        if (member / CHECKPOINT_NAME).exists():
+            state = load_checkpoint(member, kind="cnn")
+            kept = from_dict("cnn", state["config"])
+            model = CNN(kept.model)
+            load_weights(model, state["model"], member, state)
+            runs.append(ClassifierRun(member, kept, model, state["metrics"], state["dataset"]["name"]))
+            continue
+        member_config = with_overrides(config, {"run.seed": seed, "run.out": str(member)})
+        runs.append(train_classifier(member_config, progress=progress))
+        atomic_write_text(group / GROUP_FILE, json.dumps({"members": [r.dir.name for r in runs]}) + "\n")
+    return runs
 
 
 def write_report(model: CNN, dataset: Dataset, run_dir: Path, device: torch.device, dtype) -> dict[str, Any]:
