@@ -40,8 +40,11 @@ def test_fine_tuning_starts_from_the_run_and_records_where_it_came_from(cnn_run,
     result = run_cli("train", "cnn", "--from", cnn_run.dir, "--epochs", "2", "--lr", "1e-3", "--set", "replay=0.5",
                      "--out", tmp_path / "tuned", *common)
     assert result.returncode == 0, result.stderr
-    tuned = load_checkpoint(tmp_path / "tuned")["model"]
+    state = load_checkpoint(tmp_path / "tuned")
+    tuned = state["model"]
     assert any(not torch.allclose(before[k].float(), tuned[k].float(), atol=1e-4) for k in before)
+    # calibrated and scaled on the source's validation digits as well as the writer's few
+    assert state["temperature"] != 1.0 and "digitness" in state
     listing = run_cli("runs", "list", tmp_path)
     assert f"fine-tuned from {cnn_run.dir}" in listing.stdout
 

@@ -7,6 +7,7 @@ network this small, per-step Python overhead is what limits speed, so the step d
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 
 from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, load_weights
 from mnistlab.config import CNN_PRESETS, ClassifierConfig, TrainConfig, from_dict, with_overrides
-from mnistlab.data.datasets import Dataset, load_dataset
+from mnistlab.data.datasets import Dataset, Split, load_dataset
 from mnistlab.device import autocast
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import classification_report, fit_answers
@@ -97,9 +98,11 @@ class CNNTrainer:
         self.train_x = start.dataset.train.images.to(start.device)
         self.train_y = start.dataset.train.labels.to(start.device)
         self.model = CNN(self.config.model).to(start.device, memory_format=start.memory_format)
-        self.replay_x = self.replay_y = None
+        self.replay: Dataset | None = None  # fine-tuning: the source run's own digits, replayed alongside
         if self.config.run.init_from and start.state is None:  # fine-tuning; a resumed run has its own weights
-            self.replay_x, self.replay_y = self._start_from(self.config.run.init_from)
+            self.replay = self._start_from(self.config.run.init_from)
+        self.replay_x = self.replay.train.images.to(start.device) if self.replay else None
+        self.replay_y = self.replay.train.labels.to(start.device) if self.replay else None
         self.optimizer = adam(self.model.parameters(), start.device, lr=self.config.train.lr,
                               betas=(self.config.train.beta1, self.config.train.beta2),
                               eps=1e-8, weight_decay=self.config.train.weight_decay)
@@ -111,14 +114,16 @@ class CNNTrainer:
             device_ids = [start.device.index] if start.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
-    def _start_from(self, run: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Load a CNN run's weights into the model; return its training data for replay (None without replay)."""
-        start, source = self.start, load_checkpoint(run, kind="cnn")
+    def _start_from(self, run: str) -> Dataset | None:
+        """Load a CNN run's weights into the model; return its training and validation data for replay (None
+        without replay)."""
+        source = load_checkpoint(run, kind="cnn")
         load_weights(self.model, source["model"], run, source)
         if not self.config.train.replay:
-            return None, None
-        replay = load_dataset(source["dataset"]["name"], self.config.run.data_root, splits=("train",)).train
-        return replay.images.to(start.device), replay.labels.to(start.device)
+            return None
+        val_size = source["config"].get("train", {}).get("val_size")
+        return load_dataset(source["dataset"]["name"], self.config.run.data_root, val_size=val_size,
+                            splits=("train", "val"))
 
     def train(self) -> None:
         self.model.train()
@@ -166,8 +171,21 @@ class CNNTrainer:
         metrics["test_acc"] = _accuracy(self.model, start.dataset.test, start.device, start.dtype, start.world)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         if last:  # every consumer of the checkpoint reads calibrated probabilities, and knows a non-digit
-            self.temperature, self.digitness = fit_answers(self.model, start.dataset, start.device, start.dtype,
-                                                           self.fits_digitness)
+            self.temperature, self.digitness = fit_answers(self.model, self._answers_data(), start.device,
+                                                           start.dtype, self.fits_digitness)
+
+    def _answers_data(self) -> Dataset:
+        """What the temperature and the digitness scale are fitted on: the run's own splits, and, when it was
+        fine-tuned with replay, the source's too, since it reads both (a handful of a person's digits is too
+        few to calibrate on, and everyone else's digits are still digits)."""
+        own = self.start.dataset
+        if self.replay is None:
+            return own
+        joined = {part: [s for s in (getattr(own, part), getattr(self.replay, part)) if s is not None and len(s)]
+                  for part in ("train", "val")}
+        train, val = (Split(torch.cat([s.images for s in splits]), torch.cat([s.labels for s in splits]))
+                      for splits in joined.values())
+        return dataclasses.replace(own, train=train, val=val)
 
     def describe(self, m: dict[str, Any]) -> str:
         val = f"{m['val_acc']:.4f}" if m["val_acc"] is not None else "-"
