@@ -32,7 +32,7 @@ from typing import Any
 
 import torch.nn.functional as F
 
-from mnistlab.config import CNN_PRESETS, with_overrides
+from mnistlab.config import CNN_PRESETS, ClassifierConfig, with_overrides
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.device import autocast
 from mnistlab.errors import MnistlabError
@@ -62,7 +62,7 @@ _STARTED = process_start()
 class SpeedrunTrainer(CNNTrainer):
     """The CNN trainer, warmed up before the clock starts, writing its report only when asked to keep the run."""
 
-    def __init__(self, start: loop.RunStart, keep: bool):
+    def __init__(self, start: loop.RunStart[ClassifierConfig], keep: bool):
         super().__init__(start)
         self.keep = keep
         self.fits_digitness = keep  # a run not kept answers nothing after its accuracy

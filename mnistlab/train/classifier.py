@@ -93,7 +93,7 @@ class CNNTrainer:
     stat_names = ("train_loss",)
     finite_stats = 1
 
-    def __init__(self, start: loop.RunStart):
+    def __init__(self, start: loop.RunStart[ClassifierConfig]):
         self.start, self.config = start, start.config
         self.train_x = start.dataset.train.images.to(start.device)
         self.train_y = start.dataset.train.labels.to(start.device)

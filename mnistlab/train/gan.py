@@ -100,7 +100,7 @@ class GANTrainer:
     stat_names = ("loss_d", "loss_g", "d_x", "d_g_z")
     finite_stats = 2  # the two losses; D's outputs are probabilities
 
-    def __init__(self, start: loop.RunStart, classifier: str | Path | None):
+    def __init__(self, start: loop.RunStart[GANConfig], classifier: str | Path | None):
         self.start, self.config = start, start.config
         tc = self.tc = self.config.train
         if start.world.is_main:

@@ -18,13 +18,14 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar
 
 import torch
 from tqdm import tqdm
 
 from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
-from mnistlab.config import from_dict, preset, to_dict, to_json, with_overrides
+from mnistlab.config import ClassifierConfig, GANConfig, from_dict, preset, to_dict, to_json, with_overrides
+from mnistlab.data.datasets import Dataset
 from mnistlab.device import autocast_dtype, memory_format, resolve_device
 from mnistlab.errors import MnistlabError, TrainingDiverged
 from mnistlab.train.distributed import Dist, decorrelate_ranks, finish_distributed, init_distributed
@@ -151,27 +152,31 @@ def check_finite(losses: torch.Tensor, first_step: int) -> None:
 # Starting (or resuming) a run
 
 
+Config = TypeVar("Config", ClassifierConfig, GANConfig)
+
+
 @dataclass
-class RunStart:
+class RunStart(Generic[Config]):
     """Everything a trainer needs before the loop: the config, where to write, how to compute, the data."""
 
     kind: str  # "cnn" or "gan"
-    config: Any  # ClassifierConfig or GANConfig
+    config: Config  # a ClassifierConfig for "cnn", a GANConfig for "gan"
     state: dict[str, Any] | None  # the checkpoint being resumed, if any
     run_dir: Path
     device: torch.device
     world: Dist
     dtype: torch.dtype | None  # autocast dtype, None for fp32
     memory_format: torch.memory_format
-    dataset: Any  # data.datasets.Dataset
+    dataset: Dataset
     progress: bool  # progress bars and epoch lines on the terminal
     say: Callable[[str], None]  # a line for the terminal (rank 0, when progress is on)
 
 
 def start_run(
-    kind: str, config: Any, overrides: dict[str, Any], resume: str | Path | None, dataset: Any, progress: bool,
-    load_data: Callable[[Any], Any], check_data: Callable[[Any, Any], None] | None = None,
-) -> RunStart:
+    kind: str, config: Config | str | None, overrides: dict[str, Any], resume: str | Path | None,
+    dataset: Dataset | str | None, progress: bool, load_data: Callable[[Config], Dataset],
+    check_data: Callable[[Config, Dataset], None] | None = None,
+) -> RunStart[Config]:
     """Resolve the config (a preset name, a config, or the resumed run's own), set up device, precision,
     seeds and torchrun, load the data with `load_data(config)` unless given (a Dataset, or a dataset name
     taken as the `run.dataset` override), check it (`check_data(config, dataset)`: what the trainer needs
