@@ -20,7 +20,7 @@ def add_reading_commands(commands: Any, command: Callable[..., argparse.Argument
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--json", action="store_true",
-                   help="print a JSON list of {file, digit, label, probabilities, digitness, reason?}")
+                   help="print a JSON list of {file, digit, label, probabilities, digitness, threshold, reason?}")
     p.add_argument("--no-abstain", action="store_true", help=NO_ABSTAIN)
     p.set_defaults(handler=cmd_predict)
 
@@ -28,7 +28,7 @@ def add_reading_commands(commands: Any, command: Callable[..., argparse.Argument
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--json", action="store_true", help="print a JSON list of {file, text, digits: [{digit, "
-                   "probabilities, digitness, reason?, box}]} or {file, error}")
+                   "probabilities, digitness, reason?, box}], threshold} or {file, error}")
     p.add_argument("--no-abstain", action="store_true", help=NO_ABSTAIN)
     p.set_defaults(handler=cmd_read)
 
@@ -39,7 +39,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     classifier = load(args.checkpoint, device="cpu", kind="cnn")
     results = classifier.predict([Path(p) for p in args.images], abstain=not args.no_abstain)
     if args.json:
-        print(json.dumps([{"file": f, **{k: v for k, v in r.items() if k != "image"}}
+        print(json.dumps([{"file": f, **{k: v for k, v in r.items() if k != "image"}, **_threshold(r)}
                           for f, r in zip(args.images, results)]))
         return
     for f, r in zip(args.images, results):
@@ -54,7 +54,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     classifier = load(args.checkpoint, device="cpu", kind="cnn")
     results = classifier.read([Path(p) for p in args.images], names=args.images, abstain=not args.no_abstain)
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps([{**r, **_threshold(r["digits"][0])} if "digits" in r else r for r in results]))
     for r in results:
         if "error" in r:
             print(f"mnistlab: error: {r['error']}", file=sys.stderr)
@@ -62,6 +62,13 @@ def cmd_read(args: argparse.Namespace) -> int:
             marks = "  ".join(d.get("reason") or f"{d['digit']} {max(d['probabilities']):.3f}" for d in r["digits"])
             print(f"{r['file']}: {r['text']}   ({marks})")
     return 2 if any("error" in r for r in results) else 0
+
+
+def _threshold(answer: dict[str, Any]) -> dict[str, float]:
+    """The digitness under which a mark is "not a digit", beside the scores (none without a scale)."""
+    from mnistlab.ood import KEEP
+
+    return {} if answer.get("digitness") is None else {"threshold": round(1 - KEEP, 6)}
 
 
 def _digitness(value: float | None) -> str:

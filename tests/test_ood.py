@@ -90,6 +90,7 @@ def test_predict_on_the_command_line_says_why_and_no_abstain_names_a_digit(cnn_r
     assert main(["predict", str(cnn_run.dir), str(path), "--json"]) == 0
     (answer,) = json.loads(capsys.readouterr().out)
     assert answer["digit"] is None and answer["reason"] == "not a digit" and answer["digitness"] < 0.005
+    assert answer["threshold"] == 0.005  # the score beside the rule it was held to
     assert main(["predict", str(cnn_run.dir), str(path), "--json", "--no-abstain"]) == 0
     (answer,) = json.loads(capsys.readouterr().out)
     assert answer["digit"] == int(np.argmax(answer["probabilities"])) and "reason" not in answer
