@@ -23,7 +23,7 @@ def _doctest_folder(tmp_path_factory):
     from PIL import Image
 
     from mnistlab import load_dataset, train_classifier, train_gan
-    from mnistlab.photo.synthetic import make_photos
+    from mnistlab.photo.synth import make_photos
 
     root = tmp_path_factory.mktemp("doctest")
     data = load_dataset("mnist-sample")

@@ -34,7 +34,7 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
     and how far onnxruntime strayed. `checkpoint`: "best", "last" or None, best when the run kept one (a
     GAN's best generator; see `mnistlab.inference.load`).
 
-    CNN: input `images` float32 [N,1,28,28] in [0,1], light ink on black as `framing.to_mnist` makes them;
+    CNN: input `images` float32 [N,1,28,28] in [0,1], light ink on black as `frame.to_mnist` makes them;
     output `logits` float32 [N,classes], divided by the run's temperature, so softmax gives the calibrated
     probabilities `predict` gives. Several runs (an ensemble, `load`'s list) export as one graph whose
     `logits` are the log of the members' averaged probabilities.
@@ -45,7 +45,7 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
 
     >>> result = export_onnx("runs/cnn-seed", "cnn.onnx")
     >>> result["kind"], result["input"]
-    ('cnn', 'images float32 [N,1,28,28] in [0,1], light ink on black (mnistlab.photo.framing.to_mnist)')
+    ('cnn', 'images float32 [N,1,28,28] in [0,1], light ink on black (mnistlab.photo.frame.to_mnist)')
     """
     _require_onnx_stack()
     if not Path(path).parent.is_dir():  # say so now, not after the export
@@ -54,7 +54,7 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
     if isinstance(model, Classifier):
         kind, net, names = "cnn", _Calibrated(model), ("images", "logits")
         example, check = torch.rand(2, 1, 28, 28), torch.rand(CHECK_BATCH, 1, 28, 28)
-        described = ("images float32 [N,1,28,28] in [0,1], light ink on black (mnistlab.photo.framing.to_mnist)",
+        described = ("images float32 [N,1,28,28] in [0,1], light ink on black (mnistlab.photo.frame.to_mnist)",
                      f"logits float32 [N,{len(model.classes)}] for classes {','.join(model.classes)}")
     else:
         kind, net, names = "gan", model.gan.netG, ("z", "images")

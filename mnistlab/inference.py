@@ -17,8 +17,8 @@ from mnistlab.errors import MnistlabError
 from mnistlab.models.cnn import CNN
 from mnistlab.models.dcgan import DCGAN
 from mnistlab.ood import Digitness, verdict
-from mnistlab.photo.framing import to_mnist_batch
-from mnistlab.photo.reading import read_number
+from mnistlab.photo.frame import to_mnist_batch
+from mnistlab.photo.read import read_number
 from mnistlab.pixels import to_float, to_uint8
 from mnistlab.run_info import group_members
 
@@ -68,7 +68,7 @@ class Classifier:
         """One dict per image, one digit each: `digit` (the class index), `label`, `probabilities` (10 floats),
         `digitness` (the share of validation digits less digit-like than it; None for a run without the
         scale), and `image`, the 28x28 float array the model saw: the photo's ink, framed as MNIST frames
-        digits (see `mnistlab.photo.framing`). When the input is not digit-like, or the two likeliest digits
+        digits (see `mnistlab.photo.frame`). When the input is not digit-like, or the two likeliest digits
         are close, `digit` and `label` are None and `reason` says why ("not a digit", "unsure: 4 or 9");
         `abstain=False` always names the likeliest digit.
 

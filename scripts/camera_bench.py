@@ -3,7 +3,7 @@ this machine, Chromium's fake camera playing a clip of photographed numbers at a
 
     python scripts/camera_bench.py --cnn RUN [--seconds 20] [--numbers 4]
 
-The clip holds each of `--numbers` photos of a 3-5 digit number (made by `mnistlab.photo.synthetic` from the
+The clip holds each of `--numbers` photos of a 3-5 digit number (made by `mnistlab.photo.synth` from the
 official test digits, 800x600) for one second of drifting frames, looping. The page reads one frame at a
 time, the next taken when the last answer is back. Printed: readings a second over the whole run, the
 page's own 3-second rate sampled each second (median and 10th-90th percentile), and the share of readings
@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from mnistlab.photo.synthetic import make_photos, write_y4m
+from mnistlab.photo.synth import make_photos, write_y4m
 
 CHROMIUM = "/usr/bin/chromium"
 FPS = 10

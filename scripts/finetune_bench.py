@@ -26,7 +26,7 @@ import torch
 from mnistlab.config import CNN_PRESETS, from_dict, with_overrides
 from mnistlab.data.datasets import Dataset, Split, load_dataset
 from mnistlab.inference import load
-from mnistlab.photo.framing import frame_digit
+from mnistlab.photo.frame import frame_digit
 from mnistlab.run_info import read_checkpoint_header, resolve_checkpoint
 from mnistlab.train.classifier import train_classifier
 

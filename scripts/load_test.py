@@ -6,7 +6,7 @@ Without --cnn it serves the newest CNN run under --runs-dir (as `mnistlab serve`
 error if there is none: train one first (`mnistlab train cnn`, under a minute on a CPU). Each request is a
 real test digit from mnist-sample, sent as the page sent a drawing (JSON pixels, --body json) or as an uploaded
 PNG (--body png); or a generated 1-megapixel JPEG photo of a 2–5 digit number sent to /api/read, as the page
-sends a photo (--body photo; `mnistlab.photo.synthetic`, 50 of them). Each client is an asyncio task with its own
+sends a photo (--body photo; `mnistlab.photo.synth`, 50 of them). Each client is an asyncio task with its own
 keep-alive connection on loopback; the run stops after --requests or --max-seconds, whichever comes first.
 It prints throughput, latency percentiles and errors, and exits 1 if any request failed. Client and server
 share the machine's cores, so the figures are a lower bound for the server.
@@ -32,7 +32,7 @@ from PIL import Image
 
 from mnistlab.data.datasets import load_dataset
 from mnistlab.errors import MnistlabError
-from mnistlab.photo.synthetic import make_photos
+from mnistlab.photo.synth import make_photos
 from mnistlab.serve.app import newest_runs
 
 

@@ -7,7 +7,7 @@
 Digits: MNIST's validation split (dev) or its official test split (test). Non-digits, never trained on:
 Fashion-MNIST (its training split for dev, its test split for test) as it is and as an upload is framed,
 letters, symbols, shapes and scribbles from `mnistlab.photo.marks` (framed as uploads are), uniform noise,
-a few specks, and photos of non-digits from `mnistlab.photo.synthetic` beside photos of single test digits
+a few specks, and photos of non-digits from `mnistlab.photo.synth` beside photos of single test digits
 (both through `Classifier.predict`, the page-to-ink stage included). For each scorer: AUROC (digits against
 each set) and the share of the set kept when 95 % of digits are; then, for the run as saved (its
 `digitness` scale), the share of each set refused ("not a digit") and of digit photos still read and right.
@@ -23,9 +23,9 @@ import torch
 from mnistlab import ood
 from mnistlab.data.datasets import load_dataset
 from mnistlab.inference import classify, load
-from mnistlab.photo.framing import to_mnist_batch
+from mnistlab.photo.frame import to_mnist_batch
 from mnistlab.photo.marks import make_marks
-from mnistlab.photo.synthetic import make_non_digit_photos, make_photos
+from mnistlab.photo.synth import make_non_digit_photos, make_photos
 
 
 def non_digits(split: str, count: int, seed: int) -> dict[str, torch.Tensor]:

@@ -1,5 +1,5 @@
 """How well trained CNNs read photos of digits and numbers (issue #12): the photos are made by
-`mnistlab.photo.synthetic` from the official MNIST test split (--digits), never trained on.
+`mnistlab.photo.synth` from the official MNIST test split (--digits), never trained on.
 
     python scripts/photo_bench.py --runs runs/cnn-best-... runs/cnn-seed-... --photos 400 --numbers 200 --seed 0
 
@@ -26,9 +26,9 @@ import torch
 
 from mnistlab.data.datasets import load_dataset
 from mnistlab.inference import load
-from mnistlab.photo.framing import to_grey
+from mnistlab.photo.frame import to_grey
 from mnistlab.photo.ink import digit_pieces, find_ink
-from mnistlab.photo.synthetic import Photo, make_blank_pages, make_photos
+from mnistlab.photo.synth import Photo, make_blank_pages, make_photos
 
 
 def by_condition(photos: list[Photo], scores: list[float]) -> dict[str, float]:

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from test_serve_start import serving
 
-from mnistlab.photo.synthetic import make_photos
+from mnistlab.photo.synth import make_photos
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

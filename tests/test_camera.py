@@ -10,7 +10,7 @@ from PIL import Image
 from test_browser import CHROMIUM, RecordingReads, answer_to, sent_file
 from test_serve_start import serving
 
-from mnistlab.photo.synthetic import make_photos, write_y4m
+from mnistlab.photo.synth import make_photos, write_y4m
 
 pytestmark = [
     pytest.mark.browser,

@@ -12,7 +12,7 @@ from mnistlab.config import preset, with_overrides
 from mnistlab.data.datasets import load_dataset
 from mnistlab.data.idx import write_idx
 from mnistlab.errors import DataError, MnistlabError
-from mnistlab.photo.framing import to_mnist
+from mnistlab.photo.frame import to_mnist
 from tests.test_cli import assert_clean_error, run_cli
 
 
@@ -46,7 +46,7 @@ def test_a_folder_is_framed_as_predict_frames_digits_with_a_tenth_held_out(photo
     assert "skipped 2 of 22 images" in data.notice and "\n" not in data.notice
     assert "broken.png (not an image format" in data.notice and "blank.png (no ink found" in data.notice
     assert data.provenance["framing"] == "digit" and data.provenance["source"] == "folder"
-    # every image framed exactly as `predict` frames it (framing.to_mnist), as 0..255
+    # every image framed exactly as `predict` frames it (frame.to_mnist), as 0..255
     files = sorted(p for p in photo_folder.rglob("*") if p.suffix.lower() in (".png", ".jpg") and p.name[0] != ".")
     readable = [p for p in files if p.name not in ("broken.png", "blank.png")]
     expected = {np.round(to_mnist(p) * 255).astype(np.uint8).tobytes() for p in readable}

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mnistlab.errors import MnistlabError
-from mnistlab.photo.framing import to_grey
+from mnistlab.photo.frame import to_grey
 from mnistlab.photo.ink import digit_pieces, find_ink, union_box
-from mnistlab.photo.synthetic import make_blank_pages, make_photos
+from mnistlab.photo.synth import make_blank_pages, make_photos
 
 SIZE = (576, 432)  # half the default photo: the same page at a quarter of the pixels, so the tests are quick
 

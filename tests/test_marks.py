@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mnistlab.errors import MnistlabError
-from mnistlab.photo.framing import to_grey
+from mnistlab.photo.frame import to_grey
 from mnistlab.photo.ink import digit_pieces, find_ink, union_box
 from mnistlab.photo.marks import (
     GLYPHS,
@@ -26,7 +26,7 @@ from mnistlab.photo.marks import (
     draw_texture,
     make_marks,
 )
-from mnistlab.photo.synthetic import CONDITIONS, MARKS, make_blank_pages, make_non_digit_photos, make_photos
+from mnistlab.photo.synth import CONDITIONS, MARKS, make_blank_pages, make_non_digit_photos, make_photos
 
 SIZE = (576, 432)  # half the default photo, as in test_ink: quick
 

@@ -21,9 +21,9 @@ from PIL import Image, ImageDraw
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import EVALUATOR
 from mnistlab.inference import load
-from mnistlab.photo.framing import MAX_PIXELS, load_image, to_mnist
-from mnistlab.photo.reading import read_number
-from mnistlab.photo.synthetic import make_photos
+from mnistlab.photo.frame import MAX_PIXELS, load_image, to_mnist
+from mnistlab.photo.read import read_number
+from mnistlab.photo.synth import make_photos
 from mnistlab.serve.middleware import MAX_UPLOAD
 
 with warnings.catch_warnings():  # Starlette suggests httpx2 for its TestClient; httpx is what we have
@@ -121,7 +121,7 @@ def test_predictions_on_real_test_digits_agree_exactly_with_the_classifier(clien
 
 def test_concurrent_predictions_share_batches_and_each_gets_its_own_answer(cnn_run, classifier, tiny_data,
                                                                             monkeypatch):
-    import mnistlab.photo.framing
+    import mnistlab.photo.frame
     import mnistlab.serve.batching as batching
 
     batch_sizes = []
@@ -132,7 +132,7 @@ def test_concurrent_predictions_share_batches_and_each_gets_its_own_answer(cnn_r
         return real_batch(model, images)
 
     monkeypatch.setattr(batching, "_predict_batch", predict_batch)
-    real_to_mnist = mnistlab.photo.framing.to_mnist
+    real_to_mnist = mnistlab.photo.frame.to_mnist
     marked = np.float32(1 / 255)  # an image that preprocessing refuses: pixel (0, 0) = 1
 
     def to_mnist(image):
@@ -140,7 +140,7 @@ def test_concurrent_predictions_share_batches_and_each_gets_its_own_answer(cnn_r
             raise MnistlabError("refused")
         return real_to_mnist(image)
 
-    monkeypatch.setattr(mnistlab.photo.framing, "to_mnist", to_mnist)
+    monkeypatch.setattr(mnistlab.photo.frame, "to_mnist", to_mnist)
     digits = tiny_data.test.images.numpy()[:24].copy()
     digits[5, 0, 0] = 1
 

@@ -5,7 +5,7 @@
 - Labels, as torchvision's ImageFolder: when DIR holds subfolders named `0` to `9`, each image's label is
   the name of the top-level folder it is in, and images anywhere else (at the top level, in a folder named
   `10` or `seven`) are skipped and named. Without such subfolders the images have no labels (a GAN's data).
-- Framing (`run.framing`): "digit" frames each image as `mnistlab predict` does (`framing.to_mnist`:
+- Framing (`run.framing`): "digit" frames each image as `mnistlab predict` does (`frame.to_mnist`:
   the ink found, fitted in 20x20, centred by mass in 28x28, light ink on black); "resize", for images that
   are not digits, takes the image's grey levels as they are (255 = white), its centred square, 28x28.
 - Unreadable files (not an image, truncated, or with framing "digit" no ink at all) are skipped, each named
@@ -157,7 +157,7 @@ def _frame(path: Path, framing: str) -> np.ndarray:
     """One image file → uint8 (28, 28); MnistlabError when it cannot be read (or, as a digit, has no ink)."""
     from PIL import Image
 
-    from mnistlab.photo.framing import load_image, to_grey, to_mnist
+    from mnistlab.photo.frame import load_image, to_grey, to_mnist
 
     image = load_image(path)
     if framing == "digit":
@@ -175,7 +175,7 @@ def _frame(path: Path, framing: str) -> np.ndarray:
 
 
 def _reason(error: MnistlabError, path: Path) -> str:
-    """framing.load_image's message without its "cannot read image PATH: " and its advice."""
+    """frame.load_image's message without its "cannot read image PATH: " and its advice."""
     text = str(error).removeprefix(f"cannot read image {path}: ")
     return text.split(";")[0]
 
@@ -189,10 +189,10 @@ def _framing_code(framing: str) -> str:
     """The MD5 of the code that frames a digit: when it changes, cached frames are stale."""
     if framing != "digit":
         return ""
-    from mnistlab.photo import framing as framing_module
-    from mnistlab.photo import ink
+    from mnistlab.photo import frame
 
-    return hashlib.md5(b"".join(Path(m.__file__).read_bytes() for m in (framing_module, ink))).hexdigest()
+    code = Path(frame.__file__)  # framing, and the page-to-ink stage beside it that it runs first
+    return hashlib.md5(code.read_bytes() + code.with_name("ink.py").read_bytes()).hexdigest()
 
 
 def _cached(cache_dir: Path | None, key: str) -> dict | None:

@@ -16,9 +16,9 @@ shadow darkens part of it, ruled or squared lines cross it, the paper has grain 
 5. label the connected pieces of ink.
 
 `digit_pieces` then picks the pieces of the one digit on the page (the main piece, and pieces near it: the
-separate top stroke of a 5, a 4 drawn in two strokes); `mnistlab.photo.reading` groups them into the digits of a
+separate top stroke of a 5, a 4 drawn in two strokes); `mnistlab.photo.read` groups them into the digits of a
 number instead. Clean images — a canvas drawing, an MNIST digit, a scan on white paper — have flat paper
-and no lines, so their ink is exactly what `framing.to_mnist` always took: darkness relative to the
+and no lines, so their ink is exactly what `frame.to_mnist` always took: darkness relative to the
 paper, scaled to the strongest ink.
 """
 
@@ -106,7 +106,7 @@ def union_box(pieces: list[Piece]) -> tuple[int, int, int, int]:
 
 
 def find_ink(grey: np.ndarray) -> Ink:
-    """A page as float32 (H, W) greyscale, 0 black .. 1 white (`framing.to_grey` makes it from any image),
+    """A page as float32 (H, W) greyscale, 0 black .. 1 white (`frame.to_grey` makes it from any image),
     dark ink on light paper or light on dark -> its ink. The module docstring's stages, in order."""
     grey, scale = _working_size(grey)
     darkness, flat = _darkness(grey)

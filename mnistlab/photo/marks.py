@@ -16,7 +16,7 @@ wobbling, turned up to 15°, slanted and stretched; it is drawn SCALE times larg
 1.5–2.75 px wide at 28x28, then shrunk by area averaging, which softens its edges as MNIST's are. Made from
 a seed, never downloaded.
 
-`draw_word` and `draw_texture` draw what else `mnistlab.photo.synthetic` writes on paper that is not a
+`draw_word` and `draw_texture` draw what else `mnistlab.photo.synth` writes on paper that is not a
 digit: a word of letters in one hand, and a patch of cross-hatching or a grid of small marks.
 
 >>> images, kinds = make_marks(4, seed=0)

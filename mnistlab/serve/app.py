@@ -5,7 +5,7 @@ FastAPI, uvicorn and python-multipart are the `serve` extra: they are imported o
 found them, so that without them `mnistlab serve` says what to install instead of a traceback.
 
 Hardening: an image upload over 10 MB (a full phone photo is 2–5 MB) and any other body over 1 MB get a
-413 that a browser can read (`middleware.BodyLimit`); uploads are decoded in memory by `framing.load_image`,
+413 that a browser can read (`middleware.BodyLimit`); uploads are decoded in memory by `frame.load_image`,
 which refuses decompression bombs from the header, before decoding, and are shrunk to about 2 megapixels
 before they are read; no route has a path parameter and the page's files are read into memory here, so
 nothing a request says reaches the file system.

@@ -14,7 +14,7 @@ says) and `page` (the page's files, read at start-up, so no request path reaches
     GET  /healthz              liveness
 
 Out-of-range parameters and malformed pixels get FastAPI's own 422: a list of what is wrong and where
-(`validation_failed`). Uploads are decoded in memory by `framing.load_image`, which refuses decompression
+(`validation_failed`). Uploads are decoded in memory by `frame.load_image`, which refuses decompression
 bombs from the header, and shrunk to about PHOTO_PIXELS before they are read (`decoded`).
 """
 
@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mnistlab.errors import MnistlabError
 from mnistlab.inference import Classifier, Generator
-from mnistlab.photo.framing import load_image, to_grey
+from mnistlab.photo.frame import load_image, to_grey
 from mnistlab.plots import grid_image, png_bytes
 from mnistlab.serve.batching import MicroBatcher
 from mnistlab.serve.middleware import MAX_BODY, MAX_UPLOAD

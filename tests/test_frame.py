@@ -1,4 +1,4 @@
-"""mnistlab.photo.framing: real-world digit images -> MNIST-framed 28x28 arrays."""
+"""mnistlab.photo.frame: real-world digit images -> MNIST-framed 28x28 arrays."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFile
 from scipy import ndimage
 
 from mnistlab.errors import MnistlabError
-from mnistlab.photo.framing import MAX_PIXELS, load_image, to_mnist, to_mnist_batch
+from mnistlab.photo.frame import MAX_PIXELS, load_image, to_mnist, to_mnist_batch
 
 CENTRE = 14.0  # MNIST's centre of mass in 0-based (row, col) terms, as measured on real digits
 

@@ -1,4 +1,4 @@
-"""mnistlab.photo.reading: ink cut into digits left to right, checked against the photo generator's boxes."""
+"""mnistlab.photo.read: ink cut into digits left to right, checked against the photo generator's boxes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from mnistlab.errors import MnistlabError
-from mnistlab.photo.framing import to_grey
+from mnistlab.photo.frame import to_grey
 from mnistlab.photo.ink import find_ink
-from mnistlab.photo.reading import _bridge, _digit_groups, _fragment_map, _fragments, read_number
-from mnistlab.photo.synthetic import make_photos
+from mnistlab.photo.read import _bridge, _digit_groups, _fragment_map, _fragments, read_number
+from mnistlab.photo.synth import make_photos
 
 SIZE = (576, 432)
 

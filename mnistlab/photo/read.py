@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from mnistlab.errors import MnistlabError
-from mnistlab.photo.framing import frame_digit, to_grey
+from mnistlab.photo.frame import frame_digit, to_grey
 from mnistlab.photo.ink import INK_MEAN, MIN_DIGIT, Ink, Piece, find_ink, is_digit_sized, union_box
 
 __all__ = ["DigitRead", "Reading", "read_number"]
@@ -93,7 +93,7 @@ class Reading:
 
 
 def read_number(image: Any, classify: Classify, name: str = "the image") -> Reading:
-    """Read the number written in `image` (anything `framing.to_mnist` takes).
+    """Read the number written in `image` (anything `frame.to_mnist` takes).
 
     Raises MnistlabError "no digit found in NAME" when there is no ink that looks like a digit.
     """
