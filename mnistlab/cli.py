@@ -12,7 +12,7 @@ import sys
 import typing
 from typing import Any
 
-from mnistlab.cli_options import add_train_options, train_overrides
+from mnistlab.cli_options import add_train_options, parse_seeds, train_overrides
 from mnistlab.cli_reading import add_reading_commands
 from mnistlab.config import (
     CONFIG_TYPES,
@@ -152,9 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_choice(p, "--gan's ")
     p.set_defaults(handler=cmd_serve)
 
-    p = _command(commands, "export", "export a CNN or a GAN generator to ONNX, verified with onnxruntime")
+    p = _command(commands, "export", "export a CNN or a GAN generator to ONNX, or a CNN as a page that needs no server")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("--onnx", required=True, metavar="FILE.onnx", help="where to write the ONNX model")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--onnx", metavar="FILE.onnx", help="where to write the ONNX model")
+    target.add_argument("--web", metavar="DIR", help="a new or empty directory for the static site (CNN runs): it "
+                        "reads digits in the browser with onnxruntime-web, offline, from file:// or any host")
     _add_checkpoint_choice(p)
     p.set_defaults(handler=cmd_export)
 
@@ -274,27 +277,10 @@ def _train_group(args: argparse.Namespace, config: Any) -> None:
     if args.resume:
         raise MnistlabError("--seeds trains a new group; to finish an interrupted one, run the same command with "
                             "its --out: members already trained are kept")
-    runs = train_group(config, _seeds(args.seeds), progress=not args.no_progress)
+    runs = train_group(config, parse_seeds(args.seeds), progress=not args.no_progress)
     for run in runs:
         print(run.summary())
     print(f"the group, read as one ensemble by every command: {runs[0].dir.parent}")
-
-
-def _seeds(spec: str) -> list[int]:
-    """"0-4" or "0,2,7" -> the seeds."""
-    from mnistlab.errors import MnistlabError
-
-    try:
-        if "-" in spec:
-            first, last = (int(v) for v in spec.split("-"))
-            seeds = list(range(first, last + 1))
-        else:
-            seeds = [int(v) for v in spec.split(",")]
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 0:
-        raise MnistlabError(f"--seeds takes A-B or A,B,... with seeds 0 or more, got {spec!r}")
-    return seeds
 
 
 def cmd_evaluate_cnn(args: argparse.Namespace) -> None:
@@ -374,6 +360,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     import mnistlab
 
+    if args.web:
+        from mnistlab.static_site import export_web
+
+        site = export_web(args.checkpoint, args.web)
+        print(f"wrote {site['out']}/ ({', '.join(site['files'])}) from {site['source']}, onnxruntime-web "
+              f"{site['ort_web']}: open {site['out']}/index.html (ONNX max |difference| vs PyTorch "
+              f"{site['max_abs_diff']:.2e})")
+        return
     result = mnistlab.export_onnx(args.checkpoint, args.onnx, checkpoint=args.which)
     print(f"wrote {result['path']} ({result['kind']}, input {result['input']}, output {result['output']}) "
           f"from {_chosen(result['source'], None)}; "

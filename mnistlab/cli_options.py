@@ -9,6 +9,7 @@ from dataclasses import fields
 from typing import Any
 
 from mnistlab.config import SECTIONS, load_toml, parse_assignment
+from mnistlab.errors import MnistlabError
 from mnistlab.fields import Typed, describe, field_help
 
 
@@ -49,3 +50,18 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
             overrides.pop(key, None)  # to the end: with_overrides applies "fc" and "model.fc" in this order
             overrides[key] = value
     return overrides
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """"0-4" or "0,2,7" -> the seeds."""
+    try:
+        if "-" in spec:
+            first, last = (int(v) for v in spec.split("-"))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = [int(v) for v in spec.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise MnistlabError(f"--seeds takes A-B or A,B,... with seeds 0 or more, got {spec!r}")
+    return seeds
