@@ -102,3 +102,25 @@ def test_without_a_camera_the_page_says_so_in_one_line(app):
         assert status.inner_text().startswith("No camera here") and "Upload a photo instead." in status.inner_text()
         assert page.locator("#upload").is_enabled() and page.locator("#camera-video").is_hidden()
         browser.close()
+
+
+def test_black_or_blank_frames_are_no_digit_and_no_error(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    path = tmp_path / "dark.y4m"
+    black, paper = np.zeros((600, 800, 3), np.uint8), np.full((600, 800, 3), 235, np.uint8)
+    write_y4m(path, [black] * 5 + [paper] * 5)  # a covered lens, then empty paper
+    with serving(app) as url, sync_playwright() as playwright:
+        browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                         f"--use-file-for-fake-video-capture={path}")
+        page = browser.new_page()
+        problems = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(url)
+        page.wait_for_selector("#models dt")
+        page.click("#camera")
+        page.wait_for_function("() => Number(document.querySelector('#camera-status').dataset.rate) > 0", timeout=30000)
+        assert page.locator("#verdict").inner_text().startswith("No digit in view")
+        assert page.locator("#error").is_hidden() and page.locator("#boxes .box").count() == 0 and problems == []
+        assert page.locator("#freeze").is_visible()  # still reading, waiting for a digit
+        browser.close()
