@@ -110,7 +110,7 @@ class CNNTrainer:
         self.temperature: float | None = None  # fitted on the validation split after the last epoch
         self.digitness: dict[str, Any] | None = None  # and the digitness scale (`mnistlab.ood`)
         self.fits_digitness = True  # a speedrun that keeps no run skips it: the scale costs a pass over the data
-        if start.world.world > 1:
+        if start.world.world_size > 1:
             device_ids = [start.device.index] if start.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
@@ -300,7 +300,7 @@ def write_report(model: CNN, dataset: Dataset, run_dir: Path, device: torch.devi
 def _accuracy(model: CNN, split, device, dtype, world: Dist) -> float | None:
     if split is None or len(split) == 0:
         return None
-    shard = torch.arange(len(split))[world.rank :: world.world]
+    shard = torch.arange(len(split))[world.rank :: world.world_size]
     logits, _ = classify(model, split.images[shard], device, dtype)
     counts = torch.tensor([(logits.argmax(1) == split.labels[shard]).sum().item(), len(shard)], dtype=torch.float64)
     correct, total = world.sum(counts.to(device)).tolist()

@@ -12,7 +12,7 @@ import torch.distributed as dist
 @dataclass(frozen=True)
 class Dist:
     rank: int = 0
-    world: int = 1
+    world_size: int = 1  # processes in the group (torchrun), 1 without it
     owns_group: bool = False  # we started the process group, so we end it
 
     @property
@@ -21,11 +21,11 @@ class Dist:
 
     def shard(self, indices: torch.Tensor) -> torch.Tensor:
         """This rank's share of a global batch: every world-th index, so the global batch is unchanged."""
-        return indices[self.rank :: self.world]
+        return indices[self.rank :: self.world_size]
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum a tensor over ranks (a no-op in a single process)."""
-        if self.world > 1:
+        if self.world_size > 1:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
@@ -43,7 +43,7 @@ def init_distributed(device: torch.device) -> Dist:
 
 def decorrelate_ranks(world: Dist, seed: int, step: int) -> None:
     """Give each rank its own random stream (noise, augmentation, dropout) once the weights are identical."""
-    if world.world > 1:
+    if world.world_size > 1:
         torch.manual_seed(seed * 1_000_003 + step * 1009 + world.rank)
 
 
@@ -55,12 +55,12 @@ def finish_distributed(world: Dist) -> None:
 
 def average_gradients(module: torch.nn.Module, world: Dist) -> None:
     """Average gradients over ranks by hand, for the GAN whose two networks take turns (see train/gan.py)."""
-    if world.world == 1:
+    if world.world_size == 1:
         return
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
-    flat /= world.world
+    flat /= world.world_size
     offset = 0
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))

@@ -308,7 +308,7 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
                 train_time, elapsed = now - epoch_t0, elapsed + now - counted_to
                 epoch += 1
 
-                means = world.sum(stats.mean(0)) / world.world
+                means = world.sum(stats.mean(0)) / world.world_size
                 metrics = {"epoch": epoch, **{name: means[i].item() for i, name in enumerate(trainer.stat_names)},
                            "time_s": round(train_time, 3), "elapsed_s": round(elapsed, 3),
                            "images_per_s": round((end - first) * batch / train_time, 1)}

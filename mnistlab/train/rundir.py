@@ -56,7 +56,7 @@ def environment(device: torch.device, precision: torch.dtype | None, world: Dist
         or platform.machine(),
         "precision": str(precision).replace("torch.", "") if precision else "float32",
         "threads": torch.get_num_threads(),
-        "world_size": world.world,
+        "world_size": world.world_size,
     }
 
 
