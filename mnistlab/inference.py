@@ -16,7 +16,7 @@ from mnistlab.device import autocast, autocast_dtype, resolve_device
 from mnistlab.errors import MnistlabError
 from mnistlab.models.cnn import CNN
 from mnistlab.models.dcgan import DCGAN
-from mnistlab.ood import Digitness, verdict
+from mnistlab.ood import Digitness, answer
 from mnistlab.photo.frame import to_mnist_batch
 from mnistlab.photo.read import read_number
 from mnistlab.pixels import to_float, to_uint8
@@ -81,8 +81,7 @@ class Classifier:
         probs, digitness = self.assess(batch)
         results = []
         for p, likeness, img in zip(probs, digitness, batch):
-            reason = verdict(likeness, p, self.classes) if abstain else None
-            digit = None if reason else int(p.argmax())
+            digit, reason = answer(likeness, p, self.classes, abstain)
             results.append({"digit": digit, "label": None if reason else self.classes[digit],
                             "probabilities": [round(float(v), 6) for v in p], "digitness": likeness,
                             **({"reason": reason} if reason else {}), "image": img.numpy()})
@@ -90,7 +89,7 @@ class Classifier:
 
     def probabilities(self, digits: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, 10) class probabilities of digits already framed as MNIST's: (N, 28, 28), uint8 or floats in [0, 1]."""
-        return self.assess(digits)[0]
+        return self._assessed(torch.as_tensor(np.asarray(digits)), with_digitness=False)[0]
 
     def assess(self, digits: np.ndarray | torch.Tensor) -> tuple[np.ndarray, list[float | None]]:
         """`probabilities(digits)`, and each digit's digitness (None without the scale)."""
@@ -99,14 +98,14 @@ class Classifier:
             return probabilities, [None] * len(probabilities)
         return probabilities, [round(float(v), 4) for v in digitness]
 
-    def _assessed(self, digits: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+    def _assessed(self, digits: torch.Tensor, with_digitness: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         logits, features = classify(self.model, digits, self.device, self.dtype)
         probabilities = torch.softmax(logits / self.temperature, 1).numpy()
-        digitness = self.digitness.digitness(logits, features) if self.digitness else None
+        digitness = self.digitness.digitness(logits, features) if self.digitness and with_digitness else None
         if digitness is not None:  # a blank (a cleared canvas, a photo of nothing) holds no digit
             digitness[digits.flatten(1).amax(1).numpy() == 0] = 0.0
         if self.members:  # an ensemble: its members' calibrated probabilities averaged, and their digitness
-            assessed = [(probabilities, digitness), *(m._assessed(digits) for m in self.members)]
+            assessed = [(probabilities, digitness), *(m._assessed(digits, with_digitness) for m in self.members)]
             probabilities = np.mean([p for p, _ in assessed], axis=0)
             scales = [d for _, d in assessed]
             digitness = None if any(d is None for d in scales) else np.mean(scales, axis=0)
@@ -166,9 +165,10 @@ class Classifier:
         _, digitness = self.assess(np.stack([d.image for d in reading.digits]))
         digits = []
         for read, likeness in zip(reading.digits, digitness):
-            digit = {**read.to_dict(), "digitness": likeness, "image": read.image}
-            reason = verdict(likeness, np.asarray(read.probabilities), self.classes) if abstain else None
-            digits.append({**digit, "digit": None, "reason": reason} if reason else digit)
+            _, reason = answer(likeness, np.asarray(read.probabilities), self.classes, abstain)
+            digits.append({**read.to_dict(), "digit": None if reason else read.digit, "digitness": likeness,
+                           "image": read.image,
+                           **({"reason": reason} if reason else {})})
         return {"text": "".join("?" if d["digit"] is None else str(d["digit"]) for d in digits), "digits": digits}
 
 

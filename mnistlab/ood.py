@@ -115,6 +115,14 @@ def verdict(digitness: float | None, probabilities: np.ndarray, classes: list[st
     return None
 
 
+def answer(digitness: float | None, probabilities: np.ndarray, classes: list[str],
+           abstain: bool = True) -> tuple[int | None, str | None]:
+    """The digit an input is read as and None, or None and why not (`verdict`); `abstain=False` always names
+    the likeliest digit."""
+    reason = verdict(digitness, probabilities, classes) if abstain else None
+    return (None if reason else int(np.argmax(probabilities))), reason
+
+
 def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     """The chance a random digit scores higher than a random non-digit (ties count half)."""
     from scipy.stats import rankdata

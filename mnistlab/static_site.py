@@ -28,10 +28,10 @@ from mnistlab.errors import MnistlabError
 ORT_WEB_VERSION = "1.20.1"
 ORT_WEB_SHA512 = ("4de3c5e975692cbd6b59530897963d00205073208d15385938dfe380494d77d4"  # npm's dist.integrity,
                   "f16fbdc22041a5925858477504af5729e6bd2b6c623a9c3c30aecefd83b5a3a0")  # as hex
-RUNTIME_FILES = {  # in the npm tarball -> in the site
-    "package/dist/ort.wasm.min.js": "ort.wasm.min.js",
-    "package/dist/ort-wasm-simd-threaded.mjs": "ort-glue.js",
-    "package/dist/ort-wasm-simd-threaded.wasm": "ort-wasm.js",
+RUNTIME_FILES = {  # in the npm tarball -> in the site, and the global its base64 is given to (None: as it is)
+    "package/dist/ort.wasm.min.js": ("ort.wasm.min.js", None),
+    "package/dist/ort-wasm-simd-threaded.mjs": ("ort-glue.js", "ORT_GLUE"),
+    "package/dist/ort-wasm-simd-threaded.wasm": ("ort-wasm.js", "ORT_WASM"),
 }
 PAGE = Path(__file__).parent / "serve" / "static_site"
 MAX_TARBALL = 64 << 20  # the 1.20.1 tarball is 20 MB
@@ -59,13 +59,11 @@ def export_web(run: str | Path, out: str | Path, data_root: str | Path | None = 
         for name in ("index.html", "page.js", "style.css"):
             shutil.copyfile(PAGE / name, staging / name)
         (staging / "model.js").write_text(f"window.MNISTLAB_MODEL = {json.dumps(model)};\n")
-        for member, name in RUNTIME_FILES.items():
-            data = runtime[member]
-            if name == "ort.wasm.min.js":
-                (staging / name).write_bytes(data)
+        for member, (name, variable) in RUNTIME_FILES.items():
+            if variable is None:
+                (staging / name).write_bytes(runtime[member])
             else:  # the glue and the wasm, as base64 in a classic script: from file:// nothing can be fetched
-                variable = "ORT_GLUE" if name == "ort-glue.js" else "ORT_WASM"
-                (staging / name).write_text(f"window.{variable} = \"{base64.b64encode(data).decode()}\";\n")
+                (staging / name).write_text(f"window.{variable} = \"{base64.b64encode(runtime[member]).decode()}\";\n")
         out.mkdir(parents=True, exist_ok=True)
         for path in sorted(staging.iterdir()):
             shutil.move(str(path), out / path.name)
@@ -76,9 +74,10 @@ def export_web(run: str | Path, out: str | Path, data_root: str | Path | None = 
 def ort_web_runtime(cache: Path) -> dict[str, bytes]:
     """The page's runtime files out of the pinned onnxruntime-web tarball (fetched with npm once, cached)."""
     tarball = cache / f"onnxruntime-web-{ORT_WEB_VERSION}.tgz"
-    if not tarball.is_file() or _sha512(tarball) != ORT_WEB_SHA512:
+    digest = _sha512(tarball) if tarball.is_file() else None
+    if digest != ORT_WEB_SHA512:  # not fetched yet, or damaged: fetch it (again) and check that
         _npm_pack(cache)
-    digest = _sha512(tarball)
+        digest = _sha512(tarball)
     if digest != ORT_WEB_SHA512:
         tarball.unlink(missing_ok=True)
         raise MnistlabError(f"onnxruntime-web {ORT_WEB_VERSION} from npm has SHA-512 {digest[:16]}..., not the "

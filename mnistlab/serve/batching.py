@@ -54,7 +54,7 @@ def _predict_batch(model: Classifier, images: list[Any]) -> list[dict[str, Any] 
     """Predict a batch; if that fails, image by image, so that a bad image fails its own request only."""
     with torch.inference_mode():
         try:
-            return model.predict(images)
+            return model.predict(images, abstain=False)  # each request applies its own rule (routes._prediction)
         except Exception as e:  # returned, not raised: MicroBatcher hands it to that image's request
             if len(images) == 1:
                 return [e]

@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mnistlab.errors import MnistlabError
 from mnistlab.inference import Classifier, Generator
+from mnistlab.ood import answer
 from mnistlab.photo.frame import load_image, to_grey
 from mnistlab.plots import grid_image, png_bytes
 from mnistlab.serve.batching import MicroBatcher
@@ -157,11 +158,11 @@ def _read(classifier: Classifier, grey: np.ndarray, size: tuple[int, int], absta
 
 
 def _prediction(result: dict[str, Any], abstain: bool, classes: list[str]) -> Prediction:
-    answer = {k: v for k, v in result.items() if k != "image"}
-    if not abstain and answer.pop("reason", None):  # the likeliest digit after all
-        digit = int(np.argmax(answer["probabilities"]))
-        answer.update(digit=digit, label=classes[digit])
-    return Prediction(**answer, image=np.round(result["image"], 3).tolist())
+    """`Classifier.predict`'s likeliest digit (the batch mixes requests that abstain and ones that do not), with
+    the run's rule applied when the request abstains."""
+    digit, reason = answer(result["digitness"], np.asarray(result["probabilities"]), classes, abstain)
+    return Prediction(digit=digit, label=None if reason else classes[digit], probabilities=result["probabilities"],
+                      digitness=result["digitness"], reason=reason, image=np.round(result["image"], 3).tolist())
 
 
 NO_DIGIT = {422: {"model": Problem | Invalid, "description": (

@@ -3,7 +3,7 @@
 // never queues up work; the boxes and the number are drawn over the live video. "Freeze" keeps the frame
 // on display and its reading.
 
-import { $ } from "/reading.js";
+import { $, showPhoto, shrunkJpeg } from "/reading.js";
 
 const CAMERA_PIXELS = 480_000;  // ~0.5 MP: reading works at 480 px on the short side anyway
 const RATE_WINDOW_MS = 3000;    // readings a second, over this long
@@ -42,7 +42,7 @@ export async function startCamera({ read, show, none, fail }) {
   answered = [];
   last = null;
   while (running) {
-    const blob = await frame(video);
+    const blob = await shrunkJpeg(video, video.videoWidth, video.videoHeight, CAMERA_PIXELS, 0.85);
     let result;
     try {
       result = await read(blob, "camera.jpg");
@@ -68,10 +68,7 @@ export function freezeCamera(show) {
   const kept = last;
   stopCamera();
   if (!kept) return;
-  $("photo-card").hidden = false;
-  $("photo-image").src = URL.createObjectURL(kept.blob);
-  $("photo-image").alt = "The camera's frame, kept";
-  $("photo-image").hidden = false;
+  showPhoto(kept.blob, "from the camera");
   $("camera-status").textContent = "Frozen: the frame and its reading are kept. Camera to read live again.";
   if (kept.result) show(kept.result, kept.blob);
 }
@@ -89,13 +86,3 @@ export function stopCamera() {
 }
 
 export const cameraRunning = () => running;
-
-/** The video's current frame, shrunk to about CAMERA_PIXELS, as a JPEG blob. */
-async function frame(video) {
-  const scale = Math.min(1, Math.sqrt(CAMERA_PIXELS / (video.videoWidth * video.videoHeight)));
-  const canvas = document.createElement("canvas");
-  canvas.width = Math.max(1, Math.round(video.videoWidth * scale));
-  canvas.height = Math.max(1, Math.round(video.videoHeight * scale));
-  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.85));
-}

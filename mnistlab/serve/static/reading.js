@@ -214,17 +214,23 @@ export function showPhoto(blob, name = "") {
  */
 export async function shrinkPhoto(file) {
   const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
-  const scale = Math.min(1, Math.sqrt(PHOTO_PIXELS / (bitmap.width * bitmap.height)));
+  const blob = await shrunkJpeg(bitmap, bitmap.width, bitmap.height, PHOTO_PIXELS, 0.92);
+  bitmap.close();
+  if (!blob) throw new Error("the photo could not be re-encoded");
+  return blob;
+}
+
+/** An image (a bitmap, a video's current frame) of width x height, shrunk to about `pixels` and drawn on white
+ * paper (transparency is paper), as a JPEG blob of `quality`; null when the browser cannot encode it. */
+export async function shrunkJpeg(image, width, height, pixels, quality) {
+  const scale = Math.min(1, Math.sqrt(pixels / (width * height)));
   const canvas = document.createElement("canvas");
-  canvas.width = Math.max(1, Math.floor(bitmap.width * scale));
-  canvas.height = Math.max(1, Math.floor(bitmap.height * scale));
+  canvas.width = Math.max(1, Math.floor(width * scale));
+  canvas.height = Math.max(1, Math.floor(height * scale));
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-  bitmap.close();
-  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
-  if (!blob) throw new Error("the photo could not be re-encoded");
-  return blob;
+  ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
 }
