@@ -152,12 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_choice(p, "--gan's ")
     p.set_defaults(handler=cmd_serve)
 
-    p = _command(commands, "export", "export a CNN or a GAN generator to ONNX, or a CNN as a page that needs no server")
+    p = _command(commands, "export", "export a CNN or a GAN generator to ONNX, or as a page that needs no server")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--onnx", metavar="FILE.onnx", help="where to write the ONNX model")
-    target.add_argument("--web", metavar="DIR", help="a new or empty directory for the static site (CNN runs): it "
+    target.add_argument("--web", metavar="DIR", help="a new or empty directory for the static site: it "
                         "reads digits in the browser with onnxruntime-web, offline, from file:// or any host")
+    p.add_argument("--gan", metavar="RUN_OR_CHECKPOINT", help="with --web and a CNN run: the generator's grid "
+                   "and walk on the page too")
     _add_checkpoint_choice(p)
     p.set_defaults(handler=cmd_export)
 
@@ -359,14 +361,21 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     import mnistlab
+    from mnistlab.errors import MnistlabError
 
+    if args.gan and not args.web:
+        raise MnistlabError("--gan puts a generator on the page: it goes with --web")
     if args.web:
         from mnistlab.static_site import export_web
 
-        site = export_web(args.checkpoint, args.web)
-        print(f"wrote {site['out']}/ ({', '.join(site['files'])}) from {site['source']}, onnxruntime-web "
-              f"{site['ort_web']}: open {site['out']}/index.html (ONNX max |difference| vs PyTorch "
-              f"{site['max_abs_diff']:.2e})")
+        site = export_web(args.checkpoint, args.web, gan=args.gan)
+        print(f"wrote {site['out']}/ with onnxruntime-web {site['ort_web']}: open {site['out']}/index.html")
+        for role, model in (("reader", site["reader"]), ("generator", site["generator"])):
+            if model:
+                figures = [f"{m['name']} {m['bytes'] / 1024:.0f} KB" + (f", test {m['test_acc']:.4f}" if "test_acc"
+                           in m else "") for m in model.get("models", [model])]
+                left_out = f"; no int8: {model['int8_left_out']}" if model.get("int8_left_out") else ""
+                print(f"  {role}: {model['source']} ({'; '.join(figures)}){left_out}")
         return
     result = mnistlab.export_onnx(args.checkpoint, args.onnx, checkpoint=args.which)
     print(f"wrote {result['path']} ({result['kind']}, input {result['input']}, output {result['output']}) "

@@ -1,7 +1,7 @@
 """Run by tests/test_static_site.py in a process of its own, so that a hung page is a timeout there rather than
 a hung suite: open the exported site from file:// in Chromium, offline, and print what it showed as JSON.
 
-    python tests/static_site_browser.py SITE_DIR DIGITS.npy PHOTO.png
+    python tests/static_site_browser.py SITE_DIR DIGITS.npy PHOTO.png LATENTS.npy
 """
 
 import json
@@ -12,9 +12,10 @@ import numpy as np
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
+CLASSIFY = "async (images) => Promise.all(images.map((x) => window.mnistlab.classify(x)))"
 
 
-def main(site: Path, digits: np.ndarray, photo: Path) -> dict:
+def main(site: Path, digits: np.ndarray, photo: Path, latents: np.ndarray) -> dict:
     with sync_playwright() as playwright:
         # Offline: every request that would leave the machine goes to a proxy that is not there, and is noted.
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
@@ -24,10 +25,11 @@ def main(site: Path, digits: np.ndarray, photo: Path) -> dict:
         page.on("pageerror", lambda error: problems.append(str(error)))
         page.on("request", lambda r: r.url.startswith(("file:", "blob:", "data:")) or left.append(r.url))
         page.goto((site / "index.html").as_uri())
-        page.wait_for_function("() => window.mnistlab && document.querySelector('#status').textContent === "
-                               "'Ready: draw a digit.'", timeout=60000)
-        probabilities = page.evaluate("async (images) => Promise.all(images.map((x) => window.mnistlab.classify(x)))",
-                                      (digits.reshape(len(digits), -1) / 255).tolist())
+        page.wait_for_function("() => window.mnistlab", timeout=60000)
+        page.evaluate("() => window.mnistlab.ready")
+        status = page.locator("#status").inner_text()
+        pixels = (digits.reshape(len(digits), -1) / 255).tolist()
+        probabilities = {"fp32": page.evaluate(CLASSIFY, pixels)}
         page.set_input_files("#upload", str(photo))  # a photo of one digit, framed in the page
         page.wait_for_function("() => document.querySelector('#status').textContent === 'Read in this page.'")
         photo_label = page.locator("#prediction").inner_text()
@@ -41,10 +43,17 @@ def main(site: Path, digits: np.ndarray, photo: Path) -> dict:
         page.mouse.up()
         page.wait_for_function("() => document.querySelector('#prediction').textContent !== '–'")
         drawn = page.locator("#prediction").inner_text()
+        page.select_option("#model", "int8")  # the small reader, chosen on the page
+        page.wait_for_function("() => location.hash === '#int8'")
+        page.evaluate("() => window.mnistlab.use('int8')")
+        probabilities["int8"] = page.evaluate(CLASSIFY, pixels)
+        drawn_digits = page.evaluate("(z) => window.mnistlab.draw(z)", latents.tolist())
+        grid = page.evaluate("""() => Array.from(document.querySelector('#grid').getContext('2d')
+                                .getImageData(0, 0, 112, 112).data.filter((_, i) => i % 4 === 0))""")
         browser.close()
-    return {"probabilities": probabilities, "photo_label": photo_label, "seen": seen, "drawn": drawn,
-            "left": left, "problems": problems}
+    return {"status": status, "probabilities": probabilities, "photo_label": photo_label, "seen": seen,
+            "drawn": drawn, "generated": drawn_digits, "grid": grid, "left": left, "problems": problems}
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1]), np.load(sys.argv[2]), Path(sys.argv[3]))))
+    print(json.dumps(main(Path(sys.argv[1]), np.load(sys.argv[2]), Path(sys.argv[3]), np.load(sys.argv[4]))))

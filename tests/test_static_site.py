@@ -1,5 +1,6 @@
-"""The page that needs no server: `mnistlab export RUN --web DIR`, opened from file:// in Chromium with every
-request that would leave the machine blocked, reads digits as `mnistlab predict` does."""
+"""The page that needs no server: `mnistlab export RUN --web DIR --gan RUN`, opened from file:// in Chromium
+with every request that would leave the machine blocked, reads digits as `mnistlab predict` does and draws
+them as the generator does."""
 
 import json
 import subprocess
@@ -7,7 +8,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
+import torch
 from PIL import Image
 from test_browser import CHROMIUM
 
@@ -21,26 +24,45 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def site(cnn_run, tmp_path_factory):
+def site(cnn_run, gan_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("site") / "web"
-    done = subprocess.run([sys.executable, "-m", "mnistlab", "export", str(cnn_run.dir), "--web", str(out)],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "mnistlab", "export", str(cnn_run.dir), "--web", str(out),
+                           "--gan", str(gan_run.dir)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return out
 
 
-def test_the_page_reads_offline_from_file_as_predict_does(site, cnn_run, tiny_data, tmp_path):
+def test_the_page_reads_and_draws_offline_from_file_as_predict_and_generate_do(site, cnn_run, gan_run, tiny_data,
+                                                                                tmp_path):
     digits = tiny_data.test.images[:8].numpy()
     expected = load(cnn_run.dir, precision="fp32").probabilities(digits)  # calibrated, fp32 as the ONNX model is
     np.save(tmp_path / "digits.npy", digits)
     photo = tmp_path / "seven.png"
     Image.fromarray(255 - np.kron(digits[0], np.ones((8, 8), np.uint8))).save(photo)  # dark on light, 224 px
+    generator = load(gan_run.dir)
+    latents = generator.gan.noise(4, generator=torch.Generator().manual_seed(0))
+    np.save(tmp_path / "latents.npy", latents.numpy())
     done = subprocess.run([sys.executable, str(Path(__file__).with_name("static_site_browser.py")), str(site),
-                           str(tmp_path / "digits.npy"), str(photo)], capture_output=True, text=True, timeout=300)
+                           str(tmp_path / "digits.npy"), str(photo), str(tmp_path / "latents.npy")],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
-    np.testing.assert_allclose(shown["probabilities"], expected, atol=1e-3)  # the same model, the same answers
-    assert [int(np.argmax(p)) for p in shown["probabilities"]] == list(expected.argmax(1))
+    assert shown["status"] == "Ready: draw a digit."
+    fp32 = shown["probabilities"]["fp32"]
+    np.testing.assert_allclose(fp32, expected, atol=1e-3)  # the same model, the same answers
+    assert [int(np.argmax(p)) for p in fp32] == list(expected.argmax(1))
+    # The INT8 reader, chosen on the page, answers as onnxruntime does with the site's cnn-int8.onnx: the same
+    # digits, with probabilities a little apart (8-bit kernels round differently in WebAssembly and on x86).
+    images = digits[:, None] / np.float32(255)
+    logits = onnxruntime.InferenceSession(site / "cnn-int8.onnx").run(None, {"images": images})[0]
+    int8 = torch.softmax(torch.from_numpy(logits), 1).numpy()
+    np.testing.assert_allclose(shown["probabilities"]["int8"], int8, atol=0.05)
+    top2 = np.sort(int8, 1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.1  # a near tie may fall either way
+    assert (np.argmax(shown["probabilities"]["int8"], 1) == int8.argmax(1))[clear].all() and clear.sum() >= 4
+    # The generator draws from the same latents what `mnistlab generate` draws (uint8, rounding aside).
+    assert np.abs(np.array(shown["generated"]) - generator.images(latents).reshape(4, -1)).max() <= 1
+    assert np.mean(np.array(shown["grid"]) > 0) > 0.05  # and the page's own grid has digits in it
     predicted = load(cnn_run.dir).predict([str(photo)], abstain=False)[0]
     assert shown["photo_label"] == predicted["label"]
     seen = np.reshape(shown["seen"], (28, 28)) / 255
@@ -49,9 +71,36 @@ def test_the_page_reads_offline_from_file_as_predict_does(site, cnn_run, tiny_da
     assert shown["left"] == [] and shown["problems"] == []  # nothing left the machine, no error on the page
 
 
-def test_a_gan_run_or_a_used_directory_is_refused_in_one_line(site, gan_run, cnn_run, tmp_path):
-    for run, out in ((gan_run.dir, tmp_path / "new"), (cnn_run.dir, site)):
-        done = subprocess.run([sys.executable, "-m", "mnistlab", "export", str(run), "--web", str(out)],
-                              capture_output=True, text=True)
+def test_the_int8_reader_ships_with_its_test_accuracy_beside_fp32s(site):
+    reader = _site(site)["reader"]
+    fp32, int8 = reader["models"]
+    assert (fp32["name"], int8["name"], reader["int8_left_out"]) == ("fp32", "int8", None)
+    assert int8["test_acc"] >= fp32["test_acc"] - 0.001  # else it is left out, and says why
+    assert int8["bytes"] < fp32["bytes"] / 2 and (site / int8["onnx"]).stat().st_size == int8["bytes"]
+
+
+def test_a_gan_run_alone_makes_a_page_that_only_draws(gan_run, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "mnistlab", "export", str(gan_run.dir), "--web", str(tmp_path / "g")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    described = _site(tmp_path / "g")
+    assert described["reader"] is None and described["generator"]["asks_digits"]  # the default preset's GAN
+    assert (tmp_path / "g" / "gan.js").is_file() and not (tmp_path / "g" / "cnn.onnx").exists()
+
+
+def test_bad_requests_are_refused_in_one_line_and_nothing_is_lost(site, gan_run, cnn_run, tmp_path):
+    refused = [
+        [str(gan_run.dir), "--web", str(tmp_path / "new"), "--gan", str(gan_run.dir)],  # the GAN goes second
+        [str(cnn_run.dir), "--web", str(site)],  # a directory in use
+        [str(tmp_path), "--web", str(tmp_path / "new")],  # not a run
+        [str(cnn_run.dir), "--onnx", str(tmp_path / "m.onnx"), "--gan", str(gan_run.dir)],  # --gan is for pages
+    ]
+    for args in refused:
+        done = subprocess.run([sys.executable, "-m", "mnistlab", "export", *args], capture_output=True, text=True)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert not (tmp_path / "new").exists() and (site / "index.html").is_file()  # nothing made, nothing lost
+
+
+def _site(site: Path) -> dict:
+    """What site.js tells the page."""
+    return json.loads((site / "site.js").read_text().removeprefix("window.MNISTLAB_SITE = ").rstrip().rstrip(";"))

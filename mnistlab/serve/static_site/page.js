@@ -1,44 +1,63 @@
-// The static page: onnxruntime-web reads a digit drawn on the canvas, or a photo of one, in the browser.
+// The static page: onnxruntime-web reads a digit drawn on the canvas, or a photo of one, and draws new digits
+// with a GAN's generator, in the browser. site.js says which models the site holds.
 // From file:// Chromium refuses module scripts and fetch, so the runtime's WebAssembly and its module glue
 // arrive as base64 in classic scripts (ort-wasm.js, ort-glue.js) and become blob: URLs here, which need
-// no fetch; the model arrives the same way (model.js). One thread: threads need cross-origin isolation.
+// no fetch; each model arrives the same way, in a script added when it is first used. One thread: threads
+// need cross-origin isolation.
 
 "use strict";
 
-const SIZE = 28;         // what the model sees
+const SIZE = 28;         // what the models see and draw
 const BOX = 20;          // MNIST's digits fit a 20x20 box inside it, centred by their centre of mass
 const NOISE = 0.2;       // ink fainter than this share of the strongest is paper, as `predict` frames it
 const BRUSH = 20;        // on the 280 px canvas: ~2 px at 28x28, MNIST's stroke width
+const GRID = 4;          // the generator's grid: 4x4 digits
+const WALK_STEPS = 8;    // digits in a walk, both ends included
 const $ = (id) => document.getElementById(id);
 const bytes = (base64) => Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-const model = window.MNISTLAB_MODEL;
+const site = window.MNISTLAB_SITE;
 
-async function startSession() {
-  const blobUrl = (base64, type) => URL.createObjectURL(new Blob([bytes(base64)], { type }));
-  ort.env.wasm.numThreads = 1;
-  ort.env.wasm.wasmPaths = { mjs: blobUrl(window.ORT_GLUE, "text/javascript"), wasm: blobUrl(window.ORT_WASM, "application/wasm") };
-  return ort.InferenceSession.create(bytes(model.onnx));
+const blobUrl = (base64, type) => URL.createObjectURL(new Blob([bytes(base64)], { type }));
+ort.env.wasm.numThreads = 1;
+ort.env.wasm.wasmPaths = { mjs: blobUrl(window.ORT_GLUE, "text/javascript"), wasm: blobUrl(window.ORT_WASM, "application/wasm") };
+
+/** A model's inference session, made once: its script (base64 ONNX) is added to the page on first use. */
+const sessions = {};
+function session(model) {
+  sessions[model.name] ??= new Promise((resolve, reject) => {
+    const script = Object.assign(document.createElement("script"), { src: model.script });
+    script.onload = resolve;
+    script.onerror = () => reject(new Error(`${model.script} could not be loaded`));
+    document.head.append(script);
+  }).then(() => ort.InferenceSession.create(bytes(window.MNISTLAB_ONNX[model.name])));
+  return sessions[model.name];
 }
 
-const session = startSession();
-
-/** The calibrated probabilities of one framed digit (784 numbers in [0, 1], light ink on black). One at a
- * time: the WebAssembly session runs one inference at once, and two at once never finish. */
+/** One inference at a time: the WebAssembly runtime runs one at once, and two at once never finish. */
 let queue = Promise.resolve();
-function classify(pixels) {
-  const run = queue.then(() => classifyNow(pixels));
+function inTurn(task) {
+  const run = queue.then(task);
   queue = run.catch(() => {});
   return run;
 }
 
-async function classifyNow(pixels) {
-  const input = new ort.Tensor("float32", Float32Array.from(pixels), [1, 1, SIZE, SIZE]);
-  const output = await (await session).run({ images: input });
-  const logits = Array.from(Object.values(output)[0].data);  // already divided by the run's temperature
-  const peak = Math.max(...logits);
-  const e = logits.map((v) => Math.exp(v - peak));
-  const total = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / total);
+// ---------------------------------------------------------------------------------------------
+// The reader
+
+const readers = site.reader ? site.reader.models : [];
+let reader = readers.find((m) => `#${m.name}` === location.hash) || readers[0];  // #int8 picks the small one
+
+/** The calibrated probabilities of one framed digit (784 numbers in [0, 1], light ink on black). */
+function classify(pixels) {
+  return inTurn(async () => {
+    const input = new ort.Tensor("float32", Float32Array.from(pixels), [1, 1, SIZE, SIZE]);
+    const output = await (await session(reader)).run({ images: input });
+    const logits = Array.from(Object.values(output)[0].data);  // already divided by the run's temperature
+    const peak = Math.max(...logits);
+    const e = logits.map((v) => Math.exp(v - peak));
+    const total = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / total);
+  });
 }
 
 /** An image (ImageData) of one digit -> 784 numbers, framed as `predict` frames a clean image: ink measured
@@ -104,7 +123,7 @@ function frame(image) {
 
 function show(pixels, probabilities) {
   const best = probabilities.indexOf(Math.max(...probabilities));
-  $("prediction").textContent = model.classes[best];
+  $("prediction").textContent = site.reader.classes[best];
   [...$("probabilities").children].forEach((li, i) => {
     li.querySelector(".fill").style.width = `${(100 * probabilities[i]).toFixed(1)}%`;
     li.querySelector(".pct").textContent = `${(100 * probabilities[i]).toFixed(1)}%`;
@@ -115,14 +134,18 @@ function show(pixels, probabilities) {
   $("seen").getContext("2d").putImageData(seen, 0, 0);
 }
 
+let shown = null;  // the framed digit on view, read again when the model changes
+
 async function read(image) {
   const pixels = frame(image);
+  shown = null;
   if (!pixels.some((v) => v > 0)) {
     $("prediction").textContent = "–";
     $("status").textContent = "No ink found: draw a digit, or open a photo of one.";
     return;
   }
   show(pixels, await classify(pixels));
+  shown = pixels;
   $("status").textContent = "Read in this page.";
 }
 
@@ -181,15 +204,127 @@ $("upload").addEventListener("change", async () => {
   }
 });
 
-// The bars, one per class; then say when the model is ready.
-$("probabilities").replaceChildren(...model.classes.map((name) => {
-  const li = document.createElement("li");
-  li.innerHTML = '<span class="name"></span><span class="bar"><span class="fill"></span></span><span class="pct">–</span>';
-  li.querySelector(".name").textContent = name;
-  return li;
-}));
-$("about").textContent = `Model: ${model.source}, run by onnxruntime-web in this page.`;
-clear();
-session.then(() => { $("status").textContent = "Ready: draw a digit."; },
-             (e) => { $("status").textContent = `The model could not start: ${e.message || e}`; });
-window.mnistlab = { classify, frame, ready: session.then(() => true) };
+/** Read with another of the site's readers (fp32, int8); the link's #name keeps the choice. */
+function use(name) {
+  reader = readers.find((m) => m.name === name) || reader;
+  $("model").value = reader.name;
+  history.replaceState(null, "", `#${reader.name}`);
+  return session(reader);
+}
+
+$("model").addEventListener("change", async () => {
+  await use($("model").value);
+  if (shown) show(shown, await classify(shown));
+});
+
+// ---------------------------------------------------------------------------------------------
+// The generator: a grid of new digits, and a walk between two seeds. The page draws its own noise
+// (a seeded mulberry32), so a seed here gives other digits than the same seed in `mnistlab generate`.
+
+const generator = site.generator;
+
+function randomFrom(seed) {  // mulberry32: uniform on [0, 1)
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** One latent vector, as the generator was trained: its noise, then the one-hot of the digit (or cluster). */
+function latent(random, digit) {
+  const z = Array.from({ length: generator.nz }, () => generator.noise === "uniform" ? 2 * random() - 1
+    : Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random()));  // Box-Muller
+  if (!generator.classes) return z;
+  let pick = digit;
+  if (pick === null && generator.shares) {  // clusters, in their shares of the training images
+    let u = random();
+    pick = generator.shares.findIndex((share) => (u -= share) < 0);
+    if (pick < 0) pick = generator.shares.length - 1;
+  } else if (pick === null) {
+    pick = Math.floor(random() * generator.classes);
+  }
+  return z.concat(Array.from({ length: generator.classes }, (_, i) => (i === pick ? 1 : 0)));
+}
+
+/** Latent vectors -> digits, each 784 numbers 0..255 (255 = ink), as `mnistlab generate` maps them. */
+function draw(latents) {
+  return inTurn(async () => {
+    const input = new ort.Tensor("float32", Float32Array.from(latents.flat()), [latents.length, latents[0].length]);
+    const output = Object.values(await (await session(generator)).run({ z: input }))[0].data;
+    const pixel = generator.real_range === "0,1" ? (x) => Math.min(Math.max(x, 0), 1)
+      : (x) => (Math.min(Math.max(x, -1), 1) + 1) / 2;
+    return latents.map((_, n) => Array.from(output.subarray(n * SIZE * SIZE, (n + 1) * SIZE * SIZE),
+                                            (x) => Math.round(255 * pixel(x))));
+  });
+}
+
+function paintDigits(canvas, digits, columns) {
+  const image = new ImageData(columns * SIZE, Math.ceil(digits.length / columns) * SIZE);
+  digits.forEach((digit, n) => digit.forEach((v, i) => {
+    const x = (n % columns) * SIZE + (i % SIZE), y = Math.floor(n / columns) * SIZE + Math.floor(i / SIZE);
+    image.data.set([v, v, v, 255], 4 * (y * image.width + x));
+  }));
+  canvas.getContext("2d").putImageData(image, 0, 0);
+}
+
+async function drawGrid() {
+  const random = randomFrom(Number($("seed").value));
+  const digit = $("digit").value === "" ? null : Number($("digit").value);
+  paintDigits($("grid"), await draw(Array.from({ length: GRID * GRID }, () => latent(random, digit))), GRID);
+  $("gan-status").textContent = "Drawn in this page.";
+}
+
+async function drawWalk() {
+  const [a, b] = [latent(randomFrom(Number($("seed-a").value)), null), latent(randomFrom(Number($("seed-b").value)), null)];
+  const steps = Array.from({ length: WALK_STEPS }, (_, s) => a.map((v, i) => v + (s / (WALK_STEPS - 1)) * (b[i] - v)));
+  paintDigits($("walk"), await draw(steps), WALK_STEPS);
+}
+
+for (const [form, action] of [["grid-form", drawGrid], ["walk-form", drawWalk]]) {
+  $(form).addEventListener("submit", (event) => {
+    event.preventDefault();
+    action().catch((e) => { $("gan-status").textContent = `Could not draw: ${e.message || e}`; });
+  });
+}
+$("digit").addEventListener("change", () => $("grid-form").requestSubmit());
+
+// ---------------------------------------------------------------------------------------------
+// Start: show what the site holds, and say when each model is ready.
+
+const about = [];
+const ready = [];
+if (site.reader) {
+  $("reader").hidden = $("answer").hidden = false;
+  $("probabilities").replaceChildren(...site.reader.classes.map((name) => {
+    const li = document.createElement("li");
+    li.innerHTML = '<span class="name"></span><span class="bar"><span class="fill"></span></span><span class="pct">–</span>';
+    li.querySelector(".name").textContent = name;
+    return li;
+  }));
+  $("model").replaceChildren(...readers.map((m) => {
+    const accuracy = m.test_acc === undefined ? "" : `, test ${(100 * m.test_acc).toFixed(2)} %`;
+    return new Option(`${m.name} (${(m.bytes / 1024).toFixed(0)} KB${accuracy})`, m.name, false, m === reader);
+  }));
+  about.push(`reader ${site.reader.source}`);
+  clear();
+  ready.push(session(reader).then(() => { $("status").textContent = "Ready: draw a digit."; },
+                                  (e) => { $("status").textContent = `The model could not start: ${e.message || e}`; throw e; }));
+}
+if (generator) {
+  $("generator").hidden = false;
+  if (generator.asks_digits) {
+    $("digit").append(...Array.from({ length: 10 }, (_, d) => new Option(String(d), String(d))));
+  } else {
+    $("digit-choice").hidden = true;
+  }
+  about.push(`generator ${generator.source}`);
+  ready.push(Promise.all([drawGrid(), drawWalk()]).catch((e) => {
+    $("gan-status").textContent = `The generator could not start: ${e.message || e}`;
+    throw e;
+  }));
+}
+$("about").textContent = `Models: ${about.join("; ")}; run by onnxruntime-web in this page.`;
+window.mnistlab = { classify, frame, draw, use, ready: Promise.all(ready).then(() => true) };
