@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_tensors
 
-from mnistlab.errors import CheckpointError, MnistlabError
+from mnistlab.errors import CheckpointError, MnistlabError, one_line
 from mnistlab.run_info import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -88,7 +88,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):  # a full disk, a read-only or vanished directory: one clear line, old file kept
             kept = "; the previous file is intact" if path.exists() else ""
-            raise MnistlabError(f"cannot write {path}: {e.strerror or _first_line(e)}{kept}") from None
+            raise MnistlabError(f"cannot write {path}: {e.strerror or one_line(e)}{kept}") from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -176,6 +176,3 @@ def check_writable(directory: str | Path, need_bytes: int = 50 * 2**20) -> Path:
         )
     return directory
 
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

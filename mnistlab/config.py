@@ -206,6 +206,7 @@ class RunConfig(Checked):
     section: ClassVar[str] = "run"
     dataset: Dataset = "auto"  # "auto", "mnist", "fashion-mnist", "mnist-sample", "idx:PATH" or "images:PATH" (GAN)
     framing: Literal["digit", "resize"] = "digit"  # images:PATH: "digit" as predict frames one; "resize": grey, 28x28
+    test_dir: str | None = None  # images:PATH: a labelled folder (0-9 subfolders) to test on; PATH's images all train
     data_root: str | None = None  # dataset cache; None = $MNISTLAB_DATA or ~/.cache/mnistlab
     seed: Seed = 0  # seeds the weights, the data order, augmentation and noise
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # "auto": cuda, then mps, then cpu
@@ -220,9 +221,10 @@ class RunConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.framing != "digit" and not self.dataset.startswith("images:"):
-            raise MnistlabError(f"run.framing = {self.framing!r} frames the images of a folder: it needs "
-                                f"dataset = images:DIR, not {self.dataset!r}")
+        for name, value, default in (("framing", self.framing, "digit"), ("test_dir", self.test_dir, None)):
+            if value != default and not self.dataset.startswith("images:"):
+                raise MnistlabError(f"run.{name} = {value!r} is for the images of a folder: it needs "
+                                    f"dataset = images:DIR, not {self.dataset!r}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,14 @@ class TrainingDiverged(MnistlabError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def one_line(e: BaseException) -> str:
+    """An exception as a phrase for a one-line message: its first line of text, or its type's name."""
+    if isinstance(e, RecursionError):  # Python's text for it says nothing a user can act on
+        return "nested too deeply"
+    lines = str(e).strip().splitlines()
+    return " ".join(lines[0].split()) if lines else type(e).__name__
+
+
 def require_extra(purpose: str, extra: str, modules: tuple[str, ...]) -> None:
     """Raise MnistlabError naming the extra to install when one of `modules` (import names) is missing."""
     for module in modules:

@@ -15,10 +15,10 @@ import torch
 from mnistlab import ood
 from mnistlab.calibration import calibration_report, fit_temperature, nll
 from mnistlab.checkpoint import load_checkpoint, save_checkpoint
-from mnistlab.data.datasets import load_dataset
+from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.data.download import md5sum
 from mnistlab.errors import MnistlabError
-from mnistlab.inference import classify, load
+from mnistlab.inference import Classifier, classify, load
 from mnistlab.metrics import FeatureStats, feature_stats, frechet_distance, inception_score, sample_quality
 from mnistlab.run_info import read_checkpoint_header, resolve_checkpoint
 
@@ -56,8 +56,7 @@ def evaluate_classifier(
     """
 
     classifier = load(run_or_checkpoint, device=device, kind="cnn")
-    name = dataset or classifier.dataset
-    data = load_dataset(name, data_root, splits=("test",))
+    data = load_dataset(dataset, data_root, splits=("test",)) if dataset else test_split_of(classifier, data_root)
     if classifier.members:  # an ensemble: its averaged, already calibrated probabilities, as log-probabilities
         logits = torch.from_numpy(classifier.probabilities(data.test.images)).clamp_min(1e-12).log()
         temperature = 1.0
@@ -79,6 +78,13 @@ def evaluate_classifier(
 
         plots.save(plots.reliability_diagram(report["calibration"]), Path(run_or_checkpoint) / "calibration.png")
     return report
+
+
+def test_split_of(classifier: Classifier, data_root: str | Path | None = None) -> Dataset:
+    """The test split of the data a run was trained on: its dataset's own, or its test folder (run.test_dir)."""
+    run = read_checkpoint_header(classifier.path).state["config"].get("run", {})
+    return load_dataset(classifier.dataset, data_root, splits=("test",), framing=run.get("framing", "digit"),
+                        test_dir=run.get("test_dir"))
 
 
 def fit_answers(model: torch.nn.Module, dataset, device: Any, dtype: Any,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.errors import CheckpointError, MnistlabError
+from mnistlab.errors import CheckpointError, MnistlabError, one_line
 
 FORMAT_VERSION = 1
 KINDS = frozenset({"cnn", "gan"})
@@ -373,9 +373,3 @@ def _json(text: str, what: str) -> Any:
     except ValueError as e:
         raise SchemaError(f"{what} is not valid JSON ({one_line(e)})") from None
 
-
-def one_line(e: BaseException) -> str:
-    if isinstance(e, RecursionError):
-        return "JSON nested too deeply"
-    text = " ".join(str(e).split())
-    return text or type(e).__name__

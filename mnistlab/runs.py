@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, one_line
 from mnistlab.run_info import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, RUN_FILES, is_run_dir, read_run_info
 
 # Per-epoch fields that describe speed, not results: left out of comparisons' metric rows.
@@ -83,7 +83,7 @@ def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
     try:
         info = read_run_info(run_dir)
     except MnistlabError as e:
-        reason = _one_line(e)
+        reason = one_line(e)
         if strict:
             raise MnistlabError(f"cannot read run {run_dir}: {reason}") from None
         run["headline"] = f"unreadable: {reason}"
@@ -263,11 +263,6 @@ def _format_value(value: Any) -> str:
     if abs(value) < 10:
         return f"{value:.4f}"
     return f"{value:.2f}" if abs(value) < 1e4 else f"{value:.0f}"
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text or type(e).__name__
 
 
 def _unique_names(dirs: list[Path]) -> list[str]:

@@ -98,7 +98,7 @@ def _reader_files(run: str | Path, reader: Any, staging: Path, data_root: str | 
     models = [_model_entry("fp32", fp32, staging)]
     described = {"classes": reader.classes, "source": str(exported["source"]), "models": models,
                  "max_abs_diff": exported["max_abs_diff"], "int8_left_out": None}
-    test = _test_split(reader.dataset, data_root)
+    test = _test_split(reader, data_root)
     if test is None:
         described["int8_left_out"] = f"no test split of {reader.dataset} to check its accuracy on"
         return described
@@ -138,12 +138,12 @@ def _model_entry(name: str, onnx: Path, staging: Path) -> dict[str, Any]:
     return {"name": name, "onnx": onnx.name, "script": script, "bytes": onnx.stat().st_size}
 
 
-def _test_split(dataset: str, data_root: str | Path | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The run's dataset's test split as the ONNX reader takes it, or None when it cannot be had here."""
-    from mnistlab.data.datasets import load_dataset
+def _test_split(reader: Any, data_root: str | Path | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The run's test split as the ONNX reader takes it, or None when it cannot be had here."""
+    from mnistlab.evaluate import test_split_of
 
     try:
-        test = load_dataset(dataset, data_root, splits=("test",)).test
+        test = test_split_of(reader, data_root).test
     except MnistlabError:
         return None
     return (test.images.numpy().astype(np.float32) / 255)[:, None], test.labels.numpy()

@@ -28,11 +28,10 @@ from mnistlab.data.datasets import Dataset, Split, load_dataset
 from mnistlab.inference import load
 from mnistlab.photo.frame import frame_digit
 from mnistlab.run_info import read_checkpoint_header, resolve_checkpoint
-from mnistlab.train.classifier import train_classifier
+from mnistlab.train.classifier import FINE_TUNE, train_classifier
 
 SIZES = (10, 20, 50)
 HELD_OUT = 1000
-RECIPE = {"epochs": 30, "batch_size": 16, "lr": 1e-4, "lr_schedule": "constant", "replay": 0.5}  # batch ≤ samples
 
 
 def writer_style(writer: int, digits: np.ndarray) -> np.ndarray:
@@ -69,10 +68,10 @@ def main() -> None:
     args = parser.parse_args()
     mnist = load_dataset("mnist")
     source = from_dict("cnn", read_checkpoint_header(resolve_checkpoint(args.run)).state["config"])
-    config = with_overrides(CNN_PRESETS[source.preset], {**RECIPE, "run.init_from": args.run})
+    config = with_overrides(CNN_PRESETS[source.preset], {**FINE_TUNE, "run.init_from": args.run})
     val_images, val_labels = mnist.val.images.numpy(), mnist.val.labels.numpy()
     mnist_before = accuracy(args.run, mnist.test)
-    print(f"{args.run}: MNIST test {mnist_before:.4f}; recipe {RECIPE}; {torch.get_num_threads()} threads")
+    print(f"{args.run}: MNIST test {mnist_before:.4f}; recipe {FINE_TUNE}; {torch.get_num_threads()} threads")
     print("| writer | samples | n | writer's held-out digits, before | after | MNIST test, before | after |")
     print("|---|---|---|---|---|---|---|")
     for writer, name in enumerate(("slanted, thick pen", "narrow, leaning back, thin pen", "wavy")):

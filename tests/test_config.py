@@ -232,7 +232,7 @@ PRESET_SHA256 = {
     ("gan", "seed"): "5954acb66cc696fc", ("gan", "default"): "310d0fe5d3641467",
 }
 FIELDS_ADDED_SINCE = {  # with defaults that change nothing; only the classifier's train section has the augments
-    "run": ("dry_run", "framing", "init_from"),
+    "run": ("dry_run", "framing", "init_from", "test_dir"),
     "model": ("clusters",),
     "train": ("augment_shear", "augment_elastic", "augment_stroke", "augment_blur", "augment_noise"),
 }

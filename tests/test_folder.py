@@ -236,3 +236,33 @@ def test_a_folder_a_classifier_cannot_learn_from_is_one_line(class_folder, tmp_p
     assert_clean_error(run_cli("train", "cnn", "--dataset", f"images:{class_folder}", "--dry-run", "--out",
                                tmp_path / "none", "--data-root", tmp_path / "cache"), "has no labels")
     assert not (tmp_path / "one").exists() and not (tmp_path / "none").exists()
+
+
+def test_a_separate_test_folder_is_the_test_split_and_evaluate_reads_it(class_folder, tmp_path):
+    """--set test_dir=DIR2: all of DIR trains, all of DIR2 is the test split, and `evaluate cnn RUN` (without
+    --dataset) tests on DIR2 again, naming its misread files."""
+    import json
+    import shutil
+
+    test_folder = tmp_path / "their-test"
+    for digit in (3, 8):  # a test folder need not hold every digit
+        shutil.copytree(class_folder / str(digit), test_folder / str(digit))
+    common = ["--data-root", tmp_path / "cache"]
+    data = load_dataset(f"images:{class_folder}", tmp_path / "cache", val_size=0, test_dir=str(test_folder))
+    assert (len(data.train), len(data.test)) == (61, 12) and set(data.test.labels.tolist()) == {3, 8}
+    result = run_cli("train", "cnn", "--preset", "seed", "--dataset", f"images:{class_folder}", "--epochs", "1",
+                     "--batch-size", "10", "--set", "val_size=0", "--set", f"test_dir={test_folder}",
+                     "--out", tmp_path / "cnn", "--no-progress", *common)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("evaluate", "cnn", tmp_path / "cnn", "--json", *common)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 12 and all(m["file"].split("/")[0] in ("3", "8") for m in report["mistakes"])
+    unlabelled = tmp_path / "flat"
+    unlabelled.mkdir()
+    shutil.copy(class_folder / "3" / "3-0.png", unlabelled / "a.png")
+    refused = ((["--dataset", "mnist-sample", "--set", f"test_dir={test_folder}"], "is for the images of a folder"),
+               (["--dataset", f"images:{class_folder}", "--set", f"test_dir={unlabelled}"], "subfolders named 0 to 9"))
+    for args, why in refused:
+        assert_clean_error(run_cli("train", "cnn", *args, "--dry-run", "--out", tmp_path / "no", *common), why)
+    assert not (tmp_path / "no").exists()

@@ -122,6 +122,7 @@ def load_dataset(
     splits: Sequence[str] = SPLIT_NAMES,
     framing: str = "digit",
     need_labels: bool = True,
+    test_dir: str | None = None,
 ) -> Dataset:
     """Load a dataset by name, reading only the files the requested splits need.
 
@@ -129,6 +130,8 @@ def load_dataset(
     60,000); the train split is the rest, whether or not "val" is requested, so it never overlaps it.
     `framing` ("digit" or "resize") is how images:DIR frames its images. Data without labels (images:DIR,
     idx:DIR without label files) has labels None, and is refused unless `need_labels` is False (a GAN's).
+    `test_dir`, for images:DIR only: a labelled folder (subfolders 0-9) that is the test split, all of it;
+    DIR's images then all train.
 
     >>> data = load_dataset("mnist-sample")
     >>> data.train.images.shape, data.train.images.dtype, data.test.labels[:5]
@@ -137,6 +140,8 @@ def load_dataset(
     (['0', '1', '2'], 1)
     """
     _check_name(name)
+    if test_dir and not name.startswith("images:"):
+        raise DataError(f"test_dir names a test folder for images:DIR; {name} has its own test split")
     wanted = _check_splits(splits)
     # The IDX file pairs to read: validation images come out of the training files.
     parts = (["train"] if wanted & {"train", "val"} else []) + (["test"] if "test" in wanted else [])
@@ -146,14 +151,21 @@ def load_dataset(
     if name.startswith("images:"):
         from mnistlab.data.folder import check_classes, read_folder
 
-        folder = read_folder(name[len("images:") :], framing, dataset_root(root) / "images-cache")
+        cache = dataset_root(root) / "images-cache"
+        folder = read_folder(name[len("images:") :], framing, cache, "none" if test_dir else "tenth")
+        test_folder = folder
+        if test_dir:  # the test split is a folder of its own, all of it
+            test_folder = read_folder(test_dir, framing, cache, "all")
+            if test_folder.test_labels is None:
+                raise DataError(f"{test_folder.name}: a test folder needs its images in subfolders named 0 to 9")
         labelled = folder.train_labels is not None
         if need_labels:
             check_classes(folder)
-        loaded = {part: Split(torch.from_numpy(getattr(folder, part)),
-                              torch.from_numpy(getattr(folder, f"{part}_labels")) if labelled else None)
-                  for part in ("train", "test")}
-        name, source, md5s, notice = folder.name, "folder", {folder.name: folder.digest}, folder.notice
+        loaded = {part: Split(torch.from_numpy(getattr(where, part)),
+                              torch.from_numpy(getattr(where, f"{part}_labels")) if labelled else None)
+                  for part, where in (("train", folder), ("test", test_folder))}
+        name, source, md5s = folder.name, "folder", {folder.name: folder.digest, test_folder.name: test_folder.digest}
+        notice = "; ".join(dict.fromkeys(n for n in (folder.notice, test_folder.notice) if n)) or None
         classes = DIGIT_CLASSES if labelled else []
     elif name == SAMPLE_NAME:
         arrays, md5s = load_sample()
@@ -172,7 +184,8 @@ def load_dataset(
     if "train" in loaded:
         train, val = _carve_val(loaded["train"], val_size)
     provenance = {"name": name, "requested": requested, "source": source, "files": md5s, "notice": notice,
-                  **({"framing": framing, "test_files": folder.test_files} if source == "folder" else {})}
+                  **({"framing": framing, "test_files": test_folder.test_files,
+                     "test_dir": test_dir and test_folder.name} if source == "folder" else {})}
     return Dataset(
         name=name,
         train=train if "train" in wanted else None,

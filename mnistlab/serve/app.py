@@ -39,11 +39,12 @@ def _require_web_stack() -> None:
 
 
 def create_app(cnn: str | Path | None = None, gan: str | Path | None = None,
-               gan_checkpoint: str | None = None) -> FastAPI:
+               gan_checkpoint: str | None = None, runs_dir: str | Path = "runs") -> FastAPI:
     """The app, serving the classifier `cnn` and the generator `gan` (run directories or checkpoints).
 
     Either may be None; its endpoints then answer 503 saying which flag would load one. `gan_checkpoint`
     picks the GAN run's file: "best", "last" or None, best when the run kept one (`inference.load`).
+    `runs_dir` is where the digits a person teaches on the page, and the run taught them, are written.
     """
     _require_web_stack()
     from fastapi import FastAPI
@@ -52,6 +53,7 @@ def create_app(cnn: str | Path | None = None, gan: str | Path | None = None,
     from mnistlab.serve.batching import MicroBatcher
     from mnistlab.serve.middleware import BodyLimit, ForwardJsonPredict
     from mnistlab.serve.routes import PAGE_FILES, api, page, validation_failed
+    from mnistlab.serve.teaching import Teacher
 
     # fp32: on a CPU, bf16 autocast costs more than it saves on batches this small
     classifier = load(cnn, kind="cnn", precision="fp32") if cnn is not None else None
@@ -66,6 +68,12 @@ def create_app(cnn: str | Path | None = None, gan: str | Path | None = None,
     app.state.models = {"cnn": _describe(classifier) if classifier else None,
                         "gan": _describe(generator) if generator else None}
     app.state.page = {name: (STATIC / name).read_bytes() for name in PAGE_FILES}
+
+    def adopt(run: Path) -> None:  # a run taught on the page: the server reads with it from now on
+        taught = load(run, kind="cnn", precision="fp32")
+        app.state.batcher, app.state.models["cnn"] = MicroBatcher(taught), _describe(taught)
+
+    app.state.teacher = Teacher(Path(runs_dir), adopt)
     app.add_middleware(ForwardJsonPredict)
     app.add_middleware(BodyLimit)  # added last, so outermost: nothing reads a body before it counts
     app.add_exception_handler(RequestValidationError, validation_failed)
@@ -121,7 +129,7 @@ def serve(cnn: str | Path | None = None, gan: str | Path | None = None, runs_dir
     # The requests are the parallelism. With several intra-op threads per forward pass, concurrent requests
     # oversubscribe the cores: on a busy 2-core machine a 0.3 ms forward pass took 50 ms.
     torch.set_num_threads(1)
-    app = create_app(cnn, gan, gan_checkpoint)
+    app = create_app(cnn, gan, gan_checkpoint, runs_dir)
     # What is loaded by now (torch, FastAPI, the models) lives as long as the process: frozen, the garbage
     # collector stops scanning it, which under load had cost full collections of 175 ms, all requests waiting.
     gc.freeze()

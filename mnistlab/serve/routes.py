@@ -10,6 +10,8 @@ says) and `page` (the page's files, read at start-up, so no request path reaches
     POST /api/predict/pixels   {"pixels": 28x28 numbers} → the same
     GET  /api/generate         n new digits from the GAN: a PNG grid, or JSON with format=json
     GET  /api/interpolate      a walk through latent space between two seeds: a PNG strip, or JSON
+    POST /api/teach            a person's labelled digits → fine-tune the reader on them, in the background
+    GET  /api/teach            how far that is; when done, the server reads with the new run
     GET  /api/models           which checkpoints are loaded and what they measured
     GET  /healthz              liveness
 
@@ -52,11 +54,14 @@ from mnistlab.serve.schemas import (
     Prediction,
     Problem,
     Seen,
+    Teach,
+    Teaching,
     Walk,
 )
+from mnistlab.serve.teaching import Busy
 
 PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "reading.js": "text/javascript",
-              "camera.js": "text/javascript", "style.css": "text/css"}
+              "camera.js": "text/javascript", "teach.js": "text/javascript", "style.css": "text/css"}
 # The page loads nothing from elsewhere; the policy makes the browser hold it to that.
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; base-uri 'none'; form-action 'none'"
 
@@ -233,6 +238,27 @@ def interpolate(generator: Generating, seed_a: SEED = 1, seed_b: SEED = 2, steps
     if format == "json":
         return Walk(images=images.tolist(), seed_a=seed_a, seed_b=seed_b)
     return _png(grid_image(images, ncol=steps, scale=scale))
+
+
+@api.post("/api/teach", summary="Teach the reader a person's hand", status_code=202, response_model=Teaching,
+          response_model_exclude_none=True, responses={409: {"model": Problem, "description": "already teaching"}},
+          description="The person's digits, each labelled, as the model saw them. They are written to a class "
+                      "folder under the runs directory and the served run is fine-tuned on them in the background "
+                      "(MNIST's digits replayed); GET /api/teach says how far it is, and when it is done the server "
+                      "reads with the new run.")
+async def teach(body: Teach, classifier: Reader, request: Request) -> dict[str, Any]:
+    digits = [(d.label, np.array(d.image, np.float32)) for d in body.digits]
+    try:
+        return request.app.state.teacher.start(classifier, digits)
+    except Busy as e:
+        raise HTTPException(409, str(e)) from None
+    except MnistlabError as e:  # digits that cannot be taught
+        raise HTTPException(422, str(e)) from None
+
+
+@api.get("/api/teach", summary="How far teaching is", response_model=Teaching, response_model_exclude_none=True)
+async def teaching(request: Request) -> dict[str, Any]:
+    return dict(request.app.state.teacher.status)
 
 
 # exclude_unset: a CNN's entry has no `fcd` and a GAN's no `test_acc` (null would read "not measured").

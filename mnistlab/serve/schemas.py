@@ -37,12 +37,38 @@ Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
 Map = list[list[float]]
 
 
+Image28 = Annotated[list[Annotated[list[Fraction], Field(min_length=28, max_length=28)]], Field(
+    min_length=28, max_length=28, description="28 rows of 28 numbers, 0 = background .. 1 = ink")]
+
+
 class Seen(BaseModel):
     """A digit as the model saw it: `image` from /api/predict or /api/read, explained as it is (no framing)."""
 
     model_config = ConfigDict(extra="forbid")
-    image: Annotated[list[Annotated[list[Fraction], Field(min_length=28, max_length=28)]], Field(
-        min_length=28, max_length=28, description="28 rows of 28 numbers, 0 = background .. 1 = ink")]
+    image: Image28
+
+
+class TaughtDigit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: int = Field(ge=0, le=9, description="which digit it is, as the person says")
+    image: Image28 = Field(description="as the model saw it: the `image` of /api/predict or of a digit of /api/read")
+
+
+class Teach(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    digits: list[TaughtDigit] = Field(min_length=1, max_length=100, description=(
+        "a person's digits: at least 2 different digits, each at least 3 times (a tenth of each is held out)"))
+
+
+class Teaching(BaseModel):
+    state: Literal["idle", "running", "done", "failed"]
+    epoch: int | None = Field(None, description="epochs done of `epochs`")
+    epochs: int | None = None
+    source: str | None = Field(None, description="the run being taught")
+    digits: str | None = Field(None, description="the class folder the digits were written to")
+    run: str | None = Field(None, description="the new run, once done: the server now reads with it")
+    test_acc: float | None = Field(None, description="the new run's accuracy on the held-out tenth of the digits")
+    error: str | None = Field(None, description="why it failed, in one line")
 
 
 class Explanation(BaseModel):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, one_line
 from mnistlab.sweep.spec import SweepSpec, encode, trial_point
 
 SWEEP_STACK = ("optuna", "sqlalchemy")  # the `sweep` extra, by import name
@@ -57,7 +57,7 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
         try:
             return kind(url, engine_kwargs=engine, **beat)
         except Exception as e:  # SQLAlchemy's zoo: bad URL, no driver, refused connection, bad password, a race
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = one_line(e)
             time.sleep(1.0)
     raise MnistlabError(f"cannot open the sweep storage {redacted(url)}: {first}")
 

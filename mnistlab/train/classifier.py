@@ -217,7 +217,8 @@ def check_source(config: ClassifierConfig, dataset: Dataset) -> None:
 
 def load_data(config: ClassifierConfig) -> Dataset:
     """The splits a classifier trains, validates and is tested on."""
-    return load_dataset(config.run.dataset, config.run.data_root, val_size=config.train.val_size)
+    return load_dataset(config.run.dataset, config.run.data_root, val_size=config.train.val_size,
+                        framing=config.run.framing, test_dir=config.run.test_dir)
 
 
 @loop.restores_torch_settings()
@@ -245,6 +246,30 @@ def train_classifier(
     trainer = CNNTrainer(start)
     history = loop.fit(start, trainer, callback)
     return ClassifierRun(start.run_dir, start.config, trainer.model, history, start.dataset.name)
+
+
+# Measured on generated one-writer sets (docs/results.md#learning-one-hand): all layers, Adam at 1e-4 held
+# constant, 30 epochs, batches of at most 16 of the person's digits with as many of the source's replayed.
+FINE_TUNE = {"epochs": 30, "batch_size": 16, "lr": 1e-4, "lr_schedule": "constant", "replay": 0.5}
+
+
+def fine_tune(run: str | Path, dataset: Dataset | str, *, callback: Callable[[dict[str, Any]], None] | None = None,
+              progress: bool = True, **overrides: Any) -> ClassifierRun:
+    """Teach a trained CNN run one person's hand: a new run that starts from `run`'s weights and config and
+    trains FINE_TUNE's recipe on `dataset` (their labelled digits: `"images:DIR"` with folders 0-9, or a
+    `Dataset`), replaying the source's own digits so it keeps the writers it learned from. `overrides`
+    change any setting; the new run records where it came from (`mnistlab runs` shows it).
+
+    >>> tuned = fine_tune("runs/best", "images:my-hand", out="runs/best-my-hand", progress=False)
+    """
+    source = from_dict("cnn", read_checkpoint_header(resolve_checkpoint(run)).state["config"])
+    fresh = dataclasses.replace(source, train=dataclasses.replace(source.train, val_size=None),  # the source's
+                                run=dataclasses.replace(source.run, out=None, init_from=None))  # split and home
+    named = {"run.dataset": dataset} if isinstance(dataset, str) else {}
+    config = with_overrides(fresh, {**FINE_TUNE, **named, "run.init_from": str(run), **overrides})
+    data = dataset if isinstance(dataset, Dataset) else load_data(config)
+    batch = min(config.train.batch_size, len(data.train))  # a handful of digits: one batch of them all
+    return train_classifier(with_overrides(config, {"batch_size": batch}), data, callback=callback, progress=progress)
 
 
 def train_group(config: ClassifierConfig | str, seeds: list[int], out: str | Path | None = None,

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +124,12 @@ class Interrupted(MnistlabError):
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[dict[str, int]]:
-    """Turn Ctrl-C and SIGTERM into a flag the loop checks between steps, so it can checkpoint first."""
+    """Turn Ctrl-C and SIGTERM into a flag the loop checks between steps, so it can checkpoint first. In a
+    thread other than the main one (the web app's fine-tuning) signals stay with whoever owns them."""
     flag: dict[str, int] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
 
     def handler(signum: int, frame: Any) -> None:
         flag["signal"] = signum

@@ -3,7 +3,8 @@
 // Plain DOM, no libraries, nothing from elsewhere.
 
 import { cameraRunning, freezeCamera, startCamera, stopCamera } from "/camera.js";
-import { $, buildBars, paint, resetReading, showNoDigit, showPhoto, showReading, shrinkPhoto } from "/reading.js";
+import { $, buildBars, paint, resetReading, showNoDigit, showPhoto, showReading, shownDigit, shrinkPhoto } from "/reading.js";
+import { startTeaching } from "/teach.js";
 
 const BRUSH = 20;              // on the 280 px tall canvas: ~2 px at 28x28, MNIST's stroke width
 const THROTTLE_MS = 150;       // at most one reading this often while a stroke goes on
@@ -327,19 +328,27 @@ function disable(sectionChild, why) {
   card.append(note);
 }
 
+/** /api/models, shown in "Loaded models"; returns it. */
+async function showModels() {
+  const models = await (await api("/api/models")).json();
+  const dl = $("models");
+  dl.replaceChildren();
+  describe(dl, "Classifier", models.cnn, "--cnn");
+  describe(dl, "Generator", models.gan, "--gan");
+  return models;
+}
+
 async function start() {
   clearCanvas();
   resetReading();
   try {
-    const models = await (await api("/api/models")).json();
-    const dl = $("models");
-    dl.replaceChildren();
-    describe(dl, "Classifier", models.cnn, "--cnn");
-    describe(dl, "Generator", models.gan, "--gan");
+    const models = await showModels();
     if (models.cnn) {
+      startTeaching({ digit: shownDigit, clear: () => $("clear").click(), done: showModels });
       buildBars(models.cnn.classes);
     } else {
       disable($("clear"), "No classifier is loaded.");
+      disable($("teach-keep"), "No classifier is loaded.");
     }
     if (models.gan) {
       if (!models.gan.conditional) {  // an unconditional GAN cannot be asked for a digit

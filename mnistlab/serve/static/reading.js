@@ -97,6 +97,11 @@ export function showReading(result) {
   select(0);
 }
 
+/** The digit on view (one of /api/read's `digits`, with its 28x28 `image`), or null. */
+export function shownDigit() {
+  return shown ? shown.digits[selected] : null;
+}
+
 /** No digit found: the page says so (`message`), and shows no reading. */
 export function showNoDigit(message) {
   resetReading();
