@@ -37,6 +37,7 @@ _EXPORTS = {
     "build_dcgan": "mnistlab.models.build",
     "train_classifier": "mnistlab.train.classifier",
     "train_gan": "mnistlab.train.gan",
+    "fine_tune": "mnistlab.train.classifier",
     "load": "mnistlab.inference",
     "evaluate_classifier": "mnistlab.evaluate",
     "calibrate": "mnistlab.evaluate",

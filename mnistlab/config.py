@@ -116,6 +116,7 @@ class TrainConfig(Checked):
     augment_noise: Annotated[float, Range(ge=0, le=0.5)] = 0.0  # std of Gaussian pixel noise, on a 0..1 scale
     val_size: NonNegativeInt | None = None  # images from train's start held out to validate; None = 1/12 (seed 5,000)
     replay: Fraction = 0.0  # fine-tuning (run.init_from): share of each batch drawn from the source run's own data
+    tune: Literal["all", "head"] = "all"  # fine-tuning: train every layer, or the last (logits) layer only
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -234,6 +235,12 @@ class ClassifierConfig(Checked):
     model: CNNConfig = field(default_factory=CNNConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, value, default in (("replay", self.train.replay, 0.0), ("tune", self.train.tune, "all")):
+            if value != default and not self.run.init_from:
+                raise MnistlabError(f"train.{name} = {value!r} is for fine-tuning: it needs run.init_from (--from RUN)")
 
 
 @dataclass(frozen=True)

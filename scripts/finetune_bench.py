@@ -1,7 +1,7 @@
 """Fine-tuning a reader to one hand (issue #27): accuracy on one writer's held-out digits, and on MNIST's
 official test split, before and after `train cnn --from RUN` on 10, 20 and 50 of that writer's digits.
 
-    python scripts/finetune_bench.py --run RUN [--seeds 0 1 2]
+    python scripts/finetune_bench.py --run RUN [--seeds 0 1 2] [--tune all head]
 
 A "writer" is one handwriting style made by augmentation and held fixed for all their digits: a slant and a
 thick pen; narrow, leaning digits in a thin pen; or a wavy hand (one elastic field for every digit). Their
@@ -9,12 +9,14 @@ digits are MNIST's *validation* digits (never trained on by the run, and not the
 style, framed as `predict` frames an image. For each writer and size, `--seeds` draws of that many digits
 (stratified, the same number of each class); the writer's held-out digits are 1,000 others. Fine-tuning is
 the documented recipe (`docs/training.md`): the run's weights, a low learning rate, half of each batch
-replayed from MNIST's training digits so the reader keeps other writers.
+replayed from MNIST's training digits so the reader keeps other writers. `--tune` trains every layer
+("all", the recipe), the last layer only ("head"), or each in turn, side by side on the same draws.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 from pathlib import Path
@@ -23,12 +25,10 @@ import cv2
 import numpy as np
 import torch
 
-from mnistlab.config import CNN_PRESETS, from_dict, with_overrides
 from mnistlab.data.datasets import Dataset, Split, load_dataset
 from mnistlab.inference import load
 from mnistlab.photo.frame import frame_digit
-from mnistlab.run_info import read_checkpoint_header, resolve_checkpoint
-from mnistlab.train.classifier import FINE_TUNE, train_classifier
+from mnistlab.train.classifier import FINE_TUNE, fine_tune
 
 SIZES = (10, 20, 50)
 HELD_OUT = 1000
@@ -65,22 +65,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="the CNN run to fine-tune (trained on full MNIST)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--tune", nargs="+", choices=["all", "head"], default=["all"], help="layers trained")
     args = parser.parse_args()
     mnist = load_dataset("mnist")
-    source = from_dict("cnn", read_checkpoint_header(resolve_checkpoint(args.run)).state["config"])
-    config = with_overrides(CNN_PRESETS[source.preset], {**FINE_TUNE, "run.init_from": args.run})
     val_images, val_labels = mnist.val.images.numpy(), mnist.val.labels.numpy()
     mnist_before = accuracy(args.run, mnist.test)
     print(f"{args.run}: MNIST test {mnist_before:.4f}; recipe {FINE_TUNE}; {torch.get_num_threads()} threads")
-    print("| writer | samples | n | writer's held-out digits, before | after | MNIST test, before | after |")
-    print("|---|---|---|---|---|---|---|")
+    print("| writer | samples | layers | n | writer's held-out digits, before | after | MNIST test, before | after |")
+    print("|---|---|---|---|---|---|---|---|")
     for writer, name in enumerate(("slanted, thick pen", "narrow, leaning back, thin pen", "wavy")):
         order = np.random.default_rng([writer, 99]).permutation(len(val_images))
         held = order[:HELD_OUT]
         held_out = Split(torch.from_numpy(writer_style(writer, val_images[held])), torch.from_numpy(val_labels[held]))
         before = accuracy(args.run, held_out)
         pool = order[HELD_OUT:]
-        for size in SIZES:
+        for size, tune in itertools.product(SIZES, args.tune):
             after, mnist_after = [], []
             for seed in args.seeds:
                 rng = np.random.default_rng([writer, size, seed])
@@ -91,12 +90,11 @@ def main() -> None:
                 data = Dataset(f"writer-{writer}", samples, None, held_out, mnist.classes,
                                {"name": f"writer-{writer}", "files": {}}, None)
                 with tempfile.TemporaryDirectory() as scratch:
-                    settings = {"run.seed": seed, "run.out": f"{scratch}/run", "batch_size": min(16, size)}
-                    run = train_classifier(with_overrides(config, settings), data, progress=False)
+                    run = fine_tune(args.run, data, seed=seed, tune=tune, out=f"{scratch}/run", progress=False)
                     after.append(accuracy(run.dir, held_out))
                     mnist_after.append(accuracy(run.dir, mnist.test))
-            print(f"| {name} | {size} | {len(args.seeds)} | {before:.3f} | {_spread(after)} | {mnist_before:.4f} | "
-                  f"{_spread(mnist_after, 4)} |", flush=True)
+            print(f"| {name} | {size} | {tune} | {len(args.seeds)} | {before:.3f} | {_spread(after)} | "
+                  f"{mnist_before:.4f} | {_spread(mnist_after, 4)} |", flush=True)
 
 
 def _spread(values: list[float], places: int = 3) -> str:

@@ -237,7 +237,7 @@ FIELDS_ADDED_SINCE = {  # with defaults that change nothing; only the classifier
     "train": ("augment_shear", "augment_elastic", "augment_stroke", "augment_blur", "augment_noise"),
 }
 # time_budget: the GAN's train section had it from the start; pools, beta1, beta2: the CNN's alone
-CNN_FIELDS_ADDED_SINCE = {"train": ("time_budget", "beta1", "beta2", "replay"), "model": ("pools",)}
+CNN_FIELDS_ADDED_SINCE = {"train": ("time_budget", "beta1", "beta2", "replay", "tune"), "model": ("pools",)}
 PRESETS_ADDED_SINCE = {("cnn", "photo"), ("cnn", "speedrun"), ("gan", "unconditional")}
 
 

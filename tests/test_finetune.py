@@ -59,3 +59,21 @@ def test_fine_tuning_from_a_gan_or_another_network_is_one_line_and_leaves_nothin
                                *common), "it is a seed network", "--preset seed")
     assert_clean_error(run_cli("train", "cnn", "--from", tmp_path / "nowhere", "--out", tmp_path / "c", *common))
     assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_fine_tune_takes_the_source_config_and_the_recipe_and_head_only_trains_the_last_layer(cnn_run, one_writer,
+                                                                                               tmp_path):
+    from mnistlab.train.classifier import FINE_TUNE, fine_tune
+
+    data = f"images:{one_writer}"
+    run = fine_tune(cnn_run.dir, data, epochs=2, tune="head", data_root=str(tmp_path / "cache"),
+                    out=str(tmp_path / "head"), progress=False)
+    assert (run.config.preset, run.config.model) == (cnn_run.config.preset, cnn_run.config.model)
+    assert (run.config.train.lr, run.config.train.replay, run.config.run.init_from) == (
+        FINE_TUNE["lr"], FINE_TUNE["replay"], str(cnn_run.dir))
+    assert run.config.train.batch_size == FINE_TUNE["batch_size"]  # 45 digits train: more than a batch
+    before, after = load_checkpoint(cnn_run.dir)["model"], load_checkpoint(run.dir)["model"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"logits.weight", "logits.bias"}  # the body, BatchNorm statistics included, as it was
+    assert_clean_error(run_cli("train", "cnn", "--set", "tune=head", "--dry-run", "--out", tmp_path / "x"),
+                       "is for fine-tuning")

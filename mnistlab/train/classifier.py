@@ -103,7 +103,9 @@ class CNNTrainer:
             self.replay = self._start_from(self.config.run.init_from)
         self.replay_x = self.replay.train.images.to(start.device) if self.replay else None
         self.replay_y = self.replay.train.labels.to(start.device) if self.replay else None
-        self.optimizer = adam(self.model.parameters(), start.device, lr=self.config.train.lr,
+        head_only = self.config.train.tune == "head"
+        trained = self.model.logits.parameters() if head_only else self.model.parameters()
+        self.optimizer = adam(trained, start.device, lr=self.config.train.lr,
                               betas=(self.config.train.beta1, self.config.train.beta2),
                               eps=1e-8, weight_decay=self.config.train.weight_decay)
         self.net = self.model
@@ -126,7 +128,7 @@ class CNNTrainer:
                             splits=("train", "val"))
 
     def train(self) -> None:
-        self.model.train()
+        self.model.train(self.config.train.tune == "all")  # head only: the rest keeps its BatchNorm statistics
 
     def step(self, idx: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         tc, start = self.config.train, self.start
