@@ -228,7 +228,7 @@ def _add_checkpoint_choice(p: argparse.ArgumentParser, whose: str = "") -> None:
 
 def _chosen(run_or_checkpoint: str, which: str | None) -> str:
     """The file a command read, and which of its run's checkpoints it is (best or last), for its output."""
-    from mnistlab.run_info import describe_checkpoint, read_checkpoint_header, resolve_checkpoint
+    from mnistlab.checkpoint import describe_checkpoint, read_checkpoint_header, resolve_checkpoint
 
     return describe_checkpoint(read_checkpoint_header(resolve_checkpoint(run_or_checkpoint, which)))
 

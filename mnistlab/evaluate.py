@@ -14,13 +14,12 @@ import torch
 
 from mnistlab import ood
 from mnistlab.calibration import calibration_report, fit_temperature, nll
-from mnistlab.checkpoint import load_checkpoint, save_checkpoint
+from mnistlab.checkpoint import load_checkpoint, read_checkpoint_header, resolve_checkpoint, save_checkpoint
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.data.download import md5sum
 from mnistlab.errors import MnistlabError
 from mnistlab.inference import Classifier, classify, load
 from mnistlab.metrics import FeatureStats, feature_stats, frechet_distance, inception_score, sample_quality
-from mnistlab.run_info import read_checkpoint_header, resolve_checkpoint
 
 
 def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, Any]:

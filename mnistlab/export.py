@@ -20,8 +20,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from mnistlab.checkpoint import atomic_write_bytes
 from mnistlab.errors import MnistlabError, require_extra
+from mnistlab.files import atomic_write_bytes
 from mnistlab.inference import Classifier, load
 
 TOLERANCE = 1e-4  # fp32 kernels differ in summation order, by ~1e-6 here; more means a wrong graph

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.checkpoint import atomic_write_bytes, check_writable
 from mnistlab.errors import MnistlabError
+from mnistlab.files import atomic_write_bytes, check_writable
 from mnistlab.inference import load
 from mnistlab.plots import grid_image, png_bytes
 

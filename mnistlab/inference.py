@@ -20,7 +20,7 @@ from mnistlab.ood import Digitness, answer
 from mnistlab.photo.frame import to_mnist_batch
 from mnistlab.photo.read import read_number
 from mnistlab.pixels import to_float, to_uint8
-from mnistlab.run_info import group_members
+from mnistlab.runs import group_members
 
 
 @torch.no_grad()

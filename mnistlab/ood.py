@@ -69,7 +69,7 @@ class Digitness:
         return np.interp(self.score(logits, features), self.quantiles, np.linspace(0, 1, QUANTILES))
 
     def to_state(self) -> dict[str, Any]:
-        """What a checkpoint keeps of it (`mnistlab.run_info`'s "digitness")."""
+        """What a checkpoint keeps of it (`mnistlab.checkpoint.STATE_SCHEMA`'s "digitness")."""
         state: dict[str, Any] = {"method": self.method}
         for name in ("quantiles", "means", "precisions", "log_dets"):
             value = getattr(self, name)

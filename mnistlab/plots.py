@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from mnistlab.checkpoint import atomic_write_bytes
+from mnistlab.files import atomic_write_bytes
 
 
 def _pyplot():

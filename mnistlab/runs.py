@@ -1,9 +1,10 @@
-"""Run directories as a table: list the runs under a folder, or compare a few side by side.
+"""Run directories: what one says about itself (`read_run_info`, a `RunInfo`), groups of them, and the runs
+under a folder as a table, or a few compared side by side.
 
 A run directory is what `train_classifier` / `train_gan` write: `config.json` and `metrics.jsonl`,
-and (after the first epoch) `checkpoint.safetensors`; a GAN run also `best.safetensors`. Listing reads
-them with `mnistlab.run_info`: the small files and the checkpoints' JSON headers, never their tensors, so
-it stays fast on a folder of many runs.
+and (after the first epoch) `checkpoint.safetensors`; a GAN run also `best.safetensors`. They are read
+without torch: the small files, validated where they enter, and the checkpoints' JSON headers
+(`mnistlab.checkpoint`), never their tensors, so listing stays fast on a folder of many runs.
 
     >>> from mnistlab.runs import list_runs, compare_runs
     >>> sorted((r["kind"], r["headline"][:8]) for r in list_runs("runs"))
@@ -14,12 +15,138 @@ it stays fast on a folder of many runs.
 from __future__ import annotations
 
 import io
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from mnistlab.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    CONFIG_SCHEMA,
+    METRIC_SCHEMA,
+    CheckpointHeader,
+    SchemaError,
+    check,
+    parse_json,
+    read_checkpoint_header,
+)
 from mnistlab.errors import MnistlabError, one_line
-from mnistlab.run_info import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, RUN_FILES, is_run_dir, read_run_info
+
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+RUN_FILES = (CONFIG_NAME, METRICS_NAME, CHECKPOINT_NAME)
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run directory as its small files and its checkpoint's header describe it."""
+
+    path: Path  # the run directory
+    kind: str  # "cnn" or "gan"
+    preset: str
+    dataset: str  # the dataset it trained on, "?" when nothing says
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]]  # one dict per finished epoch
+    checkpoint: CheckpointHeader | None  # None before the first epoch finished
+    best: CheckpointHeader | None = None  # best.safetensors: a GAN's best generator, None when it has none
+
+
+GROUP_FILE = "group.json"  # a group of runs trained together (`train cnn --seeds`): {"members": [NAME, ...]}
+
+
+def group_members(path: str | Path) -> list[Path] | None:
+    """The run directories of the group at `path` (a directory holding GROUP_FILE), or None when it is not
+    one. Members are names of folders inside the group, nothing else: a group cannot point elsewhere."""
+    path = Path(path)
+    listing = path / GROUP_FILE
+    if not path.is_dir() or not listing.is_file():
+        return None
+    try:
+        members = json.loads(listing.read_text())["members"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        members = None
+    if (not isinstance(members, list) or not members
+            or not all(isinstance(m, str) and m and Path(m).name == m and m not in (".", "..") for m in members)):
+        raise MnistlabError(f"{listing} is not a group listing: it must be {{\"members\": [\"seed-0\", ...]}}, "
+                            "folder names inside the group")
+    return [path / m for m in members]
+
+
+
+# ----------------------------------------------------------------------------------------------
+# One run directory
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in RUN_FILES)
+
+
+def read_run_info(path: str | Path) -> RunInfo:
+    """A run directory (or its checkpoint file): its kind, preset, dataset, config and metrics per epoch.
+
+    The kind comes from config.json, or for runs older than that field from the checkpoint's header.
+    Raises `MnistlabError` (`CheckpointError` for the checkpoint) when anything in it is broken.
+    """
+    run_dir = Path(path)
+    if run_dir.is_file() and run_dir.name == CHECKPOINT_NAME:
+        run_dir = run_dir.parent
+    has = {name: (run_dir / name).is_file() for name in RUN_FILES}
+    if not has[CONFIG_NAME] and not has[CHECKPOINT_NAME]:
+        raise MnistlabError(f"{run_dir} has no {CONFIG_NAME} and no {CHECKPOINT_NAME}")
+    header = read_checkpoint_header(run_dir / CHECKPOINT_NAME) if has[CHECKPOINT_NAME] else None
+    if has[CONFIG_NAME]:
+        config = _json_file(run_dir / CONFIG_NAME, CONFIG_SCHEMA)
+    else:
+        config = header.state["config"]
+    kind = config.get("kind") or (header.kind if header else None)
+    if kind is None:
+        raise MnistlabError(f"{run_dir / CONFIG_NAME} has no kind and there is no {CHECKPOINT_NAME} to tell")
+    if header and header.kind != kind:
+        raise MnistlabError(f"{run_dir}: {CONFIG_NAME} says {kind} but {CHECKPOINT_NAME} is a {header.kind} "
+                            "checkpoint; the files are from different runs")
+    if has[METRICS_NAME]:
+        metrics = _metrics_file(run_dir / METRICS_NAME)
+    else:
+        metrics = header.state["metrics"] if header else []
+    dataset = header.state["dataset"]["name"] if header else config.get("run", {}).get("dataset", "?")
+    best = read_checkpoint_header(run_dir / BEST_NAME) if (run_dir / BEST_NAME).is_file() else None
+    return RunInfo(run_dir, kind, config["preset"], dataset, config, metrics, header, best)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise MnistlabError(f"{path.name}: not UTF-8 text") from None
+    except OSError as e:
+        raise MnistlabError(f"cannot read {path}: {e.strerror or one_line(e)}") from None
+
+
+def _json_file(path: Path, schema: Any) -> Any:
+    try:
+        data = parse_json(_read_text(path), path.name)
+        check(data, schema, path.name)
+    except (SchemaError, RecursionError) as e:
+        raise MnistlabError(one_line(e)) from None
+    return data
+
+
+def _metrics_file(path: Path) -> list[dict[str, Any]]:
+    metrics = []
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
+        if line.strip():
+            where = f"{path.name} line {number}"
+            try:
+                metrics.append(parse_json(line, where))
+                check(metrics[-1], METRIC_SCHEMA, where)
+            except (SchemaError, RecursionError) as e:
+                raise MnistlabError(f"{one_line(e)} (one JSON object per epoch)") from None
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# The runs under a folder, as a table
 
 # Per-epoch fields that describe speed, not results: left out of comparisons' metric rows.
 _TIMING = ("time_s", "elapsed_s", "images_per_s")
@@ -294,7 +421,7 @@ def _write_plot(runs: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt  # already imported by plots
     from PIL import Image
 
-    from mnistlab.checkpoint import atomic_write_bytes
+    from mnistlab.files import atomic_write_bytes
 
     images = []
     for fig in figures:

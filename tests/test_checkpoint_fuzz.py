@@ -22,11 +22,10 @@ from PIL import Image
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 
-from mnistlab.checkpoint import load_checkpoint
+from mnistlab.checkpoint import CHECKPOINT_NAME, load_checkpoint, read_checkpoint_header
 from mnistlab.cli import main
 from mnistlab.errors import CheckpointError, MnistlabError
-from mnistlab.run_info import CHECKPOINT_NAME, read_checkpoint_header, read_run_info
-from mnistlab.runs import read_run
+from mnistlab.runs import read_run, read_run_info
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 JSON = st.recursive(

@@ -49,3 +49,34 @@ def test_no_module_imports_one_that_imports_it_back():
 def test_no_module_is_much_longer_than_400_lines():
     lengths = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert {p: n for p, n in lengths.items() if n > 440} == {}
+
+
+# The imports that must never be (docs/architecture.md): the lower parts know nothing of the ones above them,
+# and what listing runs, reading headers and writing files need loads no torch.
+NEVER = {
+    "mnistlab.data": ("mnistlab.train", "mnistlab.serve", "mnistlab.inference", "mnistlab.sweep"),
+    "mnistlab.models": ("mnistlab.train", "mnistlab.serve", "mnistlab.inference", "mnistlab.data"),
+    "mnistlab.photo": ("mnistlab.train", "mnistlab.serve", "mnistlab.inference", "mnistlab.models"),
+    "mnistlab.train": ("mnistlab.serve", "mnistlab.sweep", "mnistlab.cli"),
+    "mnistlab.inference": ("mnistlab.train", "mnistlab.serve"),
+}
+TORCH_FREE_AT_IMPORT = ("mnistlab.errors", "mnistlab.fields", "mnistlab.config", "mnistlab.files",
+                        "mnistlab.checkpoint", "mnistlab.runs")
+
+
+def test_no_lower_part_imports_a_higher_one():
+    graph = _imports()
+    broken = [f"{module} -> {target}" for module, targets in graph.items() for part, banned in NEVER.items()
+              if module == part or module.startswith(f"{part}.")
+              for target in targets if target.startswith(banned)]
+    assert broken == []
+
+
+def test_the_storage_modules_import_no_torch_at_the_top():
+    for module in TORCH_FREE_AT_IMPORT:
+        path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+        tree = ast.parse(path.read_text())
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module for n in top if isinstance(n, ast.ImportFrom) and n.module]
+        assert not [n for n in names if n.split(".")[0] in ("torch", "safetensors", "numpy")], module

@@ -90,8 +90,8 @@ def test_a_full_disk_while_checkpointing_is_one_clear_error_and_keeps_the_old_fi
     import resource
     import signal
 
-    from mnistlab.checkpoint import atomic_write_bytes
     from mnistlab.errors import MnistlabError
+    from mnistlab.files import atomic_write_bytes
 
     target = tmp_path / "checkpoint.safetensors"
     target.write_bytes(b"the previous good checkpoint")

@@ -12,8 +12,7 @@ import pytest
 import mnistlab
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
-from mnistlab.run_info import read_run_info
-from mnistlab.runs import compare_runs, list_runs, read_run
+from mnistlab.runs import compare_runs, list_runs, read_run, read_run_info
 
 WALL = re.compile(r"^(\d+\.\ds|\d+s|\d+m\d\ds|\d+h\d\dm)$")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -148,7 +147,7 @@ def test_cli_runs_and_runs_compare(runs_dir, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------
-# The torch-free run reader underneath (mnistlab.run_info)
+# The torch-free run reader underneath (mnistlab.runs, mnistlab.checkpoint)
 
 
 def _rewrite_config(run_dir, **changes):
@@ -188,7 +187,7 @@ def test_a_metric_of_the_wrong_type_is_named(runs_dir):
 
 
 def test_listing_runs_and_reading_headers_never_imports_torch(runs_dir):
-    script = ("import sys; from mnistlab.runs import list_runs; from mnistlab.run_info import read_checkpoint_header;"
+    script = ("import sys; from mnistlab.runs import list_runs; from mnistlab.checkpoint import read_checkpoint_header;"
               f"runs = list_runs({str(runs_dir)!r});"
               f"kind = read_checkpoint_header({str(runs_dir / 'cnn-seed')!r}).kind;"
               "print(len(runs), kind, 'torch' in sys.modules)")

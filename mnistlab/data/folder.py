@@ -218,7 +218,7 @@ def _cached(cache_dir: Path | None, key: str) -> dict | None:
 
 
 def _store(cache_dir: Path | None, key: str, folder: Folder) -> None:
-    from mnistlab.checkpoint import atomic_write_bytes
+    from mnistlab.files import atomic_write_bytes
 
     if cache_dir is None:
         return

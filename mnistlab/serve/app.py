@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from mnistlab.checkpoint import CHECKPOINT_NAME, read_checkpoint_header
 from mnistlab.errors import MnistlabError, require_extra
 from mnistlab.inference import Classifier, Generator, load
-from mnistlab.run_info import CHECKPOINT_NAME, read_checkpoint_header
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -98,7 +98,7 @@ def _describe(model: Classifier | Generator) -> dict[str, Any]:
 def newest_runs(runs_dir: str | Path) -> dict[str, Path]:
     """{"cnn": run dir, "gan": run dir}: the last written checkpoint of each kind under `runs_dir`.
 
-    Each candidate's kind comes from its safetensors header alone (`run_info`): no tensor is read.
+    Each candidate's kind comes from its safetensors header alone (`read_checkpoint_header`): no tensor is read.
     """
     found: dict[str, Path] = {}
     paths = Path(runs_dir).rglob(CHECKPOINT_NAME)

@@ -16,8 +16,9 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_bytes
+from mnistlab.checkpoint import CHECKPOINT_NAME
 from mnistlab.errors import MnistlabError, one_line
+from mnistlab.files import atomic_write_bytes
 from mnistlab.inference import Classifier
 
 MIN_EACH = 3  # of each digit taught: a tenth (rounded up) of each is held out to test on, the rest train

@@ -19,16 +19,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, load_weights
+from mnistlab.checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    load_weights,
+    read_checkpoint_header,
+    resolve_checkpoint,
+)
 from mnistlab.config import CNN_PRESETS, ClassifierConfig, TrainConfig, from_dict, with_overrides
 from mnistlab.data.datasets import Dataset, Split, load_dataset
 from mnistlab.device import autocast
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import classification_report, fit_answers
+from mnistlab.files import atomic_write_text
 from mnistlab.inference import classify
 from mnistlab.models.cnn import CNN
 from mnistlab.pixels import to_float
-from mnistlab.run_info import GROUP_FILE, read_checkpoint_header, resolve_checkpoint
+from mnistlab.runs import GROUP_FILE
 from mnistlab.train import loop
 from mnistlab.train.augment import augment, erase, photo_noise
 from mnistlab.train.distributed import Dist

@@ -18,15 +18,21 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mnistlab import plots
-from mnistlab.checkpoint import BEST_NAME, CHECKPOINT_NAME, atomic_write_bytes, load_weights, save_checkpoint
+from mnistlab.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    load_weights,
+    read_checkpoint_header,
+    save_checkpoint,
+)
 from mnistlab.config import GANConfig, to_dict
 from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.device import autocast
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import quality_judge
+from mnistlab.files import atomic_write_bytes
 from mnistlab.models.dcgan import DCGAN
 from mnistlab.pixels import to_float, to_uint8
-from mnistlab.run_info import read_checkpoint_header
 from mnistlab.train import loop
 from mnistlab.train.augment import augment
 from mnistlab.train.clusters import cluster_shares, find_clusters

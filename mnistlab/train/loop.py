@@ -24,11 +24,12 @@ from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar
 import torch
 from tqdm import tqdm
 
-from mnistlab.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
+from mnistlab.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from mnistlab.config import ClassifierConfig, GANConfig, from_dict, preset, to_dict, to_json, with_overrides
 from mnistlab.data.datasets import Dataset
 from mnistlab.device import autocast_dtype, memory_format, resolve_device
 from mnistlab.errors import MnistlabError, TrainingDiverged
+from mnistlab.files import atomic_write_text
 from mnistlab.train.distributed import Dist, decorrelate_ranks, finish_distributed, init_distributed
 from mnistlab.train.rundir import TensorBoard, check_same_data, environment, new_run_dir, remove_stale_temp_files
 

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 import mnistlab
-from mnistlab.checkpoint import check_writable
 from mnistlab.errors import MnistlabError
+from mnistlab.files import check_writable
 from mnistlab.train.distributed import Dist
 
 
