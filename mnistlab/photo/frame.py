@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 from mnistlab.errors import MnistlabError
-from mnistlab.photo.ink import NOISE, digit_pieces, find_ink
+from mnistlab.photo.ink import INK, digit_pieces, find_ink
 
 __all__ = ["MAX_PIXELS", "frame_digit", "load_image", "to_grey", "to_mnist", "to_mnist_batch"]
 
@@ -148,7 +148,7 @@ def frame_digit(ink: np.ndarray) -> np.ndarray:
     if peak <= 0:
         return np.zeros((SIZE, SIZE), np.float32)
     ink = ink / np.float32(peak)
-    ink[ink < NOISE] = 0
+    ink[ink < INK.noise] = 0
 
     # Crop to the ink's bounding box.
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))

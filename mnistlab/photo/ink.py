@@ -4,7 +4,7 @@ A phone photo of a digit on paper is not a clean MNIST image: the light falls of
 shadow darkens part of it, ruled or squared lines cross it, the paper has grain and the JPEG has noise.
 `find_ink` turns such a page into the ink alone:
 
-1. work at most WORK_SIDE pixels on the short side (a digit 20 % of that tall is still ~100 px);
+1. work at most INK.work_side pixels on the short side (a digit 20 % of that tall is still ~100 px);
 2. estimate the paper's brightness everywhere — a morphological closing, which fills in strokes narrower
    than its kernel but keeps gradients and shadows, which are broad — and divide it out, so that ink is
    measured against the paper around it: a local threshold, not one level for the whole page;
@@ -30,32 +30,39 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["WORK_SIDE", "Ink", "Piece", "digit_pieces", "find_ink", "is_digit_sized"]
+__all__ = ["INK", "InkTuning", "Ink", "Piece", "digit_pieces", "find_ink", "is_digit_sized"]
 
-WORK_SIDE = 480  # photos are shrunk to this short side first: speed, and the digit is still ~100 px tall
-BACKGROUND_SIDE = 120  # the paper's light is estimated at this short side: it varies slowly
-FLAT_KERNEL = 0.25  # the closing that decides whether paper is flat: wider than any stroke, even a slanted one
-PAPER_KERNEL = 1 / 7  # the closing that measures uneven paper: wider than a pen stroke, narrow enough to follow
-# a soft shadow's edge (a quarter of the page made the shadowed side of that edge count as ink)
-FLAT = 0.03  # paper whose estimated light varies less than this is flat: one level for all of it
-MIN_CONTRAST = 0.05  # ink fainter than this against its paper is no ink at all (a blank page)
-NOISE_SIGMAS = 4.0  # weak ink: this many noise deviations darker than the paper
-SKEWED = 2.0  # the paper's darkness is skewed by lines (not its own) when its median is this many times further
-# above its 15.9th percentile than that is above its 2.3rd: a normal noise has them equal
-LINE_SPAN = 0.25  # a ruled line is inked along at least this fraction of the page's width (or height)
-LINE_DRIFT = 5  # rows (columns) a line may drift over that span: it is photographed a little skewed
-LINE_THICKNESS = 0.015  # a line is at most this fraction of the page's short side thick, +1 px of blur
-NOISE = 0.2  # ink fainter than this fraction of the strongest is paper (grain, JPEG ringing), as in MNIST
-MIN_DIGIT = 0.06  # a digit is at least this fraction of the page's short side tall (or wide)
-EDGE_DIGIT = 0.5  # ink touching the photo's edge is a digit only when at most this fraction of its width and height
-EDGE_STRIP = 0.1  # ink the whole length of a side and within this fraction of it is the table or the page's edge
-INK_MEAN = 0.14  # a digit's ink darkens its paper by at least this on average. Measured on generated photos:
-# ink 0.3 and more, thin pencil on grey paper down to 0.15; what an empty page's lines and light leave behind
-# mostly under 0.1, at most 0.15. The margin is thin: a stroke-width-aware test would separate them better
-EDGE_INK_MEAN = 0.25  # ink at the photo's edge must be darker: a shadow's edge meets the border there at 0.15
-THINNEST = 0.008  # a digit's strokes are on average at least this fraction of the page's short side thick
-# (4 px at WORK_SIDE; a thin stroke of the smallest digit is twice that, the stub of a line at the border half)
-NEAR = 0.25  # pieces within this fraction of the digit's size of it belong to the same digit
+
+@dataclass(frozen=True)
+class InkTuning:
+    """The tuned constants of finding ink, each with what it is for and why; `INK` is the set in use."""
+
+    work_side: int = 480  # photos are shrunk to this short side first: speed, and the digit is still ~100 px tall
+    background_side: int = 120  # the paper's light is estimated at this short side: it varies slowly
+    flat_kernel: float = 0.25  # the closing that decides whether paper is flat: wider than any stroke, slanted too
+    paper_kernel: float = 1 / 7  # the closing that measures uneven paper: wider than a pen stroke, narrow enough to
+    # follow a soft shadow's edge (a quarter of the page made the shadowed side of that edge count as ink)
+    flat: float = 0.03  # paper whose estimated light varies less than this is flat: one level for all of it
+    min_contrast: float = 0.05  # ink fainter than this against its paper is no ink at all (a blank page)
+    noise_sigmas: float = 4.0  # weak ink: this many noise deviations darker than the paper
+    skewed: float = 2.0  # the paper's darkness is skewed by lines (not its own) when its median is this many times
+    # further above its 15.9th percentile than that is above its 2.3rd: a normal noise has them equal
+    line_span: float = 0.25  # a ruled line is inked along at least this fraction of the page's width (or height)
+    line_drift: int = 5  # rows (columns) a line may drift over that span: it is photographed a little skewed
+    line_thickness: float = 0.015  # a line is at most this fraction of the page's short side thick, +1 px of blur
+    noise: float = 0.2  # ink fainter than this fraction of the strongest is paper (grain, JPEG ringing), as in MNIST
+    min_digit: float = 0.06  # a digit is at least this fraction of the page's short side tall (or wide)
+    edge_digit: float = 0.5  # ink touching the photo's edge is a digit only when at most this share of its size
+    edge_strip: float = 0.1  # ink along a whole side and within this share of it is the table or the page's edge
+    ink_mean: float = 0.14  # a digit's ink darkens its paper by at least this on average. Measured on generated
+    # photos: ink 0.3 and more, thin pencil on grey paper down to 0.15; what an empty page's lines and light leave
+    # behind mostly under 0.1, at most 0.15. The margin is thin: a stroke-width-aware test would separate them better
+    edge_ink_mean: float = 0.25  # ink at the photo's edge must be darker: a shadow's edge meets the border at 0.15
+    thinnest: float = 0.008  # a digit's strokes are on average at least this share of the page's short side thick
+    # (4 px at work_side; a thin stroke of the smallest digit is twice that, the stub of a line at the border half)
+    near: float = 0.25  # pieces within this fraction of the digit's size of it belong to the same digit
+
+INK = InkTuning()
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ class Ink:
     strength: np.ndarray  # float32 (h, w) at the working size; 0 outside every piece
     labels: np.ndarray  # int32 (h, w): 0 is paper, else the label of the piece a pixel belongs to
     pieces: list[Piece]  # left to right
-    scale: float  # the photo's pixels per working pixel (1 for images no larger than WORK_SIDE)
+    scale: float  # the photo's pixels per working pixel (1 for images no larger than INK.work_side)
 
     def crop(self, pieces: list[Piece], box: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """The strength of just these pieces inside `box` (default: their joint box), float32."""
@@ -111,7 +118,7 @@ def find_ink(grey: np.ndarray) -> Ink:
     grey, scale = _working_size(grey)
     darkness, flat = _darkness(grey)
     strength = np.clip(darkness, 0, 1)
-    if strength.max() < MIN_CONTRAST:
+    if strength.max() < INK.min_contrast:
         return _empty(grey.shape, scale)
     weak = _noise_level(darkness)
     mask = strength > weak
@@ -123,8 +130,8 @@ def find_ink(grey: np.ndarray) -> Ink:
 
 
 def _working_size(grey: np.ndarray) -> tuple[np.ndarray, float]:
-    """Stage 1: the page at most WORK_SIDE on its short side, and the photo's pixels per working pixel."""
-    scale = max(1.0, min(grey.shape) / WORK_SIDE)
+    """Stage 1: the page at most INK.work_side on its short side, and the photo's pixels per working pixel."""
+    scale = max(1.0, min(grey.shape) / INK.work_side)
     if scale > 1:
         size = (round(grey.shape[1] / scale), round(grey.shape[0] / scale))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
@@ -138,25 +145,25 @@ def _darkness(grey: np.ndarray) -> tuple[np.ndarray, bool]:
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     paper_level = float(np.median(border))
     dark_ink = paper_level > (grey.min() + grey.max()) / 2
-    paper = _paper_light(grey if dark_ink else 1 - grey, FLAT_KERNEL)
-    if float(paper.max() - paper.min()) < FLAT:
+    paper = _paper_light(grey if dark_ink else 1 - grey, INK.flat_kernel)
+    if float(paper.max() - paper.min()) < INK.flat:
         # Flat paper (any clean image): ink is its difference from the border's level, as it always was.
         return (paper_level - grey if dark_ink else grey - paper_level), True
     # Uneven light is a photo of paper, and its ink is dark even when a shadow over the border says
     # otherwise (light ink on a dark ground is a drawing, and a drawing's ground is flat). Dividing by
     # the paper's light measures each stroke against the paper around it.
-    return 1 - grey / _paper_light(grey, PAPER_KERNEL), False
+    return 1 - grey / _paper_light(grey, INK.paper_kernel), False
 
 
 def _noise_level(darkness: np.ndarray) -> float:
-    """Stage 3: the weakest darkness that is ink, NOISE_SIGMAS of the paper's noise above the paper. The
+    """Stage 3: the weakest darkness that is ink, INK.noise_sigmas of the paper's noise above the paper. The
     noise is measured on the pixels lighter than the median: ink and lines only ever add darkness."""
     sample = darkness[::3, ::3]
     lightest, below, centre = np.percentile(sample, [2.3, 15.9, 50])  # 2 and 1 deviations below, the median
-    if centre - below > SKEWED * (below - lightest):
+    if centre - below > INK.skewed * (below - lightest):
         # Dense squared lines cover half the page, and the median is theirs: the paper is on the light side
         centre = below + (below - lightest)
-    return max(float(centre + NOISE_SIGMAS * (centre - below)), MIN_CONTRAST / 2)
+    return max(float(centre + INK.noise_sigmas * (centre - below)), INK.min_contrast / 2)
 
 
 def _digit_ink(mask: np.ndarray, strength: np.ndarray, weak: float, flat: bool) -> np.ndarray | None:
@@ -168,10 +175,11 @@ def _digit_ink(mask: np.ndarray, strength: np.ndarray, weak: float, flat: bool) 
     if not flat:
         # A soft shadow's edge leaves a faint band of "ink" that can join the digits under it to the photo's
         # edge, and they would go with it. Apart from the band, at the darkness of real ink, they stay.
-        spanning = _touches_edge(stats, (h, w)) & ((stats[:, 2] > EDGE_DIGIT * w) | (stats[:, 3] > EDGE_DIGIT * h))
+        wide = (stats[:, 2] > INK.edge_digit * w) | (stats[:, 3] > INK.edge_digit * h)
+        spanning = _touches_edge(stats, (h, w)) & wide
         spanning[0] = False  # the paper
         if spanning.any():
-            mask &= ~(spanning[labels] & (strength < EDGE_INK_MEAN))
+            mask &= ~(spanning[labels] & (strength < INK.edge_ink_mean))
             labels, stats, peaks = _components(mask, strength)
     masses = np.asarray(ndimage.sum(strength, labels, np.arange(len(stats))))
     pw, ph = stats[:, 2], stats[:, 3]
@@ -187,17 +195,17 @@ def _digit_ink(mask: np.ndarray, strength: np.ndarray, weak: float, flat: bool) 
         # A digit the photo's edge cuts into (a number written out to the edge) is no deeper into the photo
         # than a digit, though a number cut by the top may span it; the table, the page's edge and a shadow
         # reach across it. It is kept, but sets no level.
-        cut_off = (edge & (peaks > 0) & (pw < w) & (ph < h) & ~(top_or_bottom & (ph > EDGE_DIGIT * h))
-                   & ~(left_or_right & (pw > EDGE_DIGIT * w)))
+        cut_off = (edge & (peaks > 0) & (pw < w) & (ph < h) & ~(top_or_bottom & (ph > INK.edge_digit * h))
+                   & ~(left_or_right & (pw > INK.edge_digit * w)))
     # The strongest ink, of the pieces with some mass: a speck (a line's remnant, a dust mote) has none.
     heavy = keep & (masses >= 0.1 * masses[keep].max()) if keep.any() else keep
     strongest = float(peaks[heavy].max()) if heavy.any() else 0.0
-    if strongest < MIN_CONTRAST:
+    if strongest < INK.min_contrast:
         return None
     # Hysteresis: a piece is ink when it holds a pixel at least half as dark as the darkest ink. Then, as
-    # MNIST's framing does, ink fainter than NOISE of the strongest (JPEG ringing, blur) is paper.
+    # MNIST's framing does, ink fainter than INK.noise of the strongest (JPEG ringing, blur) is paper.
     keep = (keep | cut_off) & (peaks >= max(2 * weak, 0.5 * strongest))
-    inked = keep[labels] & (strength / np.float32(strongest) >= NOISE)  # as frame_digit divides
+    inked = keep[labels] & (strength / np.float32(strongest) >= INK.noise)  # as frame_digit divides
     labels, stats, _ = _components(inked, strength)
     strips = _strips(stats, (h, w))
     if strips.any():  # a strip that lines or a shadow joined to other ink, apart now that they are gone
@@ -246,8 +254,8 @@ def _strips(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     along it: the table or the page's edge, never a digit (a blank page may have nothing else)."""
     h, w = shape
     x, y, pw, ph = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
-    return (((ph == h) & ((x + pw <= EDGE_STRIP * w) | (x >= (1 - EDGE_STRIP) * w)))
-            | ((pw == w) & ((y + ph <= EDGE_STRIP * h) | (y >= (1 - EDGE_STRIP) * h))))
+    return (((ph == h) & ((x + pw <= INK.edge_strip * w) | (x >= (1 - INK.edge_strip) * w)))
+            | ((pw == w) & ((y + ph <= INK.edge_strip * h) | (y >= (1 - INK.edge_strip) * h))))
 
 
 def _empty(shape: tuple[int, int], scale: float) -> Ink:
@@ -257,7 +265,7 @@ def _empty(shape: tuple[int, int], scale: float) -> Ink:
 def _paper_light(grey: np.ndarray, kernel: float) -> np.ndarray:
     """The paper's brightness at every pixel: the page with its dark strokes closed over by a square
     `kernel` times the short side, at low resolution."""
-    factor = max(1.0, min(grey.shape) / BACKGROUND_SIDE)
+    factor = max(1.0, min(grey.shape) / INK.background_side)
     small = grey
     if factor > 1:
         small = cv2.resize(grey, (round(grey.shape[1] / factor), round(grey.shape[0] / factor)),
@@ -274,17 +282,17 @@ def _paper_light(grey: np.ndarray, kernel: float) -> np.ndarray:
 def _line_pixels(strength: np.ndarray, mask: np.ndarray, weak: float) -> np.ndarray:
     """The thin parts of ruled and squared lines: long straight bands of ink, where they are thin."""
     lines = np.zeros_like(mask)
-    cap = LINE_THICKNESS * min(mask.shape) + 1
+    cap = INK.line_thickness * min(mask.shape) + 1
     for transpose in (False, True):  # horizontal lines, then vertical ones on the transposed page
         # Where squared lines cross, the first pass keeps the crossing (the other line runs through it);
         # the second, on what the first left, removes it.
         remaining = mask & ~lines
         s, m = (strength.T, remaining.T) if transpose else (strength, remaining)
-        span = int(LINE_SPAN * s.shape[1])
+        span = int(INK.line_span * s.shape[1])
         if span < 3 * cap:  # a small image (an MNIST digit, an icon) has no room for a page's lines
             continue
         # Dilate across the line, then keep what stays inked along `span`: lines, even skewed ones.
-        across = cv2.dilate(s, np.ones((2 * LINE_DRIFT + 1, 1), np.uint8))
+        across = cv2.dilate(s, np.ones((2 * INK.line_drift + 1, 1), np.uint8))
         band = cv2.morphologyEx(across, cv2.MORPH_OPEN, np.ones((1, span), np.uint8)) > weak
         band &= m
         if band.sum() < span:
@@ -316,16 +324,16 @@ def is_digit_sized(piece: Piece, shape: tuple[int, int]) -> bool:
     as a pen or pencil leaves paper, not as faint as what line removal, shadows and grain leave behind, and
     not a hairline (what is left of a line where the photo's border cuts it)."""
     length = max(piece.width, piece.height)
-    darkness = EDGE_INK_MEAN if piece.touches_edge else INK_MEAN
-    return (length >= MIN_DIGIT * min(shape) and piece.mass >= darkness * piece.area
-            and piece.area >= THINNEST * min(shape) * length)
+    darkness = INK.edge_ink_mean if piece.touches_edge else INK.ink_mean
+    return (length >= INK.min_digit * min(shape) and piece.mass >= darkness * piece.area
+            and piece.area >= INK.thinnest * min(shape) * length)
 
 
 def digit_pieces(ink: Ink) -> list[Piece]:
     """The pieces of the one digit on the page: the main piece of ink, with the pieces near it.
 
     The main piece is the heaviest that does not touch the photo's edge (the table, a page edge, a finger),
-    unless only edge pieces are heavy; then pieces are added while they lie within NEAR of the digit so far.
+    unless only edge pieces are heavy; then pieces are added while they lie within INK.near of the digit so far.
     """
     if not ink.pieces:
         return []
@@ -337,7 +345,7 @@ def digit_pieces(ink: Ink) -> list[Piece]:
     grown = True
     while grown:
         x0, y0, x1, y1 = union_box(chosen)
-        margin = NEAR * max(x1 - x0, y1 - y0)
+        margin = INK.near * max(x1 - x0, y1 - y0)
         near = [p for p in ink.pieces if p not in chosen and p.box[0] < x1 + margin and p.box[2] > x0 - margin
                 and p.box[1] < y1 + margin and p.box[3] > y0 - margin and not (p.touches_edge and inside)]
         chosen += near

@@ -10,7 +10,7 @@
    its column profile (where touching digits meet), each cut a path from the group's top to its bottom
    through the least ink, so it leans with digits that lean and touch; the others are one fragment each;
 3. chooses how to join consecutive fragments into digits by a dynamic program: every run of up to
-   MAX_FRAGMENTS fragments is a candidate digit, all are framed as MNIST frames digits and classified in one
+   READ.max_fragments fragments is a candidate digit, all are framed as MNIST frames digits and classified in one
    batch, and the partition kept is the one with the highest total of each digit's weighted
    log-confidence, a bonus per digit, priors on a digit's width, height and inner gaps and on its width for
    its height given what it is read as (MNIST's digits of each class), and a cost per stroke that a kept
@@ -34,33 +34,44 @@ import numpy as np
 
 from mnistlab.errors import MnistlabError
 from mnistlab.photo.frame import frame_digit, to_grey
-from mnistlab.photo.ink import INK_MEAN, MIN_DIGIT, Ink, Piece, find_ink, is_digit_sized, union_box
+from mnistlab.photo.ink import INK, Ink, Piece, find_ink, is_digit_sized, union_box
 
 __all__ = ["DigitRead", "Reading", "read_number"]
 
 Classify = Callable[[np.ndarray], np.ndarray]
 Box = tuple[int, int, int, int]
 
-OVERLAP = 0.4  # pieces whose x-ranges overlap by this fraction of the narrower are one group (dot filter)...
-JOIN_GAP = 0.5  # ...unless the rows between them are more than this many times the taller's height
-SMALL = 0.35  # a group shorter than this fraction of the tallest digit is a dot, a dash or a speck
-FAINTER = 0.85  # a group fainter than INK_MEAN is still a digit when its ink is this share of the darkest digit's
-TALLEST = 1.5  # a group this much taller than any digit is none (a stack of line stubs down the photo's edge)
-MAX_FRAGMENTS = 6  # a digit is joined from at most this many fragments
-CUT_WIDTH = 0.7  # a group wider than this times the line's height is cut into fragments...
-CUT_SPACING = 0.2  # ...at most every this many line heights, at the low points of its column profile,
-CUT_REACH = 0.1  # ...by a path through the least ink within this many line heights of that point,
-SLANT_COST = 0.05  # ...paying this many ink pixels for each column it moves aside: it leans only to save ink
-CONFIDENCE_WEIGHT = 1.5  # how much the classifier's log-confidence weighs against the priors below: its
-# confidence tops out near 0.95 (label smoothing), so two digits merged and read at 0.8 are a large drop
-DIGIT_BONUS = 1.0  # log-odds for one more digit: without it the fewest, widest digits would always win
-WIDEST, WIDTH_SPREAD = 1.7, 0.3  # width / line height beyond which a digit is implausible, and how fast
-SHORTEST, HEIGHT_SPREAD = 0.95, 0.2  # height / line height below which a digit is implausible, and how fast
-GAP_SPREAD = 0.07  # an empty gap inside a digit, as a fraction of the line's height: how fast it costs
-NARROWEST, NARROW_SPREAD = 0.45, 0.2  # width / line height below which a digit other than 1 is implausible
-BRIDGE = 0.05  # gaps across a stroke up to this many line heights wide are closed before a digit is classified
-CUT_COST = 0.4  # log-odds against digits touching: paid for each stroke a kept cut goes through
-ASPECT_WEIGHT = 0.25  # how much a digit's width for its height, given what it is read as, weighs
+
+@dataclass(frozen=True)
+class ReadTuning:
+    """The tuned constants of reading a number, each with what it is for and why; `READ` is the set in use."""
+
+    overlap: float = 0.4  # pieces whose x-ranges overlap by this share of the narrower are one group (a dot)...
+    join_gap: float = 0.5  # ...unless the rows between them are more than this many times the taller's height
+    small: float = 0.35  # a group shorter than this fraction of the tallest digit is a dot, a dash or a speck
+    fainter: float = 0.85  # a group fainter than ink_mean is still a digit with this share of the darkest's ink
+    tallest: float = 1.5  # a group this much taller than any digit is none (line stubs down the photo's edge)
+    max_fragments: int = 6  # a digit is joined from at most this many fragments
+    cut_width: float = 0.7  # a group wider than this times the line's height is cut into fragments...
+    cut_spacing: float = 0.2  # ...at most every this many line heights, at the low points of its column profile,
+    cut_reach: float = 0.1  # ...by a path through the least ink within this many line heights of that point,
+    slant_cost: float = 0.05  # ...paying this many ink pixels per column it moves aside: it leans only to save ink
+    confidence_weight: float = 1.5  # how much the classifier's log-confidence weighs against the priors below: its
+    # confidence tops out near 0.95 (label smoothing), so two digits merged and read at 0.8 are a large drop
+    digit_bonus: float = 1.0  # log-odds for one more digit: without it the fewest, widest digits would always win
+    widest: float = 1.7  # width / line height beyond which a digit is implausible
+    width_spread: float = 0.3  # and how fast it grows implausible beyond that
+    shortest: float = 0.95  # height / line height below which a digit is implausible
+    height_spread: float = 0.2  # and how fast it grows implausible below that
+    gap_spread: float = 0.07  # an empty gap inside a digit, as a fraction of the line's height: how fast it costs
+    narrowest: float = 0.45  # width / line height below which a digit other than 1 is implausible
+    narrow_spread: float = 0.2  # and how fast it grows implausible below that
+    bridge: float = 0.05  # gaps across a stroke up to this many line heights wide are closed before classifying
+    cut_cost: float = 0.4  # log-odds against digits touching: paid for each stroke a kept cut goes through
+    aspect_weight: float = 0.25  # how much a digit's width for its height, given what it is read as, weighs
+
+
+READ = ReadTuning()
 # log(width / height) of MNIST's training digits by class, turned up to 10 degrees either way as the photos'
 # digits are: median and spread (1.48 median absolute deviations, widened 1.3x for the photos' strokes)
 ASPECT = np.array([(-0.09, 0.25), (-0.80, 0.73), (-0.06, 0.30), (-0.22, 0.27), (-0.21, 0.27),
@@ -153,7 +164,8 @@ def _digit_groups(pieces: list[Piece], shape: tuple[int, int]) -> list[list[Piec
             x0, y0, x1, y1 = union_box(group)
             overlap = min(x1, piece.box[2]) - max(x0, piece.box[0])
             gap = max(piece.box[1] - y1, y0 - piece.box[3], 0)  # a line's stub far below is not the digit's
-            if overlap >= OVERLAP * min(x1 - x0, piece.width) and gap <= JOIN_GAP * max(y1 - y0, piece.height):
+            near = gap <= READ.join_gap * max(y1 - y0, piece.height)
+            if overlap >= READ.overlap * min(x1 - x0, piece.width) and near:
                 group.append(piece)
                 break
         else:
@@ -165,16 +177,16 @@ def _digit_groups(pieces: list[Piece], shape: tuple[int, int]) -> list[list[Piec
     # The digits set the scale: not a stack of line stubs down the photo's edge, nor a lone dash.
     sized = [any(is_digit_sized(p, shape) for p in g) for g in groups]  # holds a piece as big as a digit
     digit_heights = [h for h, s in zip(heights, sized) if s]
-    if not digit_heights or max(digit_heights) < MIN_DIGIT * min(shape):
+    if not digit_heights or max(digit_heights) < INK.min_digit * min(shape):
         return []  # only specks, dashes, or what is left of lines, a shadow or paper grain
     tallest, heaviest = max(digit_heights), max(masses)
     areas = [sum(p.area for p in g) for g in groups]
     # A digit is as dark as pen or pencil leaves paper, or nearly as dark as the darkest digit beside it: a
     # faint pencil digit next to one just dark enough is a digit too.
     darkest = max(m / a for m, a, s in zip(masses, areas, sized) if s)
-    faintest = min(INK_MEAN, FAINTER * darkest)
+    faintest = min(INK.ink_mean, READ.fainter * darkest)
     return [g for g, h, m, a in zip(groups, heights, masses, areas)
-            if SMALL * tallest <= h <= TALLEST * tallest and m >= 0.05 * heaviest and m >= faintest * a
+            if READ.small * tallest <= h <= READ.tallest * tallest and m >= 0.05 * heaviest and m >= faintest * a
             and _not_an_edge_stub(max(g, key=lambda p: p.mass), shape)]
 
 
@@ -193,17 +205,17 @@ def _fragments(ink: Ink, groups: list[list[Piece]], line_height: float) -> list[
         crop = ink.crop(group)
         inked = crop > 0
         seeds: list[int] = []
-        if x1 - x0 > CUT_WIDTH * line_height:
+        if x1 - x0 > READ.cut_width * line_height:
             smooth = max(3, int(0.04 * line_height) | 1)
             profile = np.convolve(crop.sum(axis=0), np.ones(smooth) / smooth, mode="same")
-            spacing = CUT_SPACING * line_height
+            spacing = READ.cut_spacing * line_height
             inner = np.arange(int(spacing / 2), x1 - x0 - int(spacing / 2))
             for column in inner[np.argsort(profile[inner], kind="stable")]:
                 if all(abs(column - c) >= spacing for c in seeds):
                     seeds.append(int(column))
                 if len(seeds) >= (x1 - x0) / spacing:
                     break
-        paths = _cut_paths(inked, sorted(seeds), int(CUT_REACH * line_height))
+        paths = _cut_paths(inked, sorted(seeds), int(READ.cut_reach * line_height))
         on_cut = inked[np.arange(y1 - y0), paths]  # (cuts, rows): the ink each cut goes through
         strokes = [0, *((on_cut[:, 1:] & ~on_cut[:, :-1]).sum(axis=1) + on_cut[:, 0])]
         bounds = [np.zeros(y1 - y0, np.int64), *paths, np.full(y1 - y0, x1 - x0)]
@@ -219,7 +231,7 @@ def _fragments(ink: Ink, groups: list[list[Piece]], line_height: float) -> list[
 
 def _cut_paths(inked: np.ndarray, seeds: list[int], reach: int) -> np.ndarray:
     """For each seed column, the path down `inked` (rows, columns) through the fewest ink pixels, within
-    `reach` columns of the seed, moving at most one column a row at SLANT_COST a move: int (seeds, rows),
+    `reach` columns of the seed, moving at most one column a row at READ.slant_cost a move: int (seeds, rows),
     each cut left of the next."""
     rows, width = inked.shape
     if not seeds:
@@ -231,8 +243,8 @@ def _cut_paths(inked: np.ndarray, seeds: list[int], reach: int) -> np.ndarray:
     total = cost[0]
     moves = np.zeros(cost.shape, np.int8)  # 0: from the column left of it, 1: from above, 2: from the right
     for row in range(1, rows):
-        came = np.stack([np.concatenate([blocked, total[:, :-1]], axis=1) + SLANT_COST, total,
-                         np.concatenate([total[:, 1:], blocked], axis=1) + SLANT_COST])
+        came = np.stack([np.concatenate([blocked, total[:, :-1]], axis=1) + READ.slant_cost, total,
+                         np.concatenate([total[:, 1:], blocked], axis=1) + READ.slant_cost])
         moves[row] = came.argmin(axis=0)
         total = came.min(axis=0) + cost[row]
     at = total.argmin(axis=1)
@@ -257,12 +269,12 @@ def _fragment_map(ink: Ink, fragments: list[Fragment]) -> np.ndarray:
 
 
 def _candidates(ink: Ink, fragments: list[Fragment], line_height: float) -> tuple[list[Candidate], np.ndarray]:
-    """Every run of up to MAX_FRAGMENTS consecutive fragments no wider than two digits, and the MNIST
+    """Every run of up to READ.max_fragments consecutive fragments no wider than two digits, and the MNIST
     framing of each: float32 (N, 28, 28)."""
     index = _fragment_map(ink, fragments)
     candidates, images = [], []
     for first in range(len(fragments)):
-        for last in range(first + 1, min(first + MAX_FRAGMENTS, len(fragments)) + 1):
+        for last in range(first + 1, min(first + READ.max_fragments, len(fragments)) + 1):
             x0 = min(f.x0 for f in fragments[first:last])
             x1 = max(f.x1 for f in fragments[first:last])
             if x1 - x0 > 2 * line_height and last > first + 1:
@@ -286,7 +298,7 @@ def _candidates(ink: Ink, fragments: list[Fragment], line_height: float) -> tupl
 def _bridge(crop: np.ndarray, line_height: float) -> np.ndarray:
     """The digit with the small gaps a dry pen leaves across its strokes closed (a grey closing, narrower
     than a digit's loops): the classifier was never shown a broken stroke."""
-    side = int(BRIDGE * line_height) | 1
+    side = int(READ.bridge * line_height) | 1
     if side < 3:
         return crop
     padded = cv2.copyMakeBorder(crop, side, side, side, side, cv2.BORDER_CONSTANT, value=0)
@@ -300,13 +312,13 @@ def _log_prior(candidate: Candidate, probabilities: np.ndarray, line_height: flo
     that of the digits it is read as."""
     x0, y0, x1, y1 = candidate.box
     width, height = (x1 - x0) / line_height, (y1 - y0) / line_height
-    wide = max(0.0, width - WIDEST) / WIDTH_SPREAD
-    short = max(0.0, SHORTEST - height) / HEIGHT_SPREAD
-    narrow = max(0.0, NARROWEST - width) / NARROW_SPREAD
-    gap = candidate.gap / line_height / GAP_SPREAD
+    wide = max(0.0, width - READ.widest) / READ.width_spread
+    short = max(0.0, READ.shortest - height) / READ.height_spread
+    narrow = max(0.0, READ.narrowest - width) / READ.narrow_spread
+    gap = candidate.gap / line_height / READ.gap_spread
     z = (np.log(width / height) - ASPECT[:, 0]) / ASPECT[:, 1]
     aspect = np.log(max(float(probabilities @ np.exp(-z * z / 2)), 1e-6))
-    return -(wide**2) - short**2 - gap**2 - (1 - probabilities[1]) * narrow**2 + ASPECT_WEIGHT * aspect
+    return -(wide**2) - short**2 - gap**2 - (1 - probabilities[1]) * narrow**2 + READ.aspect_weight * aspect
 
 
 def _best_partition(
@@ -324,9 +336,9 @@ def _best_partition(
     for last in range(1, n + 1):
         for k in by_end.get(last, []):
             c = candidates[k]
-            score = (best[c.first] + CONFIDENCE_WEIGHT * confidence[k] + DIGIT_BONUS
+            score = (best[c.first] + READ.confidence_weight * confidence[k] + READ.digit_bonus
                      + _log_prior(c, probabilities[k], line_height))
-            score -= CUT_COST * fragments[c.first].strokes_cut  # where touching digits are cut apart
+            score -= READ.cut_cost * fragments[c.first].strokes_cut  # where touching digits are cut apart
             if score > best[last]:
                 best[last], came_from[last] = score, k
     chosen, end = [], n

@@ -104,7 +104,7 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": Problem, "description": f"an upload over {MAX_UPLOAD // 2**20} MB, or another body over "
                                            f"{MAX_BODY // 2**20} MB"},
 }
-PHOTO_PIXELS = 2_000_000  # uploads are shrunk to about this first: reading works at 480 px tall (ink.WORK_SIDE)
+PHOTO_PIXELS = 2_000_000  # uploads are shrunk to about this first: reading works at 480 px tall (ink.INK.work_side)
 # Modes whose pixels average when shrunk (palette indices do not): the rest are read at full size.
 SHRINKABLE = {"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F"}
 
