@@ -231,9 +231,70 @@ def start_run(
 # The loop
 
 
+class Clock:
+    """Seconds of training, across stops and resumes: `elapsed` counts up to `counted_to`; `spent` adds the
+    time since. Evaluation, checkpoints and plots between epochs are not training, so they are not counted."""
+
+    def __init__(self, elapsed: float, budget: float | None):
+        self.elapsed, self.budget = elapsed, budget  # budget: None, or the seconds the run may train
+        self.counted_to = time.perf_counter()
+
+    def restart(self) -> float:
+        """Count from now (an epoch starts); returns now."""
+        self.counted_to = time.perf_counter()
+        return self.counted_to
+
+    def stop(self) -> float:
+        """Count the time up to now into `elapsed` (a checkpoint, or the epoch's end); returns now."""
+        now = time.perf_counter()
+        self.elapsed, self.counted_to = self.elapsed + now - self.counted_to, now
+        return now
+
+    def spent(self) -> float:
+        return self.elapsed + time.perf_counter() - self.counted_to
+
+    def out_of_time(self) -> bool:
+        return self.budget is not None and self.spent() >= self.budget
+
+    def used_up(self) -> bool:
+        """The budget was spent by the end of the last epoch."""
+        return self.budget is not None and self.elapsed >= self.budget
+
+    def planned_steps(self, step: int, total_steps: int) -> int:
+        """All the run's steps: the config's, or those the time budget fits at the pace so far, so that a
+        schedule over the run (one-cycle) spans the budget."""
+        if self.budget is None:
+            return total_steps
+        so_far = self.spent()
+        return max(step + 1, round(step * self.budget / so_far)) if so_far > 0 else step + 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long the run trains: epochs of steps of batches, or as many as a time budget fits."""
+
+    epochs: int
+    steps_per_epoch: int
+    batch: int
+    budget: float | None
+
+    @classmethod
+    def of(cls, config: ClassifierConfig | GANConfig, n_train: int) -> Plan:
+        batch, budget = config.train.batch_size, config.train.time_budget
+        steps = n_train // batch  # at least one: start_run refused a batch larger than the data
+        if config.run.dry_run:
+            return cls(1, min(steps, DRY_RUN_STEPS), batch, None)
+        return cls(10**6 if budget else config.train.epochs, steps, batch, budget)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+
 def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
     """Train until the config's epochs or its time budget are spent; returns the metrics per epoch."""
-    config, world, device, run_dir = start.config, start.world, start.device, start.run_dir
+    config, world, run_dir = start.config, start.world, start.run_dir
+    plan = Plan.of(config, len(start.dataset.train))
     width = len(trainer.stat_names)
     history: list[dict[str, Any]] = []
     first_epoch, first_step, done_stats, elapsed = 0, 0, torch.empty(0, width), 0.0
@@ -245,81 +306,32 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
         done_stats = state.get("epoch_stats", state.get("epoch_losses")).reshape(-1, width)  # (older CNN runs)
         elapsed = state.get("elapsed_s", 0.0)
     decorrelate_ranks(world, config.run.seed, first_epoch * 10**6 + first_step)
-
-    batch, n_train = config.train.batch_size, len(start.dataset.train)
-    steps_per_epoch = n_train // batch  # at least one: start_run refused a batch larger than the data
-    budget = config.train.time_budget
-    epochs = 1 if config.run.dry_run else 10**6 if budget else config.train.epochs
-    if config.run.dry_run:
-        steps_per_epoch, budget = min(steps_per_epoch, DRY_RUN_STEPS), None
-    total_steps = steps_per_epoch * epochs
-    env = environment(device, start.dtype, world)
+    clock = Clock(elapsed, plan.budget)
+    env = environment(start.device, start.dtype, world)
     board = TensorBoard(run_dir, config.run.tensorboard and world.is_main)
 
     def checkpoint(epoch: int, step_in_epoch: int, stats: torch.Tensor) -> None:
         if world.is_main:
             save_checkpoint(run_dir / CHECKPOINT_NAME, start.kind, {
                 "config": to_dict(config), **trainer.state_dict(), "rng": rng_state(), "epoch": epoch,
-                "step_in_epoch": step_in_epoch, "epoch_stats": stats, "elapsed_s": elapsed, "metrics": history,
-                "dataset": start.dataset.provenance, "environment": env,
+                "step_in_epoch": step_in_epoch, "epoch_stats": stats, "elapsed_s": clock.elapsed,
+                "metrics": history, "dataset": start.dataset.provenance, "environment": env,
             })
-
-    def spent(counted_to: float) -> float:
-        return elapsed + time.perf_counter() - counted_to  # seconds of training so far
-
-    def out_of_time(counted_to: float) -> bool:
-        return budget is not None and spent(counted_to) >= budget
-
-    def planned_steps(step: int, counted_to: float) -> int:
-        """All the run's steps: the config's, or those the time budget fits at the pace so far, so that a
-        schedule over the run (one-cycle) spans the budget."""
-        if budget is None:
-            return total_steps
-        so_far = spent(counted_to)
-        return max(step + 1, round(step * budget / so_far)) if so_far > 0 else step + 1
 
     completed = False
     try:
         with stop_on_signals() as stop:
             epoch = first_epoch
-            while epoch < epochs and not (budget and elapsed >= budget):
-                trainer.train()
-                epoch_t0 = counted_to = time.perf_counter()  # `elapsed` holds the time up to counted_to
-                order = epoch_order(n_train, config.run.seed, epoch, device)
-                stats = torch.zeros(steps_per_epoch, width, device=device)
+            while epoch < plan.epochs and not clock.used_up():
                 first = first_step if epoch == first_epoch else 0
-                if first:  # resumed mid-epoch: the steps already taken keep their stats
-                    stats[:first] = done_stats.to(device)
-                end = steps_per_epoch
-                bar = tqdm(range(first, steps_per_epoch), leave=False, unit="step",
-                           desc=f"epoch {epoch + 1}" + ("" if budget else f"/{epochs}"),
-                           disable=True if not (start.progress and world.is_main) else None)  # None: off in logs
-                for step in bar:
-                    idx = world.shard(order[step * batch : (step + 1) * batch])
-                    at = epoch * steps_per_epoch + step
-                    stats[step] = trainer.step(idx, at, planned_steps(at, counted_to))
-                    if stop or (config.run.checkpoint_every and (step + 1) % config.run.checkpoint_every == 0):
-                        check_finite(stats[: step + 1, : trainer.finite_stats], epoch * steps_per_epoch)
-                        now = time.perf_counter()
-                        elapsed, counted_to = elapsed + now - counted_to, now
-                        checkpoint(epoch, step + 1, stats[: step + 1])
-                        if stop:
-                            raise Interrupted(start.kind, run_dir, stop["signal"])
-                    if out_of_time(counted_to):
-                        end = step + 1
-                        break
-                stats = stats[:end]
-                check_finite(stats[:, : trainer.finite_stats], epoch * steps_per_epoch)
-                now = time.perf_counter()
-                train_time, elapsed = now - epoch_t0, elapsed + now - counted_to
+                resumed = done_stats if first else None  # resumed mid-epoch: the steps taken keep their stats
+                stats, train_time = train_epoch(start, trainer, plan, epoch, first, resumed, clock, stop, checkpoint)
                 epoch += 1
-
                 means = world.sum(stats.mean(0)) / world.world_size
                 metrics = {"epoch": epoch, **{name: means[i].item() for i, name in enumerate(trainer.stat_names)},
-                           "time_s": round(train_time, 3), "elapsed_s": round(elapsed, 3),
-                           "images_per_s": round((end - first) * batch / train_time, 1)}
-                last = epoch == epochs or (budget is not None and elapsed >= budget)
-                image = trainer.end_epoch(metrics, last)
+                           "time_s": round(train_time, 3), "elapsed_s": round(clock.elapsed, 3),
+                           "images_per_s": round((len(stats) - first) * plan.batch / train_time, 1)}
+                image = trainer.end_epoch(metrics, last=epoch == plan.epochs or clock.used_up())
                 history.append(metrics)
                 checkpoint(epoch, 0, torch.empty(0, width))
                 if world.is_main:
@@ -334,3 +346,38 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
             trainer.finish(history, completed)
     finish_distributed(world)
     return history
+
+
+def train_epoch(start: RunStart, trainer: Trainer, plan: Plan, epoch: int, first: int, resumed: torch.Tensor | None,
+                clock: Clock, stop: dict[str, int], checkpoint: Callable[[int, int, torch.Tensor], None],
+                ) -> tuple[torch.Tensor, float]:
+    """One epoch's steps from step `first` (a resumed epoch's), until its end or the budget's; checkpoints
+    every `run.checkpoint_every` steps and on a signal (then raises Interrupted). Returns each step's stats
+    and the seconds it trained."""
+    config, world, device = start.config, start.world, start.device
+    trainer.train()
+    epoch_t0 = clock.restart()
+    order = epoch_order(len(start.dataset.train), config.run.seed, epoch, device)
+    stats = torch.zeros(plan.steps_per_epoch, len(trainer.stat_names), device=device)
+    if resumed is not None:
+        stats[:first] = resumed.to(device)
+    end = plan.steps_per_epoch
+    bar = tqdm(range(first, plan.steps_per_epoch), leave=False, unit="step",
+               desc=f"epoch {epoch + 1}" + ("" if plan.budget else f"/{plan.epochs}"),
+               disable=True if not (start.progress and world.is_main) else None)  # None: off in logs
+    for step in bar:
+        idx = world.shard(order[step * plan.batch : (step + 1) * plan.batch])
+        at = epoch * plan.steps_per_epoch + step
+        stats[step] = trainer.step(idx, at, clock.planned_steps(at, plan.total_steps))
+        if stop or (config.run.checkpoint_every and (step + 1) % config.run.checkpoint_every == 0):
+            check_finite(stats[: step + 1, : trainer.finite_stats], epoch * plan.steps_per_epoch)
+            clock.stop()
+            checkpoint(epoch, step + 1, stats[: step + 1])
+            if stop:
+                raise Interrupted(start.kind, start.run_dir, stop["signal"])
+        if clock.out_of_time():
+            end = step + 1
+            break
+    stats = stats[:end]
+    check_finite(stats[:, : trainer.finite_stats], epoch * plan.steps_per_epoch)
+    return stats, clock.stop() - epoch_t0
