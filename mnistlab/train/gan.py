@@ -100,8 +100,75 @@ def prob_real(out: torch.Tensor, kind: str) -> torch.Tensor:
     return (torch.softmax(out, 1)[:, 1] if kind == "seed-softmax" else torch.sigmoid(out.view(-1))).mean()
 
 
+class GANReport:
+    """What a GAN run shows of itself, apart from training: a sample grid each epoch, its quality judged by a
+    CNN every `eval_every` epochs, best.safetensors whenever that beats the run's best, and at the end its
+    curves and a GIF of the grids."""
+
+    def __init__(self, start: loop.RunStart[GANConfig], classifier: str | Path | None):
+        self.start, self.config, self.tc = start, start.config, start.config.train
+        if start.world.is_main:
+            (start.run_dir / "samples").mkdir(exist_ok=True)
+        self.judge = None
+        if self.tc.eval_every and start.world.is_main:
+            try:
+                self.judge = quality_judge(start.dataset, classifier, n_floor=self.tc.eval_samples,
+                                           device=str(start.device))
+            except MnistlabError as e:
+                start.say(f"NOTE: no quality metrics during training: {e}")
+        self.best_fcd = float("inf")  # the FCD of the generator kept in best.safetensors
+        self.fixed_noise: torch.Tensor | None = None  # the grid's latents, the same every epoch
+
+    def end_epoch(self, gan: DCGAN, sampler: torch.nn.Module, metrics: dict[str, Any], last: bool) -> Any:
+        """The epoch's grid (written, and returned for TensorBoard) and, when due, its quality in `metrics`."""
+        if not self.start.world.is_main:
+            return None
+        epoch, tc, device = metrics["epoch"], self.tc, self.start.device
+        if self.fixed_noise is None:  # conditional: column d of the grid draws digit d
+            self.fixed_noise = gan.noise(FIXED_SAMPLES, generator=torch.Generator().manual_seed(self.config.run.seed),
+                                         digits=torch.arange(FIXED_SAMPLES) % max(gan.classes, 1)).to(device)
+        grid = plots.grid_image(_generate(sampler, self.fixed_noise, tc.real_range), ncol=10, scale=2)
+        atomic_write_bytes(self.start.run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
+        if self.judge is not None and (epoch % tc.eval_every == 0 or last):
+            z = gan.noise(tc.eval_samples, generator=torch.Generator().manual_seed(self.config.run.seed + epoch))
+            quality = self.judge(_generate(sampler, z.to(device), tc.real_range), asked=gan.asked_digits(z))
+            keep = ("fcd", "inception_score", "class_entropy", "confident_fraction", "asked_digit_accuracy", "n")
+            metrics.update({"fcd_real_floor": self.judge.floor} | {k: quality[k] for k in keep if k in quality})
+            if quality["fcd"] < self.best_fcd:
+                self.best_fcd = quality["fcd"]
+                self.keep_best(sampler, metrics)
+        return grid
+
+    def keep_best(self, sampler: torch.nn.Module, metrics: dict[str, Any]) -> None:
+        """Write best.safetensors, atomically: the weights that drew this epoch's samples and its metrics."""
+        save_checkpoint(self.start.run_dir / BEST_NAME, "gan", {
+            "config": to_dict(self.config), "generator": sampler.state_dict(), "epoch": metrics["epoch"],
+            "fcd": metrics["fcd"], "metrics": [metrics], "dataset": self.start.dataset.provenance,
+            "environment": environment(self.start.device, self.start.dtype, self.start.world)}, role="best")
+
+    @staticmethod
+    def describe(m: dict[str, Any]) -> str:
+        line = (f"epoch {m['epoch']:3d}  loss D {m['loss_d']:.4f}  loss G {m['loss_g']:.4f}  D(x) {m['d_x']:.3f}  "
+                f"D(G(z)) {m['d_g_z']:.3f}  {m['time_s']:.1f}s  {m['images_per_s']:.0f} img/s")
+        if m.get("fcd") is not None:
+            line += (f"  | FCD {m['fcd']:.2f} (floor {m['fcd_real_floor']:.2f})  IS {m['inception_score']:.2f}  "
+                     f"entropy {m['class_entropy']:.3f}  confident {m['confident_fraction']:.2f}")
+            if m.get("asked_digit_accuracy") is not None:
+                line += f"  asked digit drawn {m['asked_digit_accuracy']:.2f}"
+        return line
+
+    def finish(self, history: list[dict[str, Any]], completed: bool) -> None:
+        """However training ends, draw curves.png and progress.gif (every epoch's sample grid) from what it has."""
+        if history:
+            run_dir = self.start.run_dir
+            plots.save(plots.gan_curves(history), run_dir / "curves.png")
+            plots.save_gif([_open_copy(run_dir / "samples" / f"epoch_{e:03d}.png") for e in range(1, len(history) + 1)],
+                           run_dir / "progress.gif")
+
+
+
 class GANTrainer:
-    """The DCGAN's part of the loop: a D step and a G step per batch, a sample grid and quality at epoch ends."""
+    """The DCGAN's part of the loop: a D step and a G step per batch, and its state; `GANReport` shows it."""
 
     stat_names = ("loss_d", "loss_g", "d_x", "d_g_z")
     finite_stats = 2  # the two losses; D's outputs are probabilities
@@ -109,14 +176,7 @@ class GANTrainer:
     def __init__(self, start: loop.RunStart[GANConfig], classifier: str | Path | None):
         self.start, self.config = start, start.config
         tc = self.tc = self.config.train
-        if start.world.is_main:
-            (start.run_dir / "samples").mkdir(exist_ok=True)
-        self.judge = None  # built before the networks: loading its CNN draws from the seeded stream
-        if tc.eval_every and start.world.is_main:
-            try:
-                self.judge = quality_judge(start.dataset, classifier, n_floor=tc.eval_samples, device=str(start.device))
-            except MnistlabError as e:
-                start.say(f"NOTE: no quality metrics during training: {e}")
+        self.report = GANReport(start, classifier)  # before the networks: its judge's CNN draws from the seeded stream
 
         self.train_x = start.dataset.train.images.to(start.device)
         self.gan = DCGAN(self.config.model).to(start.device, memory_format=start.memory_format)
@@ -137,12 +197,8 @@ class GANTrainer:
         # An exponential moving average of G's weights draws smoother, better digits than G's latest step.
         self.ema = (AveragedModel(self.netG, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
                     if tc.ema else None)
-        self.sampler = self.ema.module if self.ema else self.netG
-        self.fixed_noise = self.gan.noise(  # conditional: column d of the grid draws digit d
-            FIXED_SAMPLES, generator=torch.Generator().manual_seed(self.config.run.seed),
-            digits=torch.arange(FIXED_SAMPLES) % max(self.gan.classes, 1)).to(start.device)
+        self.sampler = self.ema.module if self.ema else self.netG  # what draws the run's digits
         self.smooth = 1.0 - tc.label_smoothing
-        self.best_fcd = float("inf")  # the FCD of the generator kept in best.safetensors
 
     def train(self) -> None:
         self.gan.train()
@@ -203,7 +259,7 @@ class GANTrainer:
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.gan.state_dict(), "optimizer_d": self.optD.state_dict(),
                 "optimizer_g": self.optG.state_dict(), **({"ema": self.ema.state_dict()} if self.ema else {}),
-                **({"best_fcd": self.best_fcd} if self.best_fcd < float("inf") else {})}
+                **({"best_fcd": self.report.best_fcd} if self.report.best_fcd < float("inf") else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_weights(self.gan, state["model"], self.start.run_dir, state)
@@ -211,50 +267,16 @@ class GANTrainer:
         load_optimizer(self.optG, state["optimizer_g"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        self.best_fcd = state.get("best_fcd", float("inf"))  # resumed, a worse generator never replaces the best
+        self.report.best_fcd = state.get("best_fcd", float("inf"))  # resumed, a worse generator never replaces the best
 
     def end_epoch(self, metrics: dict[str, Any], last: bool) -> Any:
-        if not self.start.world.is_main:
-            return None
-        epoch, tc = metrics["epoch"], self.tc
-        grid = plots.grid_image(_generate(self.sampler, self.fixed_noise, tc.real_range), ncol=10, scale=2)
-        atomic_write_bytes(self.start.run_dir / "samples" / f"epoch_{epoch:03d}.png", plots.png_bytes(grid))
-        if self.judge is not None and (epoch % tc.eval_every == 0 or last):
-            z = self.gan.noise(tc.eval_samples, generator=torch.Generator().manual_seed(self.config.run.seed + epoch))
-            quality = self.judge(_generate(self.sampler, z.to(self.start.device), tc.real_range),
-                                 asked=self.gan.asked_digits(z))
-            keep = ("fcd", "inception_score", "class_entropy", "confident_fraction", "asked_digit_accuracy", "n")
-            metrics.update({"fcd_real_floor": self.judge.floor} | {k: quality[k] for k in keep if k in quality})
-            if quality["fcd"] < self.best_fcd:
-                self.best_fcd = quality["fcd"]
-                self.keep_best(metrics)
-        return grid
+        return self.report.end_epoch(self.gan, self.sampler, metrics, last)
 
-    def keep_best(self, metrics: dict[str, Any]) -> None:
-        """Write best.safetensors, atomically: the weights that drew this epoch's samples and its metrics."""
-        save_checkpoint(self.start.run_dir / BEST_NAME, "gan", {
-            "config": to_dict(self.config), "generator": self.sampler.state_dict(), "epoch": metrics["epoch"],
-            "fcd": metrics["fcd"], "metrics": [metrics], "dataset": self.start.dataset.provenance,
-            "environment": environment(self.start.device, self.start.dtype, self.start.world)}, role="best")
-
-    def describe(self, m: dict[str, Any]) -> str:
-        line = (f"epoch {m['epoch']:3d}  loss D {m['loss_d']:.4f}  loss G {m['loss_g']:.4f}  D(x) {m['d_x']:.3f}  "
-                f"D(G(z)) {m['d_g_z']:.3f}  {m['time_s']:.1f}s  {m['images_per_s']:.0f} img/s")
-        if m.get("fcd") is not None:
-            line += (f"  | FCD {m['fcd']:.2f} (floor {m['fcd_real_floor']:.2f})  IS {m['inception_score']:.2f}  "
-                     f"entropy {m['class_entropy']:.3f}  confident {m['confident_fraction']:.2f}")
-            if m.get("asked_digit_accuracy") is not None:
-                line += f"  asked digit drawn {m['asked_digit_accuracy']:.2f}"
-        return line
+    def describe(self, metrics: dict[str, Any]) -> str:
+        return self.report.describe(metrics)
 
     def finish(self, history: list[dict[str, Any]], completed: bool) -> None:
-        """However training ends, draw curves.png and progress.gif (every epoch's sample grid) from what it has."""
-        if history:
-            run_dir = self.start.run_dir
-            plots.save(plots.gan_curves(history), run_dir / "curves.png")
-            plots.save_gif([_open_copy(run_dir / "samples" / f"epoch_{e:03d}.png") for e in range(1, len(history) + 1)],
-                           run_dir / "progress.gif")
-
+        self.report.finish(history, completed)
 
 def load_data(config: GANConfig) -> Dataset:
     """The splits a GAN trains on (train) and is judged against (test); no validation split; labels only
