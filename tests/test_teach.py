@@ -31,6 +31,7 @@ def wait_until_taught(url: str, timeout: float = 180) -> dict:
     return status
 
 
+@pytest.mark.slow
 def test_taught_digits_fine_tune_a_new_run_that_the_server_then_reads_with(served, cnn_run, tiny_data, tmp_path):
     images, labels = tiny_data.test.images.numpy() / 255, tiny_data.test.labels.numpy()
     picks = [(d, i) for d in (1, 7) for i in np.flatnonzero(labels == d)[:3]]
