@@ -16,6 +16,9 @@ A marker may relabel rows: `<!-- results: cnn-presets-mnist label=preset -->` sh
 value alone; `epochs=true` shows the metric after each epoch instead (mean ± sd over the seeds), and
 `calibration=true` the runs' temperatures, ECE and NLL (exported with --calibration), and `gan=true` a GAN
 sweep's quality at each run's last scored epoch, with the real-data floor beside the FCD.
+
+A benchmark script's committed output (`results/NAME.txt`, as the script printed it) gives its Markdown
+table as it is: `<!-- results: finetune-bench.txt -->`; `table=K` takes the K-th table of the file.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ def _span(lo: float | int, hi: float | int, metric: str = "") -> str:
 
 def table(name: str, options: dict[str, str]) -> list[str]:
     """The Markdown lines of one table: a row per configuration, then its command and conditions."""
+    if name.endswith(".txt"):
+        return bench_table(RESULTS / name, int(options.get("table", 1)))
     summary = json.loads((RESULTS / f"{name}.json").read_text())
     metric = summary["metric"]
     label_key = options.get("label")
@@ -142,6 +147,20 @@ def table(name: str, options: dict[str, str]) -> list[str]:
                      f"{_span(row['min'], row['max'], metric)} | {time} |")
     lines += ["", f"`{summary['command']}` · {summary['conditions']}"]
     return lines
+
+
+def bench_table(path: Path, k: int) -> list[str]:
+    """The k-th Markdown table (runs of lines starting with "|") in a benchmark's printed output."""
+    tables: list[list[str]] = [[]]
+    for line in path.read_text().splitlines():
+        if line.startswith("|"):
+            tables[-1].append(line)
+        elif tables[-1]:
+            tables.append([])
+    found = [t for t in tables if t]
+    if not 1 <= k <= len(found):
+        raise SystemExit(f"results.py: {path.name} has {len(found)} tables, not a table {k}")
+    return found[k - 1]
 
 
 def render(text: str) -> str:
