@@ -90,10 +90,6 @@ def accuracy(output: str) -> float:
     return float(output.split("test accuracy ")[1].split()[0])
 
 
-def spread(values: list[float]) -> str:
-    return f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f}, n = {len(values)})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -111,22 +107,23 @@ def main() -> None:
                 seconds, output = timed(command)
                 times[name].append(seconds)
                 print(f"round {k}: {name:14} {seconds:6.2f} s  test accuracy {accuracy(output):.4f}", flush=True)
-        for name, values in times.items():
-            print(f"{name:14} {spread(values)}")
         ratio = statistics.median(times["example's way"]) / statistics.median(times["ours"])
-        print(f"ours is {ratio:.2f}x as fast as the example's way, whole process (ratio of medians)")
         profile = Path(scratch) / "ours.prof"
         total, _ = timed(ours(args.epochs, Path(scratch) / "profiled", profile))
         stats = pstats.Stats(str(profile)).stats
-        cumulative = {phase: sum(ct for (file, _, func), (_, _, _, ct, _) in stats.items()
-                                 if file.endswith(where) and func == function)
-                      for phase, (where, function) in PHASES.items()}
-        print(f"ours, profiled once more (cProfile slows the Python-heavy parts): {total:.2f} s in all")
-        for phase, seconds in cumulative.items():
-            print(f"  {phase:28} {seconds:6.2f} s")
-        imports = sum(ct for (_, _, func), (*_, ct, _) in stats.items() if func == "_find_and_load")
-        print(f"  {'imports, all (torch too)':28} {imports:6.2f} s")
-
+    print("| process | n | whole process, median | min–max |")
+    print("|---|---|---|---|")
+    for name, values in times.items():
+        print(f"| {name} | {len(values)} | {statistics.median(values):.2f} s | {min(values):.2f}–{max(values):.2f} s |")
+    print(f"| example's way / ours | | **{ratio:.2f}×** | |")
+    print()
+    print(f"| where ours spends its time (cProfile, one run: {total:.2f} s in all) | seconds |")
+    print("|---|---|")
+    for phase, (where, function) in PHASES.items():
+        seconds = sum(ct for (file, _, func), (*_, ct, _) in stats.items() if file.endswith(where) and func == function)
+        print(f"| {phase} | {seconds:.2f} |")
+    imports = sum(ct for (_, _, func), (*_, ct, _) in stats.items() if func == "_find_and_load")
+    print(f"| imports, all (torch's too; some inside the rows above) | {imports:.2f} |")
 
 if __name__ == "__main__":
     main()
