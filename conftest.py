@@ -1,6 +1,6 @@
 """The docstring examples run as doctests (`make test`), inside a folder that holds what they name:
-`runs/cnn-seed` and `runs/gan-default` (small real runs), `seven.png` (a real test 7) and `number.jpg`
-(a photo-like image of a written number)."""
+`runs/cnn-seed` and `runs/gan-default` (small real runs), `seven.png` (a real test 7), `number.jpg`
+(a photo-like image of a written number) and `my-hand/` (class folders 1 and 7, three real digits each)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ def _doctest_folder(tmp_path_factory):
     seven = data.test.images[(data.test.labels == 7).nonzero()[0, 0]].numpy()
     Image.fromarray(255 - seven).save(root / "seven.png")  # dark ink on white, as people write
     Image.fromarray(make_photos(1, seed=0, lengths=(4,))[0].image).save(root / "number.jpg")
+    for digit in (1, 7):
+        (root / "my-hand" / str(digit)).mkdir(parents=True)
+        for k, index in enumerate((data.test.labels == digit).nonzero()[:3, 0].tolist()):
+            Image.fromarray(255 - data.test.images[index].numpy()).save(root / "my-hand" / str(digit) / f"{k}.png")
     return root
 
 

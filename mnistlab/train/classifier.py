@@ -269,7 +269,9 @@ def fine_tune(run: str | Path, dataset: Dataset | str, *, callback: Callable[[di
     `Dataset`), replaying the source's own digits so it keeps the writers it learned from. `overrides`
     change any setting; the new run records where it came from (`mnistlab runs` shows it).
 
-    >>> tuned = fine_tune("runs/best", "images:my-hand", out="runs/best-my-hand", progress=False)
+    >>> tuned = fine_tune("runs/cnn-seed", "images:my-hand", out="runs/cnn-seed-my-hand", progress=False)
+    >>> tuned.config.run.init_from, tuned.config.train.lr
+    ('runs/cnn-seed', 0.0001)
     """
     source = from_dict("cnn", read_checkpoint_header(resolve_checkpoint(run)).state["config"])
     fresh = dataclasses.replace(source, train=dataclasses.replace(source.train, val_size=None),  # the source's
