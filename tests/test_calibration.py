@@ -56,6 +56,7 @@ def test_training_stores_the_temperature_and_every_consumer_uses_it(cnn_run):
     assert (cnn_run.dir / "calibration.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_calibrate_fits_a_run_made_before_and_refuses_a_gan(cnn_run, gan_run, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(cnn_run.dir, old)

@@ -64,6 +64,7 @@ def test_an_ensemble_exports_as_one_onnx_graph_that_predicts_as_it_does(cnn_run,
     assert torch.softmax(torch.from_numpy(logits), 1).numpy() == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_train_seeds_makes_a_group_that_loads_as_one_ensemble_and_finishes_where_it_stopped(tmp_path):
     group = tmp_path / "group"
     command = [sys.executable, "-m", "mnistlab", "train", "cnn", "--preset", "seed", "--seeds", "3-4", "--epochs", "1",

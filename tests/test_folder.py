@@ -88,6 +88,7 @@ def test_framed_folders_are_cached_by_file_and_framing(photo_folder, tmp_path):
     assert len(list((tmp_path / "images-cache").iterdir())) == 3
 
 
+@pytest.mark.slow
 def test_a_gan_trains_on_a_folder_from_the_cli_and_a_conditional_one_is_refused(photo_folder, tmp_path):
     common = ["--batch-size", "8", "--dry-run", "--data-root", tmp_path / "cache", "--no-progress"]
     for framing in ("digit", "resize"):

@@ -22,6 +22,7 @@ def test_a_time_budget_stops_mid_epoch_not_at_the_epoch_end(tiny_data, tmp_path)
     assert json.loads((run.dir / "metrics.jsonl").read_text())["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_a_cnn_time_budget_fits_the_one_cycle_schedule_to_the_budget(tiny_data, tmp_path):
     budget, peak = 1.5, 3e-3
     run = train_classifier("seed", tiny_data, time_budget=budget, lr=peak, lr_schedule="onecycle",

@@ -25,6 +25,7 @@ def test_fcd_of_a_set_against_itself_is_zero_and_against_a_shifted_set_is_the_sq
     assert frechet_distance(stats, shifted) == pytest.approx(16 * 0.25, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_real_digits_score_near_the_floor_and_one_repeated_digit_far_from_it(sample_data):
     """The shipped evaluator on real MNIST digits it did not see in the floor: a generator this good
     cannot be told from the data; one that draws one digit over and over is far from it."""
