@@ -368,7 +368,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     if args.web:
         from mnistlab.static_site import export_web
 
-        site = export_web(args.checkpoint, args.web, gan=args.gan)
+        site = export_web(args.checkpoint, args.web, gan=args.gan, checkpoint=args.which)
         print(f"wrote {site['out']}/ with onnxruntime-web {site['ort_web']}: open {site['out']}/index.html")
         for role, model in (("reader", site["reader"]), ("generator", site["generator"])):
             if model:

@@ -256,6 +256,9 @@ class GANConfig(Checked):
         if self.run.init_from:
             raise MnistlabError("run.init_from (--from RUN) fine-tunes a CNN; a GAN starts from scratch or resumes "
                                 "its own run (--resume)")
+        if self.run.test_dir:
+            raise MnistlabError("run.test_dir names a classifier's test folder; a GAN is judged against its "
+                                "folder's held-out tenth")
         if LOSS_OUTPUTS[self.train.loss] != self.model.d_outputs:
             fits = next(loss for loss, n in LOSS_OUTPUTS.items() if n == self.model.d_outputs)
             raise MnistlabError(

@@ -80,10 +80,12 @@ def evaluate_classifier(
 
 
 def test_split_of(classifier: Classifier, data_root: str | Path | None = None) -> Dataset:
-    """The test split of the data a run was trained on: its dataset's own, or its test folder (run.test_dir)."""
-    run = read_checkpoint_header(classifier.path).state["config"].get("run", {})
-    return load_dataset(classifier.dataset, data_root, splits=("test",), framing=run.get("framing", "digit"),
-                        test_dir=run.get("test_dir"))
+    """The test split of the data a run was trained on: its dataset's own, or its test folder (run.test_dir,
+    as the run resolved it, wherever this runs from)."""
+    provenance = read_checkpoint_header(classifier.path).state["dataset"]
+    test_dir = provenance.get("test_dir")
+    return load_dataset(classifier.dataset, data_root, splits=("test",), framing=provenance.get("framing", "digit"),
+                        test_dir=test_dir.removeprefix("images:") if test_dir else None)
 
 
 def fit_answers(model: torch.nn.Module, dataset, device: Any, dtype: Any,

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, one_line
 
 ORT_WEB_VERSION = "1.20.1"
 ORT_WEB_SHA512 = ("4de3c5e975692cbd6b59530897963d00205073208d15385938dfe380494d77d4"  # npm's dist.integrity,
@@ -49,19 +49,20 @@ CHECK_BATCH = 1000  # digits per onnxruntime call when measuring the test split
 
 
 def export_web(run: str | Path, out: str | Path, gan: str | Path | None = None,
-               data_root: str | Path | None = None) -> dict[str, Any]:
+               data_root: str | Path | None = None, checkpoint: str | None = None) -> dict[str, Any]:
     """Write the static site into `out`, which must not exist or be empty: a CNN run's (or ensemble's)
     reader, with `gan` a GAN run's generator beside it; or, when `run` is a GAN run, the generator alone.
-    Returns what was written: the files, each model's figures, and why an INT8 reader was left out."""
+    `checkpoint` picks the GAN run's generator ("best", "last"; None: best when it kept one). Returns what
+    was written: the files, each model's figures, and why an INT8 reader was left out."""
     from mnistlab.data.datasets import dataset_root
     from mnistlab.inference import Classifier, load
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MnistlabError(f"{out} exists and is not an empty directory: give a new directory for the site")
-    first = load(run)  # anything but a CNN or GAN run is refused here, before anything is fetched
+    first = load(run, checkpoint=None if gan else checkpoint)  # not a CNN or GAN run: refused before any fetch
     if isinstance(first, Classifier):
-        reader, generator = first, (None if gan is None else load(gan, kind="gan"))
+        reader, generator = first, (None if gan is None else load(gan, kind="gan", checkpoint=checkpoint))
     elif gan is not None:
         raise MnistlabError(f"{run} is a GAN run: give the CNN run first and the GAN run with --gan")
     else:
@@ -104,8 +105,13 @@ def _reader_files(run: str | Path, reader: Any, staging: Path, data_root: str | 
         return described
     models[0]["test_acc"] = _accuracy(fp32, *test)
     int8 = staging / "cnn-int8.onnx"
-    _quantise(fp32, int8)
-    accuracy = _accuracy(int8, *test)
+    try:
+        _quantise(fp32, int8)
+        accuracy = _accuracy(int8, *test)
+    except Exception as e:  # noqa: BLE001 - the quantiser's or onnxruntime's failure costs the copy, not the site
+        int8.unlink(missing_ok=True)
+        described["int8_left_out"] = f"quantising failed: {one_line(e)}"
+        return described
     if accuracy < models[0]["test_acc"] - QUANTISED_LOSS:
         int8.unlink()
         described["int8_left_out"] = (f"INT8 read {accuracy:.4f} of the test split against fp32's "

@@ -77,3 +77,16 @@ def test_fine_tune_takes_the_source_config_and_the_recipe_and_head_only_trains_t
     assert changed == {"logits.weight", "logits.bias"}  # the body, BatchNorm statistics included, as it was
     assert_clean_error(run_cli("train", "cnn", "--set", "tune=head", "--dry-run", "--out", tmp_path / "x"),
                        "is for fine-tuning")
+
+
+def test_a_run_fine_tuned_again_replays_what_its_source_replayed(cnn_run, one_writer, tmp_path, monkeypatch):
+    from mnistlab.train import classifier
+    from mnistlab.train.classifier import fine_tune
+
+    common = {"epochs": 1, "data_root": str(tmp_path / "cache"), "progress": False}
+    once = fine_tune(cnn_run.dir, f"images:{one_writer}", out=str(tmp_path / "once"), **common)
+    loaded = []
+    real = classifier.load_dataset
+    monkeypatch.setattr(classifier, "load_dataset", lambda name, *a, **k: loaded.append(name) or real(name, *a, **k))
+    fine_tune(once.dir, f"images:{one_writer}", out=str(tmp_path / "twice"), **common)
+    assert loaded[-1] == cnn_run.dataset  # the sample's digits, not the writer's few

@@ -53,12 +53,13 @@ def test_taught_digits_fine_tune_a_new_run_that_the_server_then_reads_with(serve
     assert read.status_code == 200  # and it reads
 
 
-@pytest.mark.parametrize("digits, why", [
-    ([(1, 3), (7, 2)], "each at least 3 times"),  # too few of a digit
-    ([(1, 6)], "at least 2 different digits"),  # one digit only
+@pytest.mark.parametrize("digits, why, blank", [
+    ([(1, 3), (7, 2)], "each at least 3 times", False),  # too few of a digit
+    ([(1, 6)], "at least 2 different digits", False),  # one digit only
+    ([(1, 3), (7, 3)], "has no ink", True),  # nothing drawn
 ])
-def test_digits_that_cannot_be_taught_are_refused_in_one_line(served, tiny_data, digits, why, tmp_path):
-    image = (tiny_data.test.images[0].numpy() / 255).round(3).tolist()
+def test_digits_that_cannot_be_taught_are_refused_in_one_line(served, tiny_data, digits, why, blank, tmp_path):
+    image = (tiny_data.test.images[0].numpy() / 255 * (not blank)).round(3).tolist()
     body = {"digits": [{"label": d, "image": image} for d, n in digits for _ in range(n)]}
     answer = httpx.post(f"{served}/api/teach", json=body)
     assert answer.status_code == 422 and why in answer.json()["detail"]

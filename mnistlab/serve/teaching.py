@@ -23,6 +23,7 @@ from mnistlab.inference import Classifier
 
 MIN_EACH = 3  # of each digit taught: a tenth (rounded up) of each is held out to test on, the rest train
 MIN_DIGITS = 2  # different digits taught: a classifier's data needs two classes at least
+MIN_INK = 0.2  # an image whose strongest pixel is fainter than this holds no digit (0 = background, 1 = ink)
 
 
 class Busy(MnistlabError):
@@ -46,6 +47,12 @@ class Teacher:
 
         if source.members:
             raise MnistlabError("the server reads with an ensemble; teaching fine-tunes one run: serve one")
+        if source.classes != [str(d) for d in range(10)]:
+            raise MnistlabError(f"this model reads {', '.join(source.classes)}, not the digits 0-9: only a digit "
+                                "reader can be taught a hand")
+        blank = [n for n, (_, image) in enumerate(digits) if image.max() < MIN_INK]
+        if blank:
+            raise MnistlabError(f"digit {blank[0] + 1} of those sent has no ink: send the images the model saw")
         counts = np.bincount([label for label, _ in digits], minlength=len(source.classes))
         if len(counts) > len(source.classes):
             raise MnistlabError(f"labels are 0..{len(source.classes) - 1}, the classes this model reads")

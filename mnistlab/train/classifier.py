@@ -130,9 +130,15 @@ class CNNTrainer:
         load_weights(self.model, source["model"], run, source)
         if not self.config.train.replay:
             return None
-        val_size = source["config"].get("train", {}).get("val_size")
-        return load_dataset(source["dataset"]["name"], self.config.run.data_root, val_size=val_size,
-                            splits=("train", "val"))
+        for _ in range(64):  # a run fine-tuned with replay replays what its source did (MNIST, not a handful)
+            config = source["config"]
+            if not (config.get("run", {}).get("init_from") and config.get("train", {}).get("replay")):
+                break
+            run = config["run"]["init_from"]
+            source = read_checkpoint_header(resolve_checkpoint(run)).state
+        return load_dataset(source["dataset"]["name"], self.config.run.data_root,
+                            val_size=config.get("train", {}).get("val_size"),
+                            framing=source["dataset"].get("framing", "digit"))
 
     def train(self) -> None:
         self.model.train(self.config.train.tune == "all")  # head only: the rest keeps its BatchNorm statistics
@@ -274,8 +280,11 @@ def fine_tune(run: str | Path, dataset: Dataset | str, *, callback: Callable[[di
     ('runs/cnn-seed', 0.0001)
     """
     source = from_dict("cnn", read_checkpoint_header(resolve_checkpoint(run)).state["config"])
-    fresh = dataclasses.replace(source, train=dataclasses.replace(source.train, val_size=None),  # the source's
-                                run=dataclasses.replace(source.run, out=None, init_from=None))  # split and home
+    # The source's network, augmentation and precision; not how long, where or on what it trained.
+    fresh = dataclasses.replace(
+        source, train=dataclasses.replace(source.train, val_size=None, time_budget=None, tune="all"),
+        run=dataclasses.replace(source.run, out=None, test_dir=None, dry_run=False,
+                                checkpoint_every=0, tensorboard=False, deterministic=False))
     named = {"run.dataset": dataset} if isinstance(dataset, str) else {}
     config = with_overrides(fresh, {**FINE_TUNE, **named, "run.init_from": str(run), **overrides})
     data = dataset if isinstance(dataset, Dataset) else load_data(config)

@@ -6,6 +6,7 @@ import { $ } from "/reading.js";
 
 const MIN_EACH = 3;      // of each digit taught, as the server asks (a tenth of each is held out to test on)
 const MIN_DIGITS = 2;    // different digits
+const MAX_KEPT = 100;    // the most the server takes at once
 const POLL_MS = 500;
 
 const kept = [];         // {label, image}: image 28x28 in [0, 1], as the model saw it
@@ -21,6 +22,7 @@ function showKept() {
   const list = [...counts].sort(([a], [b]) => a - b).map(([label, n]) => `${label}×${n}`).join(", ");
   $("teach-count").textContent = kept.length ? `${kept.length} kept: ${list}.` : "No digits kept yet.";
   const ready = counts.size >= MIN_DIGITS && Math.min(...counts.values()) >= MIN_EACH;
+  $("teach-keep").disabled = kept.length >= MAX_KEPT;
   $("teach-start").disabled = !ready;
   $("teach-start").title = ready ? "" : `At least ${MIN_EACH} of each digit you teach, two digits or more.`;
 }
@@ -54,7 +56,10 @@ export function startTeaching({ digit, clear, done }) {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ digits: kept }),
       });
       const answer = await response.json();
-      if (!response.ok) throw new Error(typeof answer.detail === "string" ? answer.detail : response.statusText);
+      if (!response.ok) {
+        const detail = Array.isArray(answer.detail) ? answer.detail[0].msg : answer.detail;
+        throw new Error(detail || response.statusText);
+      }
       follow(done);
     } catch (e) {
       $("teach-status").textContent = `Could not start: ${e.message}`;
