@@ -210,6 +210,8 @@ def test_class_folders_give_labels_and_a_stratified_tenth_and_strays_are_named(c
     assert [int(f.split("/")[0]) for f in files] == data.test.labels.tolist()
     again = load_dataset(f"images:{class_folder}", tmp_path / "cache", val_size=0)  # from the cache: the same
     assert again.provenance["test_files"] == files and np.array_equal(again.test.labels, data.test.labels)
+    validated = load_dataset(f"images:{class_folder}", tmp_path / "cache")  # the first twelfth of the training
+    assert len(validated.val) == 51 // 12 and len(set(validated.val.labels.tolist())) > 1  # images: mixed classes
 
 
 def test_a_cnn_trains_and_evaluates_on_class_folders_naming_its_mistakes(class_folder, tmp_path):
