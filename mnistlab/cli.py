@@ -12,15 +12,11 @@ import sys
 import typing
 from typing import Any
 
-from mnistlab.cli_options import add_train_options, parse_seeds, train_overrides
 from mnistlab.cli_reading import add_reading_commands
+from mnistlab.cli_training import add_training_commands
 from mnistlab.config import (
-    CONFIG_TYPES,
     DATASET_NAMES,
-    PRESETS,
     RunConfig,
-    preset,
-    with_overrides,
 )
 
 EXAMPLES = """examples:
@@ -95,21 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset cache (default: $MNISTLAB_DATA or ~/.cache/mnistlab)")
     p.set_defaults(handler=cmd_data_download)
 
-    train = commands.add_parser("train", help="train a CNN or a DCGAN", description="Train a CNN or a DCGAN.")
-    train_kinds = train.add_subparsers(title="what to train", metavar="KIND")
-    for kind, what, default, summary in (("cnn", "a CNN", "seed", "train a digit classifier"),
-                                         ("gan", "a DCGAN", "default", "train a DCGAN that draws digits")):
-        names = ", ".join(PRESETS[kind])
-        p = train_kinds.add_parser(kind, help=summary, description=(
-            f"Train {what} from a preset ({names}; the README describes each). Every setting below overrides "
-            "the preset's; so do a TOML --config and --set KEY=VALUE, in that order of precedence, flags last."))
-        p.add_argument("--preset", default=default, metavar="NAME",
-                       help=f"one of {names} (default: %(default)s)")
-        add_train_options(p, CONFIG_TYPES[kind])
-        if kind == "cnn":
-            p.add_argument("--seeds", metavar="A-B|A,B,...", help="one run per seed, grouped in --out (or runs/cnn-"
-                           "PRESET-seeds-...): the members of an ensemble, which every command reads as one")
-        p.set_defaults(handler=cmd_train, kind=kind)
+    add_training_commands(commands)
 
     evaluate = commands.add_parser("evaluate", help="measure a trained model", description="Measure a trained model.")
     eval_kinds = evaluate.add_subparsers(title="what to evaluate", metavar="KIND")
@@ -251,38 +233,6 @@ def cmd_data_download(args: argparse.Namespace) -> None:
 
     for path in download_dataset(args.name, args.data_root):
         print(path)
-
-
-def cmd_train(args: argparse.Namespace) -> None:
-    from mnistlab.errors import MnistlabError
-
-    overrides = train_overrides(args)
-    if args.resume and overrides:
-        raise MnistlabError(f"--resume continues a run with its own config; drop {', '.join(sorted(overrides))}")
-    # The config first: a wrong preset or setting is reported at once, not after importing torch.
-    config = None if args.resume else with_overrides(preset(args.kind, args.preset), overrides)
-    if getattr(args, "seeds", None):
-        return _train_group(args, config)
-    if args.kind == "cnn":
-        from mnistlab.train.classifier import train_classifier as train
-    else:
-        from mnistlab.train.gan import train_gan as train
-    run = train(config, resume=args.resume, progress=not args.no_progress)
-    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, rank 0 reports
-        print(run.summary())
-
-
-def _train_group(args: argparse.Namespace, config: Any) -> None:
-    from mnistlab.errors import MnistlabError
-    from mnistlab.train.classifier import train_group
-
-    if args.resume:
-        raise MnistlabError("--seeds trains a new group; to finish an interrupted one, run the same command with "
-                            "its --out: members already trained are kept")
-    runs = train_group(config, parse_seeds(args.seeds), progress=not args.no_progress)
-    for run in runs:
-        print(run.summary())
-    print(f"the group, read as one ensemble by every command: {runs[0].dir.parent}")
 
 
 def cmd_evaluate_cnn(args: argparse.Namespace) -> None:

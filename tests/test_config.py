@@ -299,7 +299,7 @@ def test_flags_override_set_which_overrides_the_toml_config_and_dry_run_is_a_fla
     config.write_text("[train]\nepochs = 4\nlr = 0.002\n[model]\nfc = 64\n")
     args = build_parser().parse_args(["train", "cnn", "--config", str(config), "--set", "lr=0.003", "--set",
                                       "fc=32", "--fc", "16", "--dry-run", "--no-channels-last"])
-    resolved = with_overrides(preset("cnn", args.preset), train_overrides(args))
+    resolved = with_overrides(preset("cnn", args.preset or "seed"), train_overrides(args))
     assert (resolved.train.epochs, resolved.train.lr, resolved.model.fc) == (4, 0.003, 16)
     assert resolved.run.dry_run and not resolved.run.channels_last
 

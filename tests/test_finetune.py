@@ -41,6 +41,7 @@ def test_fine_tuning_starts_from_the_run_and_records_where_it_came_from(cnn_run,
                      "--out", tmp_path / "tuned", *common)
     assert result.returncode == 0, result.stderr
     state = load_checkpoint(tmp_path / "tuned")
+    assert state["config"]["train"]["lr_schedule"] == "constant"  # the fine-tuning recipe, then the flags
     tuned = state["model"]
     assert any(not torch.allclose(before[k].float(), tuned[k].float(), atol=1e-4) for k in before)
     # calibrated and scaled on the source's validation digits as well as the writer's few
