@@ -29,10 +29,25 @@ def _pyplot():
 
 def save(fig, path: str | Path, dpi: int = 110) -> None:
     """Write a figure as PNG atomically, then close it."""
+    atomic_write_bytes(path, _png(fig, dpi))
+
+
+def save_side_by_side(figures: Sequence[Any], path: str | Path, dpi: int = 110) -> None:
+    """Write several figures as one PNG, left to right, atomically; then close them."""
+    images = [Image.open(io.BytesIO(_png(fig, dpi))) for fig in figures]
+    canvas = Image.new("RGB", (sum(i.width for i in images), max(i.height for i in images)), "white")
+    x = 0
+    for image in images:
+        canvas.paste(image, (x, 0))
+        x += image.width
+    atomic_write_bytes(path, png_bytes(canvas))
+
+
+def _png(fig, dpi: int) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     _pyplot().close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def grid_image(images: np.ndarray, ncol: int | None = None, pad: int = 2, scale: int = 1) -> Image.Image:

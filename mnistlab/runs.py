@@ -14,7 +14,6 @@ without torch: the small files, validated where they enter, and the checkpoints'
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -416,22 +415,5 @@ def _write_plot(runs: list[dict[str, Any]], path: Path) -> None:
                        else plots.compare_runs(gan, "d_x", "D(x)"))
     if len(figures) == 1:
         plots.save(figures[0], path)
-        return
-    # Both kinds: render each figure and put the two images side by side in one PNG.
-    import matplotlib.pyplot as plt  # already imported by plots
-    from PIL import Image
-
-    from mnistlab.files import atomic_write_bytes
-
-    images = []
-    for fig in figures:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        images.append(Image.open(io.BytesIO(buf.getvalue())))
-    canvas = Image.new("RGB", (sum(i.width for i in images), max(i.height for i in images)), "white")
-    x = 0
-    for image in images:
-        canvas.paste(image, (x, 0))
-        x += image.width
-    atomic_write_bytes(path, plots.png_bytes(canvas))
+    else:  # both kinds: the two figures side by side in one PNG
+        plots.save_side_by_side(figures, path)
