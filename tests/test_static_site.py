@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 from test_browser import CHROMIUM
+from test_cli import assert_clean_error, run_cli
 
 from mnistlab.inference import load
 from mnistlab.photo.frame import to_mnist
@@ -26,8 +27,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def site(cnn_run, gan_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("site") / "web"
-    done = subprocess.run([sys.executable, "-m", "mnistlab", "export", str(cnn_run.dir), "--web", str(out),
-                           "--gan", str(gan_run.dir)], capture_output=True, text=True)
+    done = run_cli("export", cnn_run.dir, "--web", out, "--gan", gan_run.dir)
     assert done.returncode == 0, done.stderr
     return out
 
@@ -80,8 +80,7 @@ def test_the_int8_reader_ships_with_its_test_accuracy_beside_fp32s(site):
 
 
 def test_a_gan_run_alone_makes_a_page_that_only_draws(gan_run, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "mnistlab", "export", str(gan_run.dir), "--web", str(tmp_path / "g")],
-                          capture_output=True, text=True)
+    done = run_cli("export", gan_run.dir, "--web", tmp_path / "g")
     assert done.returncode == 0, done.stderr
     described = _site(tmp_path / "g")
     assert described["reader"] is None and described["generator"]["asks_digits"]  # the default preset's GAN
@@ -90,14 +89,13 @@ def test_a_gan_run_alone_makes_a_page_that_only_draws(gan_run, tmp_path):
 
 def test_bad_requests_are_refused_in_one_line_and_nothing_is_lost(site, gan_run, cnn_run, tmp_path):
     refused = [
-        [str(gan_run.dir), "--web", str(tmp_path / "new"), "--gan", str(gan_run.dir)],  # the GAN goes second
-        [str(cnn_run.dir), "--web", str(site)],  # a directory in use
-        [str(tmp_path), "--web", str(tmp_path / "new")],  # not a run
-        [str(cnn_run.dir), "--onnx", str(tmp_path / "m.onnx"), "--gan", str(gan_run.dir)],  # --gan is for pages
+        [gan_run.dir, "--web", tmp_path / "new", "--gan", gan_run.dir],  # the GAN goes second
+        [cnn_run.dir, "--web", site],  # a directory in use
+        [tmp_path, "--web", tmp_path / "new"],  # not a run
+        [cnn_run.dir, "--onnx", tmp_path / "m.onnx", "--gan", gan_run.dir],  # --gan is for pages
     ]
     for args in refused:
-        done = subprocess.run([sys.executable, "-m", "mnistlab", "export", *args], capture_output=True, text=True)
-        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert_clean_error(run_cli("export", *args))
     assert not (tmp_path / "new").exists() and (site / "index.html").is_file()  # nothing made, nothing lost
 
 
