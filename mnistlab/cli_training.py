@@ -55,8 +55,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def _fine_tune(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     """`--from RUN`: the run's network and settings, the fine-tuning recipe, then the flags given."""
-    from mnistlab.checkpoint import read_checkpoint_header, resolve_checkpoint
-    from mnistlab.train.classifier import fine_tune
+    from mnistlab.train.classifier import cnn_source, fine_tune
 
     source, dataset = overrides.pop("run.init_from"), overrides.pop("run.dataset", None)
     if getattr(args, "seeds", None):
@@ -64,10 +63,7 @@ def _fine_tune(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     if dataset is None:
         raise MnistlabError(f"--from {source} fine-tunes on your own digits: give them with --dataset images:DIR "
                             "(folders 0-9)")
-    header = read_checkpoint_header(resolve_checkpoint(source, "last"))
-    if header.kind != "cnn":
-        raise MnistlabError(f"--from {source}: a {header.kind} run; fine-tuning starts from a CNN run")
-    network = header.state["config"]["preset"]
+    network = cnn_source(source).state["config"]["preset"]
     if args.preset and args.preset != network:
         raise MnistlabError(f"--from {source}: it is a {network} network, not {args.preset}; drop --preset, or "
                             f"give --preset {network}")

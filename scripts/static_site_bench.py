@@ -13,9 +13,6 @@ median of 5 runs of 200). All the run's test digits (n = 10,000 for MNIST) unles
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +22,7 @@ from playwright.sync_api import sync_playwright
 
 from mnistlab.data.datasets import load_dataset
 from mnistlab.inference import load
+from mnistlab.static_site import export_web
 
 CHROMIUM = "/usr/bin/chromium"
 CLASSIFY = ("async (images) => { const out = []; "  # one at a time, as the page reads
@@ -54,9 +52,7 @@ def measure(run: str, limit: int | None) -> list[list[str]]:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         site = Path(scratch) / "site"
-        subprocess.run([sys.executable, "-m", "mnistlab", "export", run, "--web", str(site)], check=True,
-                       capture_output=True)
-        described = json.loads((site / "site.js").read_text().removeprefix("window.MNISTLAB_SITE = ").rstrip()[:-1])
+        described = export_web(run, site)  # as `mnistlab export RUN --web DIR` writes it
         pixels = (images.reshape(len(images), -1) / 255).round(6).tolist()
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[

@@ -20,6 +20,7 @@ from mnistlab.checkpoint import CHECKPOINT_NAME
 from mnistlab.errors import MnistlabError, one_line
 from mnistlab.files import atomic_write_bytes
 from mnistlab.inference import Classifier
+from mnistlab.plots import png_bytes
 
 MIN_EACH = 3  # of each digit taught: a tenth (rounded up) of each is held out to test on, the rest train
 MIN_DIGITS = 2  # different digits taught: a classifier's data needs two classes at least
@@ -79,7 +80,7 @@ class Teacher:
             for n, (label, image) in enumerate(digits):
                 (folder / str(label)).mkdir(parents=True, exist_ok=True)
                 pixels = Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
-                atomic_write_bytes(folder / str(label) / f"{n:03d}.png", _png(pixels))
+                atomic_write_bytes(folder / str(label) / f"{n:03d}.png", png_bytes(pixels))
             run = fine_tune(source, f"images:{folder}", out=str(out), progress=False,
                             callback=lambda metrics: self.status.update(epoch=metrics["epoch"]))
             self.adopt(run.dir)
@@ -87,10 +88,3 @@ class Teacher:
         except Exception as e:  # noqa: BLE001 - whatever went wrong is the job's answer, in one line
             self.status.update(state="failed", error=one_line(e))
 
-
-def _png(image: Image.Image) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from mnistlab.checkpoint import (
     CHECKPOINT_NAME,
+    CheckpointHeader,
     load_checkpoint,
     load_weights,
     read_checkpoint_header,
@@ -212,15 +213,21 @@ class CNNTrainer:
             write_report(self.model, self.start.dataset, self.start.run_dir, self.start.device, self.start.dtype)
 
 
+def cnn_source(run: str | Path) -> CheckpointHeader:
+    """The header of the run a fine-tuning starts from (its last checkpoint); a GAN run is refused."""
+    source = read_checkpoint_header(resolve_checkpoint(run, "last"))
+    if source.kind != "cnn":
+        raise MnistlabError(f"--from {run}: a {source.kind} run; fine-tuning starts from a CNN run")
+    return source
+
+
 def check_source(config: ClassifierConfig, dataset: Dataset) -> None:
     """Fine-tuning (`run.init_from`) needs a CNN run of the same network and the same classes: checked before
     the run directory is made, so a refused run leaves nothing behind."""
     run = config.run.init_from
     if not run:
         return
-    source = read_checkpoint_header(resolve_checkpoint(run, "last"))
-    if source.kind != "cnn":
-        raise MnistlabError(f"--from {run}: a {source.kind} run; fine-tuning starts from a CNN run")
+    source = cnn_source(run)
     source_config = from_dict("cnn", source.state["config"])
     if source_config.model != config.model:
         raise MnistlabError(f"--from {run}: it is a {source_config.preset} network, not this run's "
@@ -279,7 +286,7 @@ def fine_tune(run: str | Path, dataset: Dataset | str, *, callback: Callable[[di
     >>> tuned.config.run.init_from, tuned.config.train.lr
     ('runs/cnn-seed', 0.0001)
     """
-    source = from_dict("cnn", read_checkpoint_header(resolve_checkpoint(run)).state["config"])
+    source = from_dict("cnn", cnn_source(run).state["config"])
     # The source's network, augmentation and precision; not how long, where or on what it trained.
     fresh = dataclasses.replace(
         source, train=dataclasses.replace(source.train, val_size=None, time_budget=None, tune="all"),

@@ -344,7 +344,7 @@ async function start() {
   try {
     const models = await showModels();
     if (models.cnn) {
-      startTeaching({ digit: shownDigit, clear: () => $("clear").click(), done: showModels });
+      startTeaching({ digit: shownDigit, clear: () => $("clear").click(), done: showModels, api });
       buildBars(models.cnn.classes);
     } else {
       disable($("clear"), "No classifier is loaded.");

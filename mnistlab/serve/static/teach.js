@@ -28,8 +28,9 @@ function showKept() {
 }
 
 /** Wire the panel: `digit()` gives the digit on view (or null); `clear()` empties the canvas for the next one;
- * `done(status)` is called when the new run is ready. */
-export function startTeaching({ digit, clear, done }) {
+ * `done(status)` is called when the new run is ready; `api` is the page's fetch, which throws the server's
+ * explanation (`detail`) on an error answer. */
+export function startTeaching({ digit, clear, done, api }) {
   $("teach-keep").addEventListener("click", () => {
     const shown = digit();
     if (!shown) {
@@ -52,27 +53,22 @@ export function startTeaching({ digit, clear, done }) {
     $("teach-start").disabled = true;
     $("teach-status").textContent = "Starting…";
     try {
-      const response = await fetch("/api/teach", {
+      await api("/api/teach", {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ digits: kept }),
       });
-      const answer = await response.json();
-      if (!response.ok) {
-        const detail = Array.isArray(answer.detail) ? answer.detail[0].msg : answer.detail;
-        throw new Error(detail || response.statusText);
-      }
-      follow(done);
+      follow(api, done);
     } catch (e) {
-      $("teach-status").textContent = `Could not start: ${e.message}`;
+      $("teach-status").textContent = `Could not start: ${e.detail || e.message}`;
       showKept();
     }
   });
   showKept();
 }
 
-async function follow(done) {
+async function follow(api, done) {
   $("teach-progress").hidden = false;
   for (;;) {
-    const status = await (await fetch("/api/teach")).json();
+    const status = await (await api("/api/teach")).json();
     if (status.state === "running") {
       $("teach-progress").value = status.epoch / status.epochs;
       $("teach-status").textContent = status.epoch < status.epochs
