@@ -354,7 +354,7 @@ def cmd_runs_list(args: argparse.Namespace) -> None:
 
     rows = [run for directory in args.dirs for run in mnistlab.list_runs(directory)]
     _table(["kind", "preset", "dataset", "epochs", "headline", "wall", "path"],
-           [[r["kind"], r["preset"], r["dataset"], str(r["epochs"]), r["headline"], r["wall"], r["path"]]
+           [[r.kind, r.preset, r.dataset, str(r.epochs), r.headline, r.wall, str(r.path)]
             for r in rows])
 
 

@@ -185,14 +185,14 @@ def gan_curves(history: list[dict[str, Any]]):
     return fig
 
 
-def compare_runs(runs: list[dict[str, Any]], key: str, label: str):
-    """One metric per epoch for several runs on one axis."""
+def compare_runs(runs: list[Any], key: str, label: str):
+    """One metric per epoch for several runs (`runs.RunInfo`s) on one axis."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for run in runs:
-        points = [(m["epoch"], m[key]) for m in run["metrics"] if m.get(key) is not None]
+        points = [(m["epoch"], m[key]) for m in run.metrics if m.get(key) is not None]
         if points:
-            ax.plot(*zip(*points), "o-", label=run["name"])
+            ax.plot(*zip(*points), "o-", label=run.name)
     ax.set(xlabel="epoch", ylabel=label, title=f"{label} per epoch")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -1,5 +1,5 @@
-"""Run directories: what one says about itself (`read_run_info`, a `RunInfo`), groups of them, and the runs
-under a folder as a table, or a few compared side by side.
+"""Run directories: what one says about itself (`read_run`, a `RunInfo`: the one model of a run), groups of
+them, and the runs under a folder as a table, or a few compared side by side.
 
 A run directory is what `train_classifier` / `train_gan` write: `config.json` and `metrics.jsonl`,
 and (after the first epoch) `checkpoint.safetensors`; a GAN run also `best.safetensors`. They are read
@@ -7,13 +7,14 @@ without torch: the small files, validated where they enter, and the checkpoints'
 (`mnistlab.checkpoint`), never their tensors, so listing stays fast on a folder of many runs.
 
     >>> from mnistlab.runs import list_runs, compare_runs
-    >>> sorted((r["kind"], r["headline"][:8]) for r in list_runs("runs"))
+    >>> sorted((r.kind, r.headline[:8]) for r in list_runs("runs"))
     [('cnn', 'test acc'), ('gan', 'FCD ...')]
     >>> table, plot = compare_runs(["runs/cnn-seed", "runs/gan-default"], "compare.png")
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -37,18 +38,71 @@ CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
 RUN_FILES = (CONFIG_NAME, METRICS_NAME, CHECKPOINT_NAME)
 
+
 @dataclass(frozen=True)
 class RunInfo:
-    """One run directory as its small files and its checkpoint's header describe it."""
+    """One run directory as its small files and its checkpoint's header describe it.
+
+    The listing's columns (`epochs`, `wall`, `headline`, ...) are derived from the fields, never stored beside
+    them. Only `read_run(strict=False)` returns a run it could not read: `kind` "?" and `error` saying why.
+    """
 
     path: Path  # the run directory
-    kind: str  # "cnn" or "gan"
-    preset: str
+    name: str  # how tables show it: the path below the folder listed, or the directory's own name
+    kind: str  # "cnn" or "gan"; "?" when unreadable
+    preset: str  # "?" when unreadable
     dataset: str  # the dataset it trained on, "?" when nothing says
     config: dict[str, Any]
     metrics: list[dict[str, Any]]  # one dict per finished epoch
     checkpoint: CheckpointHeader | None  # None before the first epoch finished
     best: CheckpointHeader | None = None  # best.safetensors: a GAN's best generator, None when it has none
+    mtime: float = 0.0  # when the run last wrote its files: listings put the newest first
+    error: str | None = None  # why the run cannot be read, on one line; None when it can
+
+    @property
+    def epochs(self) -> int:
+        return len(self.metrics)
+
+    @property
+    def wall_s(self) -> float:
+        """Training time summed over the finished epochs."""
+        return float(sum(m.get("time_s") or 0.0 for m in self.metrics))
+
+    @property
+    def wall(self) -> str:
+        return _duration(self.wall_s) if self.metrics else "-"
+
+    @property
+    def init_from(self) -> str | None:
+        """The run this one was fine-tuned from, when it was."""
+        return self.config.get("run", {}).get("init_from")
+
+    @property
+    def best_fcd(self) -> float | None:
+        return self.best.state["fcd"] if self.best else None
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.best.state["epoch"] if self.best else None
+
+    @property
+    def headline(self) -> str:
+        """"test acc 0.9863" for a CNN; for a GAN its last FCD and the best one, kept in best.safetensors
+        ("FCD 3.21, best 2.90 at epoch 7"), or "D(x) 0.71" without quality metrics; "unreadable: <reason>"."""
+        if self.error is not None:
+            return f"unreadable: {self.error}"
+        if not self.metrics:
+            return "no epoch finished yet"
+        if self.kind == "cnn":
+            acc = self.metrics[-1].get("test_acc")
+            return (f"test acc {acc:.4f}" if acc is not None else "no test accuracy") + (
+                f", fine-tuned from {self.init_from}" if self.init_from else "")
+        quality = next((m for m in reversed(self.metrics) if m.get("fcd") is not None), None)
+        best = f", best {self.best_fcd:.2f} at epoch {self.best_epoch}" if self.best_fcd is not None else ""
+        if quality is not None:
+            return f"FCD {quality['fcd']:.2f}{best}"
+        d_x = self.metrics[-1].get("d_x")
+        return f"D(x) {d_x:.2f}" if d_x is not None else "no metrics"
 
 
 GROUP_FILE = "group.json"  # a group of runs trained together (`train cnn --seeds`): {"members": [NAME, ...]}
@@ -72,7 +126,6 @@ def group_members(path: str | Path) -> list[Path] | None:
     return [path / m for m in members]
 
 
-
 # ----------------------------------------------------------------------------------------------
 # One run directory
 
@@ -81,18 +134,37 @@ def is_run_dir(path: Path) -> bool:
     return path.is_dir() and any((path / name).is_file() for name in RUN_FILES)
 
 
-def read_run_info(path: str | Path) -> RunInfo:
+def read_run(path: str | Path, strict: bool = True) -> RunInfo:
     """A run directory (or its checkpoint file): its kind, preset, dataset, config and metrics per epoch.
 
     The kind comes from config.json, or for runs older than that field from the checkpoint's header.
-    Raises `MnistlabError` (`CheckpointError` for the checkpoint) when anything in it is broken.
+    A path that is not a run directory at all raises `MnistlabError`. A run directory whose files are broken
+    raises it too with `strict`; without, it comes back with `kind` "?" and its `error`.
+
+    >>> read_run("runs/cnn-seed").headline
+    'test acc 0...'
     """
     run_dir = Path(path)
     if run_dir.is_file() and run_dir.name == CHECKPOINT_NAME:
         run_dir = run_dir.parent
+    if not is_run_dir(run_dir):  # not even broken: not a run at all, whatever `strict` says
+        if run_dir.is_dir():
+            raise MnistlabError(f"{path} is not a run directory (no {CONFIG_NAME}, {METRICS_NAME} or "
+                                f"{CHECKPOINT_NAME} in it)")
+        if run_dir.exists():
+            raise MnistlabError(f"{path} is a file, not a run directory; give the folder a run wrote")
+        raise MnistlabError(f"{path} does not exist; give a run directory such as runs/cnn-seed-...")
+    name, mtime = run_dir.name or str(run_dir), _mtime(run_dir)
+    try:
+        return _read_files(run_dir, name, mtime)
+    except MnistlabError as e:
+        if strict:
+            raise MnistlabError(f"cannot read run {run_dir}: {one_line(e)}") from None
+        return RunInfo(run_dir, name, "?", "?", "?", {}, [], None, mtime=mtime, error=one_line(e))
+
+
+def _read_files(run_dir: Path, name: str, mtime: float) -> RunInfo:
     has = {name: (run_dir / name).is_file() for name in RUN_FILES}
-    if not has[CONFIG_NAME] and not has[CHECKPOINT_NAME]:
-        raise MnistlabError(f"{run_dir} has no {CONFIG_NAME} and no {CHECKPOINT_NAME}")
     header = read_checkpoint_header(run_dir / CHECKPOINT_NAME) if has[CHECKPOINT_NAME] else None
     if has[CONFIG_NAME]:
         config = _json_file(run_dir / CONFIG_NAME, CONFIG_SCHEMA)
@@ -110,7 +182,7 @@ def read_run_info(path: str | Path) -> RunInfo:
         metrics = header.state["metrics"] if header else []
     dataset = header.state["dataset"]["name"] if header else config.get("run", {}).get("dataset", "?")
     best = read_checkpoint_header(run_dir / BEST_NAME) if (run_dir / BEST_NAME).is_file() else None
-    return RunInfo(run_dir, kind, config["preset"], dataset, config, metrics, header, best)
+    return RunInfo(run_dir, name, kind, config["preset"], dataset, config, metrics, header, best, mtime)
 
 
 def _read_text(path: Path) -> str:
@@ -151,19 +223,14 @@ def _metrics_file(path: Path) -> list[dict[str, Any]]:
 _TIMING = ("time_s", "elapsed_s", "images_per_s")
 
 
-def list_runs(directory: str | Path = "runs") -> list[dict[str, Any]]:
-    """Every run directory at or below `directory`, newest first, one dict each.
+def list_runs(directory: str | Path = "runs") -> list[RunInfo]:
+    """Every run directory at or below `directory`, newest first, each named by its path below `directory`.
 
-    Keys: `kind` ("cnn" or "gan"), `preset`, `dataset`, `epochs` (epochs finished), `headline`
-    ("test acc 0.9863" for a CNN; for a GAN its last FCD and the best one, kept in best.safetensors,
-    "FCD 3.21, best 2.90 at epoch 7", or "D(x) 0.71" without quality metrics), `best_fcd` and
-    `best_epoch` (None without best.safetensors),
-    `wall` (training time summed over epochs, e.g. "1m23s"), `wall_s`, `path`, `name` (the path
-    relative to `directory`) and `metrics` (the per-epoch dicts). A missing or empty directory gives
-    []; a run directory that cannot be read is listed with headline "unreadable: <reason>".
+    A missing or empty directory gives []; a run directory that cannot be read is listed with its `error`
+    (headline "unreadable: <reason>").
 
-    >>> for run in sorted(list_runs("runs"), key=lambda r: r["path"]):
-    ...     print(run["kind"], run["preset"], run["headline"][:8], run["path"])
+    >>> for run in sorted(list_runs("runs"), key=lambda r: r.path):
+    ...     print(run.kind, run.preset, run.headline[:8], run.path)
     cnn seed test acc runs/cnn-seed
     gan default FCD ... runs/gan-default
     """
@@ -174,54 +241,11 @@ def list_runs(directory: str | Path = "runs") -> list[dict[str, Any]]:
         raise MnistlabError(f"{root} is not a directory; give a folder of runs (default: runs)")
     found = []
     for run_dir in _run_dirs(root):
-        run = read_run(run_dir, strict=False)
         name = run_dir.relative_to(root).as_posix()
-        run["name"] = name if name != "." else run_dir.resolve().name
-        found.append(run)
-    found.sort(key=lambda r: (r["mtime"], r["path"]), reverse=True)
+        found.append(dataclasses.replace(read_run(run_dir, strict=False),
+                                         name=name if name != "." else run_dir.resolve().name))
+    found.sort(key=lambda r: (r.mtime, str(r.path)), reverse=True)
     return found
-
-
-def read_run(path: str | Path, strict: bool = True) -> dict[str, Any]:
-    """One run directory (or its checkpoint file) as a `list_runs` dict.
-
-    A path that is not a run directory at all raises `MnistlabError`. A run directory whose files are broken
-    raises it too with `strict`; without, it comes back with `kind` "?" and headline "unreadable: <reason>".
-
-    >>> read_run("runs/cnn-seed")["headline"]
-    'test acc 0...'
-    """
-    run_dir = Path(path)
-    if run_dir.is_file() and run_dir.name == CHECKPOINT_NAME:
-        run_dir = run_dir.parent
-    run: dict[str, Any] = {
-        "kind": "?", "preset": "?", "dataset": "?", "epochs": 0, "headline": "", "wall": "-", "wall_s": 0.0,
-        "path": str(run_dir), "name": run_dir.name or str(run_dir), "metrics": [], "mtime": _mtime(run_dir),
-        "best_fcd": None, "best_epoch": None,
-    }
-    if not is_run_dir(run_dir):  # not even broken: not a run at all, whatever `strict` says
-        if run_dir.is_dir():
-            raise MnistlabError(f"{path} is not a run directory (no {CONFIG_NAME}, {METRICS_NAME} or "
-                                f"{CHECKPOINT_NAME} in it)")
-        if run_dir.exists():
-            raise MnistlabError(f"{path} is a file, not a run directory; give the folder a run wrote")
-        raise MnistlabError(f"{path} does not exist; give a run directory such as runs/cnn-seed-...")
-    try:
-        info = read_run_info(run_dir)
-    except MnistlabError as e:
-        reason = one_line(e)
-        if strict:
-            raise MnistlabError(f"cannot read run {run_dir}: {reason}") from None
-        run["headline"] = f"unreadable: {reason}"
-        return run
-    wall_s = sum(m.get("time_s") or 0.0 for m in info.metrics)
-    if info.best is not None:
-        run.update(best_fcd=info.best.state["fcd"], best_epoch=info.best.state["epoch"])
-    run.update(kind=info.kind, preset=info.preset, dataset=info.dataset, epochs=len(info.metrics),
-               init_from=info.config.get("run", {}).get("init_from"),
-               wall=_duration(wall_s) if info.metrics else "-", wall_s=float(wall_s), metrics=info.metrics)
-    run["headline"] = _headline(run)
-    return run
 
 
 def quality_over_time(path: str | Path, target: float = 3.0) -> dict[str, Any]:
@@ -236,10 +260,10 @@ def quality_over_time(path: str | Path, target: float = 3.0) -> dict[str, Any]:
     True
     """
     run = read_run(path)
-    if run["kind"] != "gan":
-        raise MnistlabError(f"{path} is a {run['kind']} run; FCD over time is a GAN run's")
+    if run.kind != "gan":
+        raise MnistlabError(f"{path} is a {run.kind} run; FCD over time is a GAN run's")
     seconds, fcds, floors, elapsed = [], [], [], 0.0
-    for m in run["metrics"]:
+    for m in run.metrics:
         elapsed += m.get("time_s") or 0.0
         if m.get("fcd") is not None and m.get("fcd_real_floor") is not None:
             seconds.append(elapsed)
@@ -251,7 +275,7 @@ def quality_over_time(path: str | Path, target: float = 3.0) -> dict[str, Any]:
     target_fcd = target * floors[-1]
     reached = next((s for s, f in zip(seconds, fcds) if f <= target_fcd), None)
     best = fcds.index(min(fcds))
-    return {"name": run["name"], "preset": run["preset"], "seconds": seconds, "fcd": fcds, "floor": floors[-1],
+    return {"name": run.name, "preset": run.preset, "seconds": seconds, "fcd": fcds, "floor": floors[-1],
             "target_fcd": target_fcd, "seconds_to_target": reached, "best_fcd": fcds[best],
             "best_seconds": seconds[best]}
 
@@ -276,18 +300,17 @@ def compare_runs(
     if not paths:
         raise MnistlabError("compare needs at least one run directory: mnistlab runs compare RUN [RUN ...]")
     runs = [read_run(p, strict=True) for p in paths]
-    for run, name in zip(runs, _unique_names([Path(r["path"]) for r in runs])):
-        run["name"] = name
+    runs = [dataclasses.replace(run, name=name) for run, name in zip(runs, _unique_names([r.path for r in runs]))]
 
-    finals = [_final(run["metrics"]) for run in runs]
+    finals = [_final(run.metrics) for run in runs]
     keys: list[str] = []
     for final in finals:
         keys += [k for k in final if k not in keys and k != "epoch" and k not in _TIMING]
-    table = [["metric"] + [r["name"] for r in runs]]
+    table = [["metric"] + [r.name for r in runs]]
     for field in ("kind", "preset", "dataset", "epochs", "wall", "headline"):
-        table.append([field] + [str(r[field]) for r in runs])
-    if any(r["kind"] == "gan" for r in runs):
-        table.append(["best FCD"] + [f"{r['best_fcd']:.4f} (epoch {r['best_epoch']})" if r["best_fcd"] is not None
+        table.append([field] + [str(getattr(r, field)) for r in runs])
+    if any(r.kind == "gan" for r in runs):
+        table.append(["best FCD"] + [f"{r.best_fcd:.4f} (epoch {r.best_epoch})" if r.best_fcd is not None
                                      else "-" for r in runs])
     for key in keys:
         table.append([key] + [_format_value(final.get(key)) for final in finals])
@@ -338,23 +361,6 @@ def _mtime(run_dir: Path) -> float:
     return max(times, default=0.0)
 
 
-def _headline(run: dict[str, Any]) -> str:
-    metrics = run["metrics"]
-    if not metrics:
-        return "no epoch finished yet"
-    if run["kind"] == "cnn":
-        acc = metrics[-1].get("test_acc")
-        source = run.get("init_from")
-        return (f"test acc {acc:.4f}" if acc is not None else "no test accuracy") + (
-            f", fine-tuned from {source}" if source else "")
-    quality = next((m for m in reversed(metrics) if m.get("fcd") is not None), None)
-    best = f", best {run['best_fcd']:.2f} at epoch {run['best_epoch']}" if run["best_fcd"] is not None else ""
-    if quality is not None:
-        return f"FCD {quality['fcd']:.2f}{best}"
-    d_x = metrics[-1].get("d_x")
-    return f"D(x) {d_x:.2f}" if d_x is not None else "no metrics"
-
-
 def _final(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """Each metric's last recorded (non-null) value: a GAN measures quality only every few epochs."""
     final: dict[str, Any] = {}
@@ -401,16 +407,16 @@ def _unique_names(dirs: list[Path]) -> list[str]:
     return [str(d) for d in dirs]  # the same run given twice
 
 
-def _write_plot(runs: list[dict[str, Any]], path: Path) -> None:
+def _write_plot(runs: list[RunInfo], path: Path) -> None:
     from mnistlab import plots
 
     figures = []
-    cnn = [r for r in runs if r["kind"] == "cnn"]
-    gan = [r for r in runs if r["kind"] == "gan"]
+    cnn = [r for r in runs if r.kind == "cnn"]
+    gan = [r for r in runs if r.kind == "gan"]
     if cnn:
         figures.append(plots.compare_runs(cnn, "test_acc", "test accuracy"))
     if gan:
-        has_fcd = any(m.get("fcd") is not None for r in gan for m in r["metrics"])
+        has_fcd = any(m.get("fcd") is not None for r in gan for m in r.metrics)
         figures.append(plots.compare_runs(gan, "fcd", "FCD (lower is better)") if has_fcd
                        else plots.compare_runs(gan, "d_x", "D(x)"))
     if len(figures) == 1:

@@ -5,8 +5,8 @@
     python scripts/results.py render          # rewrite every generated table in README.md and docs/*.md
     python scripts/results.py render --check  # exit 1, naming the file, when a committed table differs
 
-`export` writes `results/<study>.json`: `mnistlab sweep show DIR --json` (every trial's value and seed; local run
-directories dropped), the command that ran the sweep (its experiments/ file) and one line of conditions.
+`export` writes `results/<study>.json`: `mnistlab sweep show DIR --json` (every trial's value and seed; each run
+directory's name, not its path), the command that ran the sweep (its experiments/ file) and one line of conditions.
 A Markdown file asks for a table with a marker line, and `render` fills the lines after it up to the end marker:
 
     <!-- results: cnn-seed-mnist -->
@@ -51,7 +51,7 @@ def export(sweep_dir: str, conditions: str, calibration: bool = False, workers: 
 
             row["calibration"] = [{k: v for k, v in evaluate_classifier(d)["calibration"].items()
                                    if not k.startswith("reliability")} for d in row["run_dirs"]]
-        del row["run_dirs"]
+        row["runs"] = [Path(d).name for d in row.pop("run_dirs")]  # names only: benches' outputs name their runs
     experiment = ROOT / "experiments" / f"{summary['study']}.toml"
     if not experiment.exists():
         sys.exit(f"results.py: no {experiment.relative_to(ROOT)}: a committed table needs its sweep file")

@@ -1,6 +1,6 @@
 """Damaged checkpoints, at random and by hand: every reader fails with one clear line or returns valid data.
 
-The readers are `load_checkpoint` (torch), `read_checkpoint_header` and `read_run_info` (torch-free), and the
+The readers are `load_checkpoint` (torch), `read_checkpoint_header` and `read_run` (torch-free), and the
 CLI on top of them. Each property test starts from a real checkpoint the `cnn_run` fixture trained.
 """
 
@@ -25,7 +25,7 @@ from safetensors.torch import save as save_tensors
 from mnistlab.checkpoint import CHECKPOINT_NAME, load_checkpoint, read_checkpoint_header
 from mnistlab.cli import main
 from mnistlab.errors import CheckpointError, MnistlabError
-from mnistlab.runs import read_run, read_run_info
+from mnistlab.runs import read_run
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 JSON = st.recursive(
@@ -69,12 +69,12 @@ def assert_every_reader_is_clean(run_dir: Path, data: bytes) -> None:
         assert all(isinstance(m, dict) and isinstance(m["epoch"], int) for m in state["metrics"])
     header = _outcome(read_checkpoint_header, run_dir)
     assert (header is None) == (state is None)  # the torch-free reader accepts exactly what loads
-    info = _outcome(read_run_info, run_dir)
+    info = _outcome(read_run, run_dir)
     if info is not None:
         assert info.kind in ("cnn", "gan") and isinstance(info.preset, str) and isinstance(info.dataset, str)
         assert all(isinstance(m, dict) for m in info.metrics)
     listed = read_run(run_dir, strict=False)
-    assert isinstance(listed["headline"], str) and "\n" not in listed["headline"]
+    assert isinstance(listed.headline, str) and "\n" not in listed.headline
 
 
 def _outcome(read, path: Path) -> Any:
@@ -205,5 +205,5 @@ def test_damaged_metadata_through_the_cli_is_exit_2_and_one_line(pristine, cnn_r
         assert code == 2 and len(lines) == 1, (command, err)
         assert lines[0].startswith(f"mnistlab: error: {run / CHECKPOINT_NAME}: damaged checkpoint: "), lines[0]
     assert {p.name for p in tmp_path.iterdir()} == {"run", "digit.png"}  # nothing written
-    (line,) = read_run(run, strict=False)["headline"].splitlines()
+    (line,) = read_run(run, strict=False).headline.splitlines()
     assert line.startswith("unreadable: ") and "damaged checkpoint" in line

@@ -12,7 +12,7 @@ import pytest
 import mnistlab
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
-from mnistlab.runs import compare_runs, list_runs, read_run, read_run_info
+from mnistlab.runs import compare_runs, list_runs, read_run
 
 WALL = re.compile(r"^(\d+\.\ds|\d+s|\d+m\d\ds|\d+h\d\dm)$")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -33,26 +33,26 @@ def runs_dir(cnn_run, gan_run, tmp_path):
 
 def test_list_runs_reads_kind_preset_dataset_headline_and_wall(runs_dir, cnn_run, gan_run):
     runs = list_runs(runs_dir)
-    assert [r["kind"] for r in runs] == ["gan", "cnn"]  # newest first
+    assert [r.kind for r in runs] == ["gan", "cnn"]  # newest first
     gan, cnn = runs
-    assert cnn["name"] == "cnn-seed" and gan["name"] == "quickstart/gan-default"
-    assert cnn["path"] == str(runs_dir / "cnn-seed")
-    assert (cnn["preset"], cnn["dataset"], cnn["epochs"]) == ("seed", "mnist-sample", 3)
-    assert (gan["preset"], gan["dataset"], gan["epochs"]) == ("default", "mnist-sample", 2)
-    assert cnn["headline"] == f"test acc {cnn_run.metrics[-1]['test_acc']:.4f}"
+    assert cnn.name == "cnn-seed" and gan.name == "quickstart/gan-default"
+    assert cnn.path == runs_dir / "cnn-seed"
+    assert (cnn.preset, cnn.dataset, cnn.epochs) == ("seed", "mnist-sample", 3)
+    assert (gan.preset, gan.dataset, gan.epochs) == ("default", "mnist-sample", 2)
+    assert cnn.headline == f"test acc {cnn_run.metrics[-1]['test_acc']:.4f}"
     fcd = gan_run.metrics[-1]["fcd"]  # measured at the last epoch only, so the best is the last
-    assert gan["headline"] == f"FCD {fcd:.2f}, best {fcd:.2f} at epoch 2"
-    assert (gan["best_fcd"], gan["best_epoch"], cnn["best_fcd"]) == (fcd, 2, None)
-    assert cnn["metrics"] == cnn_run.metrics and gan["metrics"] == gan_run.metrics
+    assert gan.headline == f"FCD {fcd:.2f}, best {fcd:.2f} at epoch 2"
+    assert (gan.best_fcd, gan.best_epoch, cnn.best_fcd) == (fcd, 2, None)
+    assert cnn.metrics == cnn_run.metrics and gan.metrics == gan_run.metrics
     for run in runs:
-        assert WALL.match(run["wall"]), run["wall"]
-    assert cnn["wall_s"] == pytest.approx(sum(m["time_s"] for m in cnn_run.metrics))
-    assert mnistlab.list_runs(runs_dir)[0]["path"] == gan["path"]  # also exported at the top level
+        assert WALL.match(run.wall), run.wall
+    assert cnn.wall_s == pytest.approx(sum(m["time_s"] for m in cnn_run.metrics))
+    assert mnistlab.list_runs(runs_dir)[0].path == gan.path  # also exported at the top level
 
 
 def test_a_run_directory_itself_lists_as_one_run(runs_dir):
     (run,) = list_runs(runs_dir / "cnn-seed")
-    assert run["kind"] == "cnn" and run["name"] == "cnn-seed"
+    assert run.kind == "cnn" and run.name == "cnn-seed"
 
 
 def test_missing_or_empty_directory_lists_nothing(tmp_path):
@@ -67,7 +67,7 @@ def test_gan_headline_without_quality_metrics_is_d_x(runs_dir):
     stripped = [{k: v for k, v in m.items() if k in ("epoch", "loss_d", "loss_g", "d_x", "d_g_z", "time_s")}
                 for m in lines]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in stripped))
-    assert read_run(run_dir)["headline"] == f"D(x) {stripped[-1]['d_x']:.2f}"
+    assert read_run(run_dir).headline == f"D(x) {stripped[-1]['d_x']:.2f}"
 
 
 def test_broken_run_directories_are_listed_as_unreadable(runs_dir):
@@ -84,12 +84,12 @@ def test_broken_run_directories_are_listed_as_unreadable(runs_dir):
     with open(bad_metrics / "metrics.jsonl", "a") as f:
         f.write("garbage\n")
 
-    runs = {r["name"]: r for r in list_runs(runs_dir)}
+    runs = {r.name: r for r in list_runs(runs_dir)}
     assert set(runs) == {"cnn-seed", "quickstart/gan-default", "bad-config", "truncated", "bad-metrics"}
-    assert runs["cnn-seed"]["headline"].startswith("test acc ")
+    assert runs["cnn-seed"].headline.startswith("test acc ")
     for name, fragment in (("bad-config", "config.json"), ("truncated", "checkpoint.safetensors"),
                            ("bad-metrics", "metrics.jsonl line 4")):
-        headline = runs[name]["headline"]
+        headline = runs[name].headline
         assert headline.startswith("unreadable: ") and fragment in headline and "\n" not in headline, headline
     with pytest.raises(MnistlabError, match="cannot read run"):
         read_run(truncated)
@@ -159,13 +159,13 @@ def _rewrite_config(run_dir, **changes):
 def test_the_kind_comes_from_config_json_or_for_older_runs_from_the_checkpoint(runs_dir):
     run_dir = runs_dir / "cnn-seed"
     _rewrite_config(run_dir, kind=None)  # a run written before config.json had a kind
-    info = read_run_info(run_dir)
+    info = read_run(run_dir)
     assert (info.kind, info.preset, info.checkpoint.kind) == ("cnn", "seed", "cnn")
     (run_dir / "checkpoint.safetensors").unlink()  # killed before its first epoch: nothing tells the kind
     with pytest.raises(MnistlabError, match="config.json has no kind and there is no checkpoint.safetensors"):
-        read_run_info(run_dir)
+        read_run(run_dir)
     _rewrite_config(run_dir, kind="cnn")
-    info = read_run_info(run_dir)
+    info = read_run(run_dir)
     requested = json.loads((run_dir / "config.json").read_text())["run"]["dataset"]  # all that is known now
     assert (info.kind, info.dataset, info.checkpoint) == ("cnn", requested, None)
 
@@ -174,8 +174,8 @@ def test_a_config_json_that_contradicts_the_checkpoint_is_refused(runs_dir):
     run_dir = runs_dir / "cnn-seed"
     _rewrite_config(run_dir, kind="gan")
     with pytest.raises(MnistlabError, match="config.json says gan but checkpoint.safetensors is a cnn checkpoint"):
-        read_run_info(run_dir)
-    assert read_run(run_dir, strict=False)["headline"].startswith("unreadable: ")
+        read_run(run_dir)
+    assert read_run(run_dir, strict=False).headline.startswith("unreadable: ")
 
 
 def test_a_metric_of_the_wrong_type_is_named(runs_dir):

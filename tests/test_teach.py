@@ -47,8 +47,8 @@ def test_taught_digits_fine_tune_a_new_run_that_the_server_then_reads_with(serve
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == [
         "1/000.png", "1/001.png", "1/002.png", "7/003.png", "7/004.png", "7/005.png"]  # the person's digits, kept
     assert httpx.get(f"{served}/api/models").json()["cnn"]["path"] == str(run / "checkpoint.safetensors")
-    listed = {r["name"]: r for r in list_runs(tmp_path / "runs")}
-    assert listed[run.name]["init_from"] == str(cnn_run.dir)  # `mnistlab runs` says where it came from
+    listed = {r.name: r for r in list_runs(tmp_path / "runs")}
+    assert listed[run.name].init_from == str(cnn_run.dir)  # `mnistlab runs` says where it came from
     read = httpx.post(f"{served}/api/predict/pixels", json={"pixels": images[0].tolist()})
     assert read.status_code == 200  # and it reads
 
