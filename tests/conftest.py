@@ -7,6 +7,7 @@ import hashlib
 import os
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +19,20 @@ import pytest
 # the models are tiny, and on a busy 2-core machine two OpenMP threads per process spin against each other
 # (the GAN fixture took 20 s instead of 7). Set here, before any test module imports torch.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with the most slow tests run first, each file's tests still together and in order.
+
+    `pytest -n 2` hands tests out in collection order; when the sweep, fault and browser files came last by
+    name, one process finished their long tail alone while the other sat idle.
+    """
+    def file_of(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow = Counter(file_of(item) for item in items
+                   if item.get_closest_marker("slow") or item.get_closest_marker("browser"))
+    items.sort(key=lambda item: -slow[file_of(item)])  # stable: ties keep their order
+
 
 # ----------------------------------------------------------------------------------------------
 # Data: tiny IDX files and a local HTTP mirror
