@@ -18,7 +18,11 @@ value alone; `epochs=true` shows the metric after each epoch instead (mean ± sd
 sweep's quality at each run's last scored epoch, with the real-data floor beside the FCD.
 
 A benchmark script's committed output (`results/NAME.txt`, as the script printed it) gives its Markdown
-table as it is: `<!-- results: finetune-bench.txt -->`; `table=K` takes the K-th table of the file.
+table as it is: `<!-- results: finetune-bench.txt -->`; `table=K` takes the K-th table of the file (-1: the last).
+A benchmark run on several runs of a sweep is summarised per configuration, mean ± sd at the precision printed,
+with `by=STUDY` (the sweep whose results/STUDY.json names the runs): `columns=1,2` keeps those columns,
+`sections=true` summarises the table under each run's `## RUN` heading row by row, and `answers=true` reads
+scripts/ood_bench.py's lines of figures. `<!-- results: headline -->` is the README's table of results.
 """
 
 from __future__ import annotations
@@ -94,6 +98,10 @@ def _span(lo: float | int, hi: float | int, metric: str = "") -> str:
 
 def table(name: str, options: dict[str, str]) -> list[str]:
     """The Markdown lines of one table: a row per configuration, then its command and conditions."""
+    if name == "headline":
+        return headline()
+    if name.endswith(".txt") and "by" in options:
+        return bench_summary(RESULTS / name, options)
     if name.endswith(".txt"):
         return bench_table(RESULTS / name, int(options.get("table", 1)))
     summary = json.loads((RESULTS / f"{name}.json").read_text())
@@ -149,19 +157,239 @@ def table(name: str, options: dict[str, str]) -> list[str]:
     return lines
 
 
-def bench_table(path: Path, k: int) -> list[str]:
-    """The k-th Markdown table (runs of lines starting with "|") in a benchmark's printed output."""
+def bench_table(path: Path, k: int, text: str | None = None) -> list[str]:
+    """The k-th Markdown table (runs of lines starting with "|"; k = -1: the last) in a benchmark's printed
+    output, or in `text`, a part of it."""
     tables: list[list[str]] = [[]]
-    for line in path.read_text().splitlines():
+    for line in (path.read_text() if text is None else text).splitlines():
         if line.startswith("|"):
             tables[-1].append(line)
         elif tables[-1]:
             tables.append([])
     found = [t for t in tables if t]
-    if not 1 <= k <= len(found):
+    if not 1 <= abs(k) <= len(found) or k == 0:
         raise SystemExit(f"results.py: {path.name} has {len(found)} tables, not a table {k}")
-    return found[k - 1]
+    return found[k - 1 if k > 0 else k]
 
+
+# What scripts/ood_bench.py says of each run as it answers, in its lines under `## RUN`: (column, pattern).
+OOD_ANSWERS = [
+    ("test digits kept", r"digits kept (\S+);"),
+    ("Fashion-MNIST refused", r"not a digit: Fashion-MNIST (\S+),"),
+    ("framed", r"framed as an upload (\S+),"),
+    ("marks refused", r"scribbles (\S+), uniform"),
+    ("noise refused", r"uniform noise (\S+),"),
+    ("specks refused", r"specks, framed (\S+)$"),
+    ("digit photos: a digit named", r"a digit named (\S+),"),
+    ("right", r"the right one (\S+);"),
+    ("non-digit photos refused", r"no digit named at all (\S+)$"),
+    ("non-digit photos refused, threshold moved to keep 98 % of digit photos", r"photos refused (\S+)$"),
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Benchmarks run on several runs of a sweep: mean ± sd per preset
+
+NUMBER = re.compile(r"\d+\.\d+")
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _presets(study: str) -> dict[str, str]:
+    """{run directory name: its configuration's label} for a sweep's committed results."""
+    summary = json.loads((RESULTS / f"{study}.json").read_text())
+    return {run: ", ".join(str(v) for v in row["config"].values()) for row in summary["configurations"]
+            for run in row["runs"]}
+
+
+def _summarise(cells: list[str]) -> str:
+    """One column's cells over several runs: each number as mean ± sd at the precision it was printed with
+    ("0.9848 / 0.032" → "0.9850 ± 0.0003 / 0.030 ± 0.002"); text alike in every run as it is, else "–"."""
+    numbers = [NUMBER.findall(c) for c in cells]
+    template = NUMBER.sub("{}", cells[0])
+    if any(NUMBER.sub("{}", c) != template or len(n) != len(numbers[0]) for c, n in zip(cells, numbers)):
+        return "–"
+    if not numbers[0] or len(set(cells)) == 1:
+        return cells[0] + (", each" if len(cells) > 1 and numbers[0] and "of" in cells[0] else "")
+    spreads = []
+    for column in zip(*numbers):
+        digits = len(column[0].split(".")[1])
+        values = [float(v) for v in column]
+        sd = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+        spreads.append(f"{statistics.fmean(values):.{digits}f}{sd}")
+    return template.format(*spreads)
+
+
+def _sections(path: Path) -> dict[str, str]:
+    """A benchmark's output cut at its `## RUN` headings: {run directory name: the text under it}."""
+    parts = re.split(r"^## (\S+)\n", path.read_text(), flags=re.M)
+    return {Path(run).name: text for run, text in zip(parts[1::2], parts[2::2])}
+
+
+def _group(names: list[str], presets: dict[str, str]) -> dict[str, list[int]]:
+    """Row indices by preset, for rows named by a run; "ensemble of A + B + C" rows by their members' presets."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        run = Path(name).name
+        if run in presets:
+            label = f"one `{presets[run]}` run"
+        elif name.startswith("ensemble of "):
+            members = [presets.get(Path(m).name, "?") for m in name.removeprefix("ensemble of ").split(" + ")]
+            label = "ensemble of " + " + ".join(f"{members.count(p)} `{p}`" for p in dict.fromkeys(members))
+        else:
+            raise SystemExit(f"results.py: {name} is not a run of the sweep given with by=")
+        groups.setdefault(label, []).append(i)
+    return groups
+
+
+def _ood_answers(path: Path, presets: dict[str, str]) -> list[str]:
+    """scripts/ood_bench.py's figures for each run as saved (its threshold), mean ± sd per preset."""
+    groups: dict[str, list[list[str]]] = {}
+    for run, text in _sections(path).items():
+        cells = []
+        for column, pattern in OOD_ANSWERS:
+            found = re.search(pattern, text, flags=re.M)
+            if found is None:
+                raise SystemExit(f"results.py: {path.name}, {run}: no {column!r}")
+            cells.append(found[1])
+        groups.setdefault(presets[run], []).append(cells)
+    out = ["| preset | n | " + " | ".join(c for c, _ in OOD_ANSWERS) + " |", "|---|---|" + "---|" * len(OOD_ANSWERS)]
+    for preset, runs in groups.items():
+        out.append(f"| `{preset}` | {len(runs)} | " + " | ".join(_summarise(list(c)) for c in zip(*runs)) + " |")
+    return out
+
+
+def bench_summary(path: Path, options: dict[str, str]) -> list[str]:
+    """A benchmark's per-run figures as mean ± sd per preset (`by=STUDY` names the sweep whose runs it measured).
+
+    The rows of its table `table=K` (first column: the run) are grouped; or, with `sections=true`, the table K
+    under each run's `## RUN` heading, row by row (one row per scorer, say), grouped by preset too.
+    `columns=2,3` keeps only those columns (1 is the first after the run's name).
+    """
+    presets, k = _presets(options["by"]), int(options.get("table", 1))
+    if options.get("answers") == "true":
+        return _ood_answers(path, presets)
+    if options.get("sections") == "true":
+        per_run = {run: bench_table(path, k, text) for run, text in _sections(path).items()}
+        header = _cells(next(iter(per_run.values()))[0])
+        rows = [[f"{run}: {_cells(line)[0]}", *_cells(line)[1:]]
+                for run, lines in per_run.items() for line in lines[2:]]
+    else:
+        lines = bench_table(path, k)
+        header, rows = _cells(lines[0]), [_cells(line) for line in lines[2:]]
+    keep = [int(c) for c in options["columns"].split(",")] if "columns" in options else range(1, len(header))
+    out = ["| " + " | ".join([header[0] if options.get("sections") == "true" else "reader", "n",
+                             *(header[c] for c in keep)]) + " |", "|---|---|" + "---|" * len(keep)]
+    if options.get("sections") == "true":  # group by (preset, row label): one output row per pair
+        groups: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            run, label = row[0].split(": ", 1)
+            groups.setdefault(f"`{presets[run]}`: {label}", []).append(i)
+    else:
+        groups = _group([r[0] for r in rows], presets)
+    for label, indices in groups.items():
+        out.append(f"| {label} | {len(indices)} | " + " | ".join(_summarise([rows[i][c] for i in indices])
+                                                              for c in keep) + " |")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The README's headline table: a row per result, each from its committed data, with its command
+
+
+def _study(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def _row(study: dict, **config) -> dict:
+    return next(r for r in study["configurations"] if r["config"] == config)
+
+
+def _pct(values: list[float], digits: int = 1) -> str:
+    return f"{100 * statistics.fmean(values):.{digits}f} %"
+
+
+def _bench_rows(path: Path, k: int = 1) -> dict[str, list[str]]:
+    """A benchmark table's rows by their first cell."""
+    return {cells[0]: cells for cells in map(_cells, bench_table(path, k)[2:])}
+
+
+def headline() -> list[str]:
+    """The README's table of results: a row per result, its figure, n and command."""
+    seed, presets = _study("cnn-seed-mnist"), _study("cnn-presets-mnist")
+    gan, gan_seed = _study("gan-mnist-600s"), _study("gan-seed-mnist")
+    best_runs = [run for run, preset in _presets("cnn-presets-mnist").items() if preset == "best"]
+    rows = []
+
+    row = _row(seed, precision="auto")
+    rows.append(("the seed notebook's CNN, 5 epochs (notebook: 0.9863)",
+                 f"test accuracy {_spread(row['values'], 'acc')} ({_span(row['min'], row['max'], 'acc')})", row["n"],
+                 seed["command"]))
+    for preset, epochs in (("gorner", 10), ("best", 20), ("photo", 20)):
+        row = _row(presets, preset=preset)
+        figure = _spread(row["values"], "acc")
+        rows.append((f"`{preset}`, {epochs} epochs", f"**{figure}**" if preset == "best" else figure, row["n"],
+                     presets["command"] if preset == "gorner" else "the same"))
+    fits = _row(presets, preset="best")["calibration"]
+    rows.append(("`best`, calibrated: expected calibration error",
+                 f"{_pct([f['ece_before'] for f in fits], 2)} → **{_pct([f['ece_after'] for f in fits], 2)}** "
+                 f"(T = {statistics.fmean(f['temperature'] for f in fits):.2f}, fitted on validation)", len(fits),
+                 "mnistlab evaluate cnn RUN"))
+
+    ensemble = next(cells for name, cells in _bench_rows(RESULTS / "ensemble-bench.txt").items()
+                    if name.startswith("ensemble of") and sorted(name.split()[2::2]) == sorted(best_runs))
+    rows.append((f"an ensemble of the {len(best_runs)} `best` runs", f"{ensemble[2]} (validation {ensemble[1]})", 1,
+                 "mnistlab evaluate cnn RUN,RUN,RUN"))
+
+    ood = [text for run, text in _sections(RESULTS / "ood-bench-test.txt").items() if run in best_runs]
+    mahalanobis = [next(_cells(line) for line in bench_table(RESULTS / "ood-bench-test.txt", 1, text)
+                        if line.startswith("| mahalanobis")) for text in ood]
+    auroc = lambda column: _summarise([cells[column].split(" / ")[0] for cells in mahalanobis])  # noqa: E731
+    answers = dict(OOD_ANSWERS)
+    answer = lambda column: [float(re.search(answers[column], t, flags=re.M)[1]) for t in ood]  # noqa: E731
+    rows.append(("`best` knowing a non-digit: AUROC, digits against Fashion-MNIST / hand-drawn letters, shapes, "
+                 "scribbles", f"{auroc(1)} / {auroc(3)}; photos of non-digits refused "
+                 f"{_pct(answer('non-digit photos refused'), 0)} while "
+                 f"{_pct(answer('digit photos: a digit named'))} of digit photos are read", len(ood),
+                 "python scripts/ood_bench.py --runs RUN... --split test"))
+
+    ours = _bench_rows(RESULTS / "speedrun-bench.txt")["ours"]
+    ratio = re.search(r"fast GPU recipe / ours: ([\d.]+)x", (RESULTS / "speedrun-bench.txt").read_text())[1]
+    rows.append(("speedrun: 99 % in one epoch", f"{ours[5]} in **{ours[2]} s** of training; "
+                 f"{float(ratio):.1f}× faster than the fast GPU recipe on this CPU", ours[1],
+                 "python scripts/speedrun_bench.py"))
+
+    for preset in ("default", "unconditional"):
+        q = _row(gan, preset=preset)["quality"]
+        fcd = (f"{_spread([r['fcd'] for r in q], 'fcd')} "
+               f"({statistics.fmean(r['fcd'] / r['fcd_real_floor'] for r in q):.1f}× the floor)")
+        if preset == "default":
+            floor = statistics.fmean(r["fcd_real_floor"] for r in q)
+            rows.append((f"`default` DCGAN, 600 s of training: FCD (real-data floor {floor:.2f})",
+                         f"{fcd}; the digit asked for drawn {_pct([r['asked_digit_accuracy'] for r in q])}", len(q),
+                         gan["command"]))
+        else:
+            rows.append(("`unconditional` DCGAN (no labels), 600 s", f"FCD {fcd}", len(q), "the same"))
+
+    photos = [cells for name, cells in _bench_rows(RESULTS / "photo-bench-mnist-seed0.txt", -1).items()
+              if Path(name).name in best_runs]
+    rounded = lambda column, digits: _summarise([f"{float(p[column]):.{digits}f}" for p in photos])  # noqa: E731
+    blanks = {p[6] for p in photos}
+    rows.append(("`best` reading photos of official test digits (1 MP, pen or pencil, lined paper, shadows)",
+                 f"single digits {rounded(2, 3)}; 2–5 digit numbers exact {rounded(3, 2)}; blank pages read as a "
+                 f"number {blanks.pop() if len(blanks) == 1 else '–'}", len(photos),
+                 "python scripts/photo_bench.py --runs RUN... --seed 0"))
+
+    q = gan_seed["configurations"][0]["quality"][0]
+    rows.append((f"the seed notebook's DCGAN, its {q['epoch']} epochs ({q['elapsed_s'] / 60:.0f} min)",
+                 f"FCD {q['fcd']:.2f} ({q['fcd'] / q['fcd_real_floor']:.0f}× the floor); the evaluator sure of "
+                 f"{_pct([q['confident_fraction']], 0)} of its digits", 1, gan_seed["command"]))
+
+    return ["| what | figure | n | command |", "|---|---|---|---|"] + [
+        f"| {what} | {figure} | {n} | {command if command == 'the same' else f'`{command}`'} |"
+        for what, figure, n, command in rows]
 
 def render(text: str) -> str:
     """`text` with every marked table regenerated."""
