@@ -120,7 +120,7 @@ class CNNTrainer:
         self.temperature: float | None = None  # fitted on the validation split after the last epoch
         self.digitness: dict[str, Any] | None = None  # and the digitness scale (`mnistlab.ood`)
         self.fits_digitness = True  # a speedrun that keeps no run skips it: the scale costs a pass over the data
-        if start.world.world_size > 1:
+        if start.group.world_size > 1:
             device_ids = [start.device.index] if start.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
@@ -183,8 +183,8 @@ class CNNTrainer:
 
     def end_epoch(self, metrics: dict[str, Any], last: bool) -> None:
         start = self.start
-        metrics["val_acc"] = _accuracy(self.model, start.dataset.val, start.device, start.dtype, start.world)
-        metrics["test_acc"] = _accuracy(self.model, start.dataset.test, start.device, start.dtype, start.world)
+        metrics["val_acc"] = _accuracy(self.model, start.dataset.val, start.device, start.dtype, start.group)
+        metrics["test_acc"] = _accuracy(self.model, start.dataset.test, start.device, start.dtype, start.group)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         if last:  # every consumer of the checkpoint reads calibrated probabilities, and knows a non-digit
             self.temperature, self.digitness = fit_answers(self.model, self._answers_data(), start.device,
@@ -349,13 +349,13 @@ def write_report(model: CNN, dataset: Dataset, run_dir: Path, device: torch.devi
     return report
 
 
-def _accuracy(model: CNN, split, device, dtype, world: Dist) -> float | None:
+def _accuracy(model: CNN, split, device, dtype, group: Dist) -> float | None:
     if split is None or len(split) == 0:
         return None
-    shard = torch.arange(len(split))[world.rank :: world.world_size]
+    shard = torch.arange(len(split))[group.rank :: group.world_size]
     logits, _ = classify(model, split.images[shard], device, dtype)
     counts = torch.tensor([(logits.argmax(1) == split.labels[shard]).sum().item(), len(shard)], dtype=torch.float64)
-    correct, total = world.sum(counts.to(device)).tolist()
+    correct, total = group.sum(counts.to(device)).tolist()
     return correct / total
 
 

@@ -20,7 +20,7 @@ class Dist:
         return self.rank == 0
 
     def shard(self, indices: torch.Tensor) -> torch.Tensor:
-        """This rank's share of a global batch: every world-th index, so the global batch is unchanged."""
+        """This rank's share of a global batch: every world_size-th index, so the global batch is unchanged."""
         return indices[self.rank :: self.world_size]
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -32,8 +32,8 @@ class Dist:
 
 def init_distributed(device: torch.device) -> Dist:
     """Join the process group torchrun describes in the environment; a plain run is rank 0 of 1."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world == 1:
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
         return Dist()
     owns = not dist.is_initialized()
     if owns:
@@ -41,26 +41,26 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), owns)
 
 
-def decorrelate_ranks(world: Dist, seed: int, step: int) -> None:
+def decorrelate_ranks(group: Dist, seed: int, step: int) -> None:
     """Give each rank its own random stream (noise, augmentation, dropout) once the weights are identical."""
-    if world.world_size > 1:
-        torch.manual_seed(seed * 1_000_003 + step * 1009 + world.rank)
+    if group.world_size > 1:
+        torch.manual_seed(seed * 1_000_003 + step * 1009 + group.rank)
 
 
-def finish_distributed(world: Dist) -> None:
-    if world.owns_group:
+def finish_distributed(group: Dist) -> None:
+    if group.owns_group:
         dist.barrier()
         dist.destroy_process_group()
 
 
-def average_gradients(module: torch.nn.Module, world: Dist) -> None:
+def average_gradients(module: torch.nn.Module, group: Dist) -> None:
     """Average gradients over ranks by hand, for the GAN whose two networks take turns (see train/gan.py)."""
-    if world.world_size == 1:
+    if group.world_size == 1:
         return
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
-    flat /= world.world_size
+    flat /= group.world_size
     offset = 0
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))

@@ -107,10 +107,10 @@ class GANReport:
 
     def __init__(self, start: loop.RunStart[GANConfig], classifier: str | Path | None):
         self.start, self.config, self.tc = start, start.config, start.config.train
-        if start.world.is_main:
+        if start.group.is_main:
             (start.run_dir / "samples").mkdir(exist_ok=True)
         self.judge = None
-        if self.tc.eval_every and start.world.is_main:
+        if self.tc.eval_every and start.group.is_main:
             try:
                 self.judge = quality_judge(start.dataset, classifier, n_floor=self.tc.eval_samples,
                                            device=str(start.device))
@@ -121,7 +121,7 @@ class GANReport:
 
     def end_epoch(self, gan: DCGAN, sampler: torch.nn.Module, metrics: dict[str, Any], last: bool) -> Any:
         """The epoch's grid (written, and returned for TensorBoard) and, when due, its quality in `metrics`."""
-        if not self.start.world.is_main:
+        if not self.start.group.is_main:
             return None
         epoch, tc, device = metrics["epoch"], self.tc, self.start.device
         if self.fixed_noise is None:  # conditional: column d of the grid draws digit d
@@ -144,7 +144,7 @@ class GANReport:
         save_checkpoint(self.start.run_dir / BEST_NAME, "gan", {
             "config": to_dict(self.config), "generator": sampler.state_dict(), "epoch": metrics["epoch"],
             "fcd": metrics["fcd"], "metrics": [metrics], "dataset": self.start.dataset.provenance,
-            "environment": environment(self.start.device, self.start.dtype, self.start.world)}, role="best")
+            "environment": environment(self.start.device, self.start.dtype, self.start.group)}, role="best")
 
     @staticmethod
     def describe(m: dict[str, Any]) -> str:
@@ -209,7 +209,7 @@ class GANTrainer:
 
     def step(self, idx: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         tc, gan, netG, netD, optD, optG = self.tc, self.gan, self.netG, self.netD, self.optD, self.optG
-        device, dtype, world, smooth = self.start.device, self.start.dtype, self.start.world, self.smooth
+        device, dtype, group, smooth = self.start.device, self.start.dtype, self.start.group, self.smooth
         real = to_float(self.train_x[idx], tc.real_range, self.start.memory_format)
         z = gan.noise(len(idx), device=device)
         real_digits = self.train_y[idx] if self.train_y is not None else None  # used by a conditional D only
@@ -228,8 +228,8 @@ class GANTrainer:
             loss_G = gan_loss(out_fake, 1.0, tc.loss)
             loss_D.backward(inputs=list(netD.parameters()), retain_graph=True)
             loss_G.backward(inputs=list(netG.parameters()))
-            average_gradients(netD, world)
-            average_gradients(netG, world)
+            average_gradients(netD, group)
+            average_gradients(netG, group)
             optD.step()
             optG.step()
         else:
@@ -241,7 +241,7 @@ class GANTrainer:
                 out_fake = gan.discriminate(self.view(fake.detach()), fake_digits)
             loss_D = gan_loss(out_real, smooth, tc.loss) + gan_loss(out_fake, 0.0, tc.loss)
             loss_D.backward()
-            average_gradients(netD, world)
+            average_gradients(netD, group)
             optD.step()
             # (2) Update G: maximise log D(G(z)), against the discriminator just updated
             optG.zero_grad(set_to_none=True)
@@ -249,7 +249,7 @@ class GANTrainer:
                 out_gen = gan.discriminate(self.view(fake), fake_digits)
             loss_G = gan_loss(out_gen, 1.0, tc.loss)
             loss_G.backward(inputs=list(netG.parameters()))
-            average_gradients(netG, world)
+            average_gradients(netG, group)
             optG.step()
         if self.ema is not None:
             self.ema.update_parameters(netG)

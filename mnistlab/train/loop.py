@@ -170,7 +170,7 @@ class RunStart(Generic[Config]):
     state: dict[str, Any] | None  # the checkpoint being resumed, if any
     run_dir: Path
     device: torch.device
-    world: Dist
+    group: Dist  # this process in the torchrun group: rank, world_size (rank 0 of 1 without torchrun)
     dtype: torch.dtype | None  # autocast dtype, None for fp32
     memory_format: torch.memory_format
     dataset: Dataset
@@ -201,9 +201,9 @@ def start_run(
     else:
         config = with_overrides(preset(kind, config) if isinstance(config, str) else config, overrides)
     device = resolve_device(config.run.device)
-    world = init_distributed(device)
+    group = init_distributed(device)
     seed_everything(config.run.seed, config.run.deterministic)
-    say = tqdm.write if progress and world.is_main else (lambda _msg: None)
+    say = tqdm.write if progress and group.is_main else (lambda _msg: None)
     if dataset is None:
         dataset = load_data(config)
     if dataset.notice:
@@ -217,13 +217,13 @@ def start_run(
         check_same_data(resume, state["dataset"], dataset.provenance)
         run_dir = Path(resume)
         say(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
-    elif world.is_main:
+    elif group.is_main:
         run_dir = new_run_dir(kind, config.preset, config.run.out)
     else:
         run_dir = Path(config.run.out or ".")
-    if world.is_main:
+    if group.is_main:
         atomic_write_text(run_dir / "config.json", to_json(config))
-    return RunStart(kind, config, state, run_dir, device, world, autocast_dtype(device, config.run.precision),
+    return RunStart(kind, config, state, run_dir, device, group, autocast_dtype(device, config.run.precision),
                     memory_format(config.run.channels_last), dataset, progress, say)
 
 
@@ -293,7 +293,7 @@ class Plan:
 
 def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
     """Train until the config's epochs or its time budget are spent; returns the metrics per epoch."""
-    config, world, run_dir = start.config, start.world, start.run_dir
+    config, group, run_dir = start.config, start.group, start.run_dir
     plan = Plan.of(config, len(start.dataset.train))
     width = len(trainer.stat_names)
     history: list[dict[str, Any]] = []
@@ -305,13 +305,13 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
         first_epoch, first_step, history = state["epoch"], state["step_in_epoch"], state["metrics"]
         done_stats = state.get("epoch_stats", state.get("epoch_losses")).reshape(-1, width)  # (older CNN runs)
         elapsed = state.get("elapsed_s", 0.0)
-    decorrelate_ranks(world, config.run.seed, first_epoch * 10**6 + first_step)
+    decorrelate_ranks(group, config.run.seed, first_epoch * 10**6 + first_step)
     clock = Clock(elapsed, plan.budget)
-    env = environment(start.device, start.dtype, world)
-    board = TensorBoard(run_dir, config.run.tensorboard and world.is_main)
+    env = environment(start.device, start.dtype, group)
+    board = TensorBoard(run_dir, config.run.tensorboard and group.is_main)
 
     def checkpoint(epoch: int, step_in_epoch: int, stats: torch.Tensor) -> None:
-        if world.is_main:
+        if group.is_main:
             save_checkpoint(run_dir / CHECKPOINT_NAME, start.kind, {
                 "config": to_dict(config), **trainer.state_dict(), "rng": rng_state(), "epoch": epoch,
                 "step_in_epoch": step_in_epoch, "epoch_stats": stats, "elapsed_s": clock.elapsed,
@@ -327,14 +327,14 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
                 resumed = done_stats if first else None  # resumed mid-epoch: the steps taken keep their stats
                 stats, train_time = train_epoch(start, trainer, plan, epoch, first, resumed, clock, stop, checkpoint)
                 epoch += 1
-                means = world.sum(stats.mean(0)) / world.world_size
+                means = group.sum(stats.mean(0)) / group.world_size
                 metrics = {"epoch": epoch, **{name: means[i].item() for i, name in enumerate(trainer.stat_names)},
                            "time_s": round(train_time, 3), "elapsed_s": round(clock.elapsed, 3),
                            "images_per_s": round((len(stats) - first) * plan.batch / train_time, 1)}
                 image = trainer.end_epoch(metrics, last=epoch == plan.epochs or clock.used_up())
                 history.append(metrics)
                 checkpoint(epoch, 0, torch.empty(0, width))
-                if world.is_main:
+                if group.is_main:
                     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
                     board.log(metrics, image)
                 start.say(trainer.describe(metrics))
@@ -342,9 +342,9 @@ def fit(start: RunStart, trainer: Trainer, callback: Callable[[dict[str, Any]], 
                     callback(metrics)
         completed = True
     finally:
-        if world.is_main:
+        if group.is_main:
             trainer.finish(history, completed)
-    finish_distributed(world)
+    finish_distributed(group)
     return history
 
 
@@ -354,7 +354,7 @@ def train_epoch(start: RunStart, trainer: Trainer, plan: Plan, epoch: int, first
     """One epoch's steps from step `first` (a resumed epoch's), until its end or the budget's; checkpoints
     every `run.checkpoint_every` steps and on a signal (then raises Interrupted). Returns each step's stats
     and the seconds it trained."""
-    config, world, device = start.config, start.world, start.device
+    config, group, device = start.config, start.group, start.device
     trainer.train()
     epoch_t0 = clock.restart()
     order = epoch_order(len(start.dataset.train), config.run.seed, epoch, device)
@@ -364,9 +364,9 @@ def train_epoch(start: RunStart, trainer: Trainer, plan: Plan, epoch: int, first
     end = plan.steps_per_epoch
     bar = tqdm(range(first, plan.steps_per_epoch), leave=False, unit="step",
                desc=f"epoch {epoch + 1}" + ("" if plan.budget else f"/{plan.epochs}"),
-               disable=True if not (start.progress and world.is_main) else None)  # None: off in logs
+               disable=True if not (start.progress and group.is_main) else None)  # None: off in logs
     for step in bar:
-        idx = world.shard(order[step * plan.batch : (step + 1) * plan.batch])
+        idx = group.shard(order[step * plan.batch : (step + 1) * plan.batch])
         at = epoch * plan.steps_per_epoch + step
         stats[step] = trainer.step(idx, at, clock.planned_steps(at, plan.total_steps))
         if stop or (config.run.checkpoint_every and (step + 1) % config.run.checkpoint_every == 0):

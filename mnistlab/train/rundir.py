@@ -44,7 +44,7 @@ def _md5s(provenance: dict[str, Any]) -> str:
     return ", ".join(f"{Path(p).name} md5 {md5[:8]}" for p, md5 in sorted(provenance["files"].items()))
 
 
-def environment(device: torch.device, precision: torch.dtype | None, world: Dist) -> dict[str, Any]:
+def environment(device: torch.device, precision: torch.dtype | None, group: Dist) -> dict[str, Any]:
     """What a reader needs to reproduce a run: versions, commit, device."""
     return {
         "mnistlab_version": mnistlab.__version__,
@@ -56,7 +56,7 @@ def environment(device: torch.device, precision: torch.dtype | None, world: Dist
         or platform.machine(),
         "precision": str(precision).replace("torch.", "") if precision else "float32",
         "threads": torch.get_num_threads(),
-        "world_size": world.world_size,
+        "world_size": group.world_size,
     }
 
 
