@@ -2,6 +2,7 @@
 official test split, before and after `train cnn --from RUN` on 10, 20 and 50 of that writer's digits.
 
     python scripts/finetune_bench.py --run RUN [--seeds 0 1 2] [--tune all head]
+    python scripts/finetune_bench.py --run RUN --lrs 3e-5 1e-4 3e-4 1e-3 [--samples 20]
 
 A "writer" is one handwriting style made by augmentation and held fixed for all their digits: a slant and a
 thick pen; narrow, leaning digits in a thin pen; or a wavy hand (one elastic field for every digit). Their
@@ -11,6 +12,9 @@ style, framed as `predict` frames an image. For each writer and size, `--seeds` 
 the documented recipe (`docs/training.md`): the run's weights, a low learning rate, half of each batch
 replayed from MNIST's training digits so the reader keeps other writers. `--tune` trains every layer
 ("all", the recipe), the last layer only ("head"), or each in turn, side by side on the same draws.
+
+`--lrs` compares learning rates instead, where a choice may be made: on 1,000 more of each writer's digits
+(neither held out nor drawn from) and on MNIST's validation split, never on the test digits.
 """
 
 from __future__ import annotations
@@ -66,20 +70,36 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="the CNN run to fine-tune (trained on full MNIST)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tune", nargs="+", choices=["all", "head"], default=["all"], help="layers trained")
+    parser.add_argument("--lrs", type=float, nargs="+", help="compare these learning rates (validation digits only)")
+    parser.add_argument("--samples", type=int, default=20, help="with --lrs: digits of the writer fine-tuned on")
     args = parser.parse_args()
+    if args.samples % 10 or args.samples <= 0:
+        parser.error("--samples: a multiple of 10, the same number of each digit")
     mnist = load_dataset("mnist")
     val_images, val_labels = mnist.val.images.numpy(), mnist.val.labels.numpy()
-    mnist_before = accuracy(args.run, mnist.test)
-    print(f"{args.run}: MNIST test {mnist_before:.4f}; recipe {FINE_TUNE}; {torch.get_num_threads()} threads")
-    print("| writer | samples | layers | n | writer's held-out digits, before | after | MNIST test, before | after |")
+    # --lrs chooses, so it measures on validation digits; the tables of record measure on the test digits.
+    mnist_check = mnist.val if args.lrs else mnist.test
+    mnist_before = accuracy(args.run, mnist_check)
+    settings = [(args.samples, "all", lr) for lr in args.lrs] if args.lrs else \
+        [(size, tune, FINE_TUNE["lr"]) for size, tune in itertools.product(SIZES, args.tune)]
+    print(f"{args.run}: MNIST {'validation' if args.lrs else 'test'} {mnist_before:.4f}; recipe {FINE_TUNE}; "
+          f"{torch.get_num_threads()} threads")
+    if args.lrs:
+        print("| writer | samples | learning rate | n | writer's validation digits, before | after | "
+              "MNIST validation, before | after |")
+    else:
+        print("| writer | samples | layers | n | writer's held-out digits, before | after | "
+              "MNIST test, before | after |")
     print("|---|---|---|---|---|---|---|---|")
     for writer, name in enumerate(("slanted, thick pen", "narrow, leaning back, thin pen", "wavy")):
         order = np.random.default_rng([writer, 99]).permutation(len(val_images))
-        held = order[:HELD_OUT]
-        held_out = Split(torch.from_numpy(writer_style(writer, val_images[held])), torch.from_numpy(val_labels[held]))
-        before = accuracy(args.run, held_out)
-        pool = order[HELD_OUT:]
-        for size, tune in itertools.product(SIZES, args.tune):
+        # The first 1,000 are held out (the test of record), the next 1,000 validate (--lrs); the rest are drawn from.
+        checked = order[HELD_OUT:2 * HELD_OUT] if args.lrs else order[:HELD_OUT]
+        check = Split(torch.from_numpy(writer_style(writer, val_images[checked])),
+                      torch.from_numpy(val_labels[checked]))
+        before = accuracy(args.run, check)
+        pool = order[2 * HELD_OUT:] if args.lrs else order[HELD_OUT:]
+        for size, tune, lr in settings:
             after, mnist_after = [], []
             for seed in args.seeds:
                 rng = np.random.default_rng([writer, size, seed])
@@ -87,14 +107,15 @@ def main() -> None:
                                         for c in range(10)])
                 samples = Split(torch.from_numpy(writer_style(writer, val_images[picks])),
                                 torch.from_numpy(val_labels[picks]))
-                data = Dataset(f"writer-{writer}", samples, None, held_out, mnist.classes,
+                data = Dataset(f"writer-{writer}", samples, None, check, mnist.classes,
                                {"name": f"writer-{writer}", "files": {}}, None)
                 with tempfile.TemporaryDirectory() as scratch:
-                    run = fine_tune(args.run, data, seed=seed, tune=tune, out=f"{scratch}/run", progress=False)
-                    after.append(accuracy(run.dir, held_out))
-                    mnist_after.append(accuracy(run.dir, mnist.test))
-            print(f"| {name} | {size} | {tune} | {len(args.seeds)} | {before:.3f} | {_spread(after)} | "
-                  f"{mnist_before:.4f} | {_spread(mnist_after, 4)} |", flush=True)
+                    run = fine_tune(args.run, data, seed=seed, tune=tune, lr=lr, out=f"{scratch}/run",
+                                    progress=False)
+                    after.append(accuracy(run.dir, check))
+                    mnist_after.append(accuracy(run.dir, mnist_check))
+            print(f"| {name} | {size} | {f'{lr:g}' if args.lrs else tune} | {len(args.seeds)} | {before:.3f} | "
+                  f"{_spread(after)} | {mnist_before:.4f} | {_spread(mnist_after, 4)} |", flush=True)
 
 
 def _spread(values: list[float], places: int = 3) -> str:
