@@ -31,12 +31,16 @@ EXAMPLES = """examples:
 """
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The command line as `main` reads it: `mnistlab sweep FILE.toml` is `mnistlab sweep run FILE.toml`."""
+    if argv[:1] == ["sweep"] and len(argv) > 1 and argv[1] not in ("run", "show", "-h", "--help"):
+        argv = [argv[0], "run", *argv[1:]]
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["sweep"] and len(argv) > 1 and argv[1] not in ("run", "show", "-h", "--help"):
-        argv.insert(1, "run")  # `mnistlab sweep FILE.toml` is `mnistlab sweep run FILE.toml`
-    args = parser.parse_args(argv)
+    args = parse_args(parser, list(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -6,8 +6,10 @@ No test here trains: each command line is refused while the config is built, bef
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import re
 import shlex
@@ -21,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mnistlab.cli import build_parser
+from mnistlab.cli import build_parser, parse_args
 from mnistlab.config import (
     CNN_PRESETS,
     CONFIG_TYPES,
@@ -302,6 +304,28 @@ def test_flags_override_set_which_overrides_the_toml_config_and_dry_run_is_a_fla
     resolved = with_overrides(preset("cnn", args.preset or "seed"), train_overrides(args))
     assert (resolved.train.epochs, resolved.train.lr, resolved.model.fc) == (4, 0.003, 16)
     assert resolved.run.dry_run and not resolved.run.channels_last
+
+
+def test_every_command_in_the_docs_still_parses():
+    """Each `mnistlab ...` in the README's and the docs' code parses as `main` parses it: no doc keeps a command
+    that lost a flag. `[--flag X]` is an optional part, parsed with it; a bare `mnistlab export` names a command."""
+    parser = build_parser()
+    commands = []
+    for doc in ["README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = one_line_per_command((ROOT / doc).read_text())
+        spans = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S)
+        spans += re.findall(r"`([^`\n]+)`", re.sub(r"```[^\n]*\n.*?```", "", text, flags=re.S))
+        for line in (line for span in spans for line in span.splitlines()):
+            found = re.match(r"\s*(?:\$\s*)?(?:\S*/)?mnistlab ([a-z][^#|;&]*)", line)
+            if found and len(found[1].split()) > 1:
+                commands.append((doc, re.sub(r"\[(--[^]]*)]", r"\1", found[1]).strip()))
+    assert len(commands) >= 60
+    for doc, command in commands:
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                parse_args(parser, shlex.split(command))
+        except SystemExit:
+            pytest.fail(f"{doc}: mnistlab {command} does not parse")
 
 
 def one_line_per_command(text: str) -> str:
