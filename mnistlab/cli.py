@@ -166,9 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list runs as a table (runs list [DIR...]), or compare some",
                                description="List runs (the default action), or compare some side by side.")
     runs_commands = runs.add_subparsers(title="runs commands", metavar="ACTION")
-    runs.set_defaults(handler=cmd_runs_list, dirs=["runs"])  # `mnistlab runs` alone lists runs/
+    runs.set_defaults(handler=cmd_runs_list, dirs=["runs"], json=False)  # `mnistlab runs` alone lists runs/
     p = _command(runs_commands, "list", "every run at or below each DIR (default: runs), newest first")
     p.add_argument("dirs", nargs="*", default=["runs"], metavar="DIR")
+    p.add_argument("--json", action="store_true", help="one JSON object per run, a line each")
     p.set_defaults(handler=cmd_runs_list)
     p = _command(runs_commands, "compare", "runs side by side: their final metrics, and one plot of their progress")
     p.add_argument("paths", nargs="+", metavar="RUN")
@@ -357,6 +358,10 @@ def cmd_runs_list(args: argparse.Namespace) -> None:
     import mnistlab
 
     rows = [run for directory in args.dirs for run in mnistlab.list_runs(directory)]
+    if args.json:
+        for run in rows:
+            print(json.dumps(run.summary()))
+        return
     _table(["kind", "preset", "dataset", "epochs", "headline", "wall", "path"],
            [[r.kind, r.preset, r.dataset, str(r.epochs), r.headline, r.wall, str(r.path)]
             for r in rows])

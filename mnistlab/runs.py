@@ -85,6 +85,13 @@ class RunInfo:
     def best_epoch(self) -> int | None:
         return self.best.state["epoch"] if self.best else None
 
+    def summary(self) -> dict[str, Any]:
+        """The listing's row as plain data (`mnistlab runs --json`): what it is, how far it got, its last metrics."""
+        return {"path": str(self.path), "name": self.name, "kind": self.kind, "preset": self.preset,
+                "dataset": self.dataset, "epochs": self.epochs, "wall_s": self.wall_s, "headline": self.headline,
+                "best_fcd": self.best_fcd, "best_epoch": self.best_epoch, "init_from": self.init_from,
+                "last": self.metrics[-1] if self.metrics else None, "error": self.error}
+
     @property
     def headline(self) -> str:
         """"test acc 0.9863" for a CNN; for a GAN its last FCD and the best one, kept in best.safetensors

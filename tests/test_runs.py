@@ -138,6 +138,13 @@ def test_cli_runs_and_runs_compare(runs_dir, tmp_path, capsys):
     assert out.splitlines()[0].split() == ["metric", "cnn-seed", "gan-default"]
     assert f"plot: {plot}" in out and plot.read_bytes().startswith(PNG)
 
+    assert main(["runs", "list", str(runs_dir), "--json"]) == 0  # for scripts: a JSON object per run, a line each
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["kind"], r["name"], r["epochs"]) for r in listed] == [("gan", "quickstart/gan-default", 2),
+                                                                     ("cnn", "cnn-seed", 3)]
+    assert listed[1]["last"] == list_runs(runs_dir)[1].metrics[-1] and listed[1]["headline"].startswith("test acc")
+    assert listed[0]["best_fcd"] is not None and listed[1]["error"] is None
+
     assert main(["runs", "list", str(tmp_path / "nowhere")]) == 0  # an empty table, not an error
     header = ["kind", "preset", "dataset", "epochs", "headline", "wall", "path"]
     assert capsys.readouterr().out.split() == header
