@@ -1,4 +1,4 @@
-"""ONNX export of a trained CNN (images → logits) or a GAN's generator (noise → images), run and checked.
+"""ONNX export of a trained CNN (images → logits, digitness) or a GAN's generator (noise → images), run and checked.
 
 The model is exported in fp32 with a dynamic batch axis by `torch.onnx.export(dynamo=True)` (the TorchScript
 exporter is deprecated), serialised in memory, run with onnxruntime on a random batch and compared with
@@ -36,8 +36,11 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
 
     CNN: input `images` float32 [N,1,28,28] in [0,1], light ink on black as `frame.to_mnist` makes them;
     output `logits` float32 [N,classes], divided by the run's temperature, so softmax gives the calibrated
-    probabilities `predict` gives. Several runs (an ensemble, `load`'s list) export as one graph whose
-    `logits` are the log of the members' averaged probabilities.
+    probabilities `predict` gives; and, for a run with a digitness scale (`mnistlab.ood`; runs made before it
+    have none), `digitness` float32 [N], the share of its validation digits less digit-like than each input,
+    as `predict` gives it: under 1 - ood.KEEP is "not a digit". Several runs (an ensemble, `load`'s list)
+    export as one graph whose `logits` are the log of the members' averaged probabilities, and whose
+    `digitness` is their mean.
     GAN: input `z` float32 [N,nz] drawn as the model was trained (uniform on [-1,1] or standard normal),
     followed for a conditional GAN by the one-hot of the digit to draw (10 numbers), or of a cluster;
     output `images` float32 [N,1,28,28] from the generator's tanh, in [-1,1] (`output` says how to get
@@ -52,10 +55,14 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
         raise MnistlabError(f"cannot write {path}: there is no directory {Path(path).parent}")
     model = load(run_or_checkpoint, precision="fp32", checkpoint=checkpoint)
     if isinstance(model, Classifier):
-        kind, net, names = "cnn", _Calibrated(model), ("images", "logits")
+        net = _Calibrated(model)
+        kind, names = "cnn", ("images", "logits", "digitness") if net.scales else ("images", "logits")
         example, check = torch.rand(2, 1, 28, 28), torch.rand(CHECK_BATCH, 1, 28, 28)
+        check[0] = 0  # a blank: digitness 0, as `predict` has it
         described = ("images float32 [N,1,28,28] in [0,1], light ink on black (mnistlab.photo.frame.to_mnist)",
-                     f"logits float32 [N,{len(model.classes)}] for classes {','.join(model.classes)}")
+                     f"logits float32 [N,{len(model.classes)}] for classes {','.join(model.classes)}" + (
+                         "; digitness float32 [N], the share of validation digits less digit-like "
+                         "(mnistlab.ood)" if net.scales else ""))
     else:
         kind, net, names = "gan", model.gan.netG, ("z", "images")
         gan = model.gan
@@ -72,16 +79,18 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
     net = net.float().eval()
     with _quiet_exporter():
         program = torch.onnx.export(net, (example,), dynamo=True, verbose=False, input_names=[names[0]],
-                                    output_names=[names[1]], dynamic_shapes=({0: torch.export.Dim("N")},))
+                                    output_names=list(names[1:]), dynamic_shapes=({0: torch.export.Dim("N")},))
     data = program.model_proto.SerializeToString()
 
     import onnxruntime
 
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     with torch.inference_mode():
-        expected = net(check).numpy()
-    got = session.run(None, {names[0]: check.numpy()})[0]
-    diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+        expected = net(check)
+    expected = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
+    got = session.run(None, {names[0]: check.numpy()})
+    diff = max((float(np.abs(g - e).max()) if g.shape == e.shape else float("inf") for g, e in zip(got, expected)),
+               default=float("inf"))
     if not diff <= TOLERANCE:  # also catches NaN
         raise MnistlabError(f"the ONNX {kind} differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e}) on a "
                             f"random batch; nothing was written to {path}")
@@ -94,19 +103,48 @@ def export_onnx(run_or_checkpoint: str | Path, path: str | Path, checkpoint: str
 
 
 class _Calibrated(torch.nn.Module):
-    """A classifier's networks as `predict` uses them: logits / T, or an ensemble's log averaged probabilities."""
+    """A classifier's networks as `predict` uses them: logits / T, or an ensemble's log averaged probabilities;
+    and, when every member keeps a Mahalanobis digitness scale (what every run since it keeps), the digitness."""
 
     def __init__(self, classifier: Classifier):
         super().__init__()
         members = [classifier, *classifier.members]
         self.nets = torch.nn.ModuleList(m.model for m in members)
         self.temperatures = [m.temperature for m in members]
+        kept = all(m.digitness is not None and m.digitness.method == "mahalanobis" for m in members)
+        self.scales = torch.nn.ModuleList(_MahalanobisDigitness(m.digitness) for m in members) if kept else None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        features = [net.embed(images) for net in self.nets]
+        logits = [net.logits(f) / t for net, f, t in zip(self.nets, features, self.temperatures)]
         if len(self.nets) == 1:
-            return self.nets[0](images) / self.temperatures[0]
-        probabilities = [torch.softmax(net(images) / t, 1) for net, t in zip(self.nets, self.temperatures)]
-        return torch.log(torch.stack(probabilities).mean(0))
+            calibrated = logits[0]
+        else:
+            calibrated = torch.log(torch.stack([torch.softmax(z, 1) for z in logits]).mean(0))
+        if self.scales is None:
+            return calibrated
+        digitness = torch.stack([scale(f) for scale, f in zip(self.scales, features)]).mean(0)
+        return calibrated, torch.where(images.flatten(1).amax(1) > 0, digitness, 0.0)  # a blank holds no digit
+
+
+class _MahalanobisDigitness(torch.nn.Module):
+    """`ood.Digitness.digitness` of the "mahalanobis" scorer in operators ONNX has: minus the smallest squared
+    distance of the features to a class mean, placed on the validation digits' quantiles as `np.interp` does."""
+
+    def __init__(self, scale: Any):
+        super().__init__()
+        self.register_buffer("means", torch.from_numpy(scale.means).float())  # (classes, d)
+        self.register_buffer("precision", torch.from_numpy(scale.precisions).float())  # (d, d)
+        self.register_buffer("quantiles", torch.from_numpy(scale.quantiles).float())  # (Q,), ascending
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        centred = features[:, None, :] - self.means[None]  # (N, classes, d): no large terms that cancel
+        score = -((centred @ self.precision) * centred).sum(-1).min(1).values  # (N,)
+        q, last = self.quantiles, len(self.quantiles) - 1
+        i = (score[:, None] >= q[None]).sum(1).clamp(1, last)  # q[i-1] <= score < q[i], away from the ends
+        lo, hi = q[i - 1], q[i]
+        step = torch.where(hi > lo, (score - lo) / (hi - lo), torch.zeros_like(score)).clamp(0, 1)
+        return (i - 1 + step) / last
 
 
 def _require_onnx_stack() -> None:

@@ -13,6 +13,7 @@ from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CLASSIFY = "async (images) => Promise.all(images.map((x) => window.mnistlab.classify(x)))"
+ANSWER = "async (images) => Promise.all(images.map(async (x) => mnistlab.answer(await mnistlab.assess(x))))"
 
 
 def main(site: Path, digits: np.ndarray, photo: Path, latents: np.ndarray) -> dict:
@@ -30,9 +31,11 @@ def main(site: Path, digits: np.ndarray, photo: Path, latents: np.ndarray) -> di
         status = page.locator("#status").inner_text()
         pixels = (digits.reshape(len(digits), -1) / 255).tolist()
         probabilities = {"fp32": page.evaluate(CLASSIFY, pixels)}
+        answers = page.evaluate(ANSWER, pixels)
         page.set_input_files("#upload", str(photo))  # a photo of one digit, framed in the page
         page.wait_for_function("() => document.querySelector('#status').textContent === 'Read in this page.'")
         photo_label = page.locator("#prediction").inner_text()
+        photo_digitness = page.locator("#digitness").inner_text()
         seen = page.evaluate("""() => Array.from(document.querySelector('#seen').getContext('2d')
                                 .getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))""")
         page.click("#clear")
@@ -51,7 +54,8 @@ def main(site: Path, digits: np.ndarray, photo: Path, latents: np.ndarray) -> di
         grid = page.evaluate("""() => Array.from(document.querySelector('#grid').getContext('2d')
                                 .getImageData(0, 0, 112, 112).data.filter((_, i) => i % 4 === 0))""")
         browser.close()
-    return {"status": status, "probabilities": probabilities, "photo_label": photo_label, "seen": seen,
+    return {"status": status, "probabilities": probabilities, "answers": answers, "photo_label": photo_label,
+            "photo_digitness": photo_digitness, "seen": seen,
             "drawn": drawn, "generated": drawn_digits, "grid": grid, "left": left, "problems": problems}
 
 

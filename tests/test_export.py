@@ -43,6 +43,26 @@ def test_cnn_export_from_the_cli_reads_real_digits_as_pytorch_does(cnn_run, tiny
         assert np.abs(logits - expected[:batch].numpy()).max() < 1e-4
     assert (logits.argmax(1) == expected.argmax(1).numpy()).all()
 
+    # The second output is the digitness `predict` gives (fp32), for digits, noise and a blank alike.
+    assert [o.name for o in onnx.get_outputs()] == ["logits", "digitness"]
+    inputs = np.concatenate([images[:20].numpy(), np.random.default_rng(0).integers(0, 256, (5, 28, 28)),
+                             np.zeros((1, 28, 28))]).astype(np.uint8)
+    _, digitness = onnx.run(None, {"images": inputs[:, None].astype(np.float32) / 255})
+    _, expected_digitness = load(cnn_run.dir, precision="fp32").assess(inputs)
+    assert np.abs(digitness - np.array(expected_digitness)).max() <= 1e-4  # assess rounds to 4 places
+    assert digitness[:20].min() > 0.005 and digitness[20:].max() == 0.0  # digits, and then not
+
+
+def test_a_run_made_before_the_digitness_scale_exports_its_logits_alone(cnn_run, tmp_path):
+    from mnistlab.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(cnn_run.dir)
+    del state["digitness"]
+    save_checkpoint(tmp_path / "old.safetensors", "cnn", {k: v for k, v in state.items() if k != "kind"})
+    result = export_onnx(tmp_path / "old.safetensors", tmp_path / "old.onnx")
+    assert [o.name for o in session(tmp_path / "old.onnx").get_outputs()] == ["logits"]
+    assert "digitness" not in result["output"]
+
 
 def test_gan_export_draws_the_generators_digits(gan_run, tmp_path):
     result = export_onnx(gan_run.dir, tmp_path / "gan.onnx")

@@ -15,6 +15,7 @@ from PIL import Image
 from test_browser import CHROMIUM
 from test_cli import assert_clean_error, run_cli
 
+from mnistlab import ood
 from mnistlab.inference import load
 from mnistlab.photo.frame import to_mnist
 
@@ -34,8 +35,14 @@ def site(cnn_run, gan_run, tmp_path_factory):
 
 def test_the_page_reads_and_draws_offline_from_file_as_predict_and_generate_do(site, cnn_run, gan_run, tiny_data,
                                                                                 tmp_path):
-    digits = tiny_data.test.images[:8].numpy()
-    expected = load(cnn_run.dir, precision="fp32").probabilities(digits)  # calibrated, fp32 as the ONNX model is
+    noise = np.random.default_rng(0).integers(0, 256, (2, 28, 28), dtype=np.uint8)  # not digits
+    digits = np.concatenate([tiny_data.test.images[:8].numpy(), noise])
+    reader = load(cnn_run.dir, precision="fp32")  # fp32, as the ONNX model is
+    expected = reader.probabilities(digits)  # calibrated
+    assessed = reader.assess(digits)
+    answers = [dict(zip(("label", "reason"), ood.answer(d, p, reader.classes))) for p, d in zip(*assessed)]
+    answers = [{"label": reader.classes[a["label"]] if a["label"] is not None else None, "reason": a["reason"]}
+               for a in answers]
     np.save(tmp_path / "digits.npy", digits)
     photo = tmp_path / "seven.png"
     Image.fromarray(255 - np.kron(digits[0], np.ones((8, 8), np.uint8))).save(photo)  # dark on light, 224 px
@@ -51,6 +58,8 @@ def test_the_page_reads_and_draws_offline_from_file_as_predict_and_generate_do(s
     fp32 = shown["probabilities"]["fp32"]
     np.testing.assert_allclose(fp32, expected, atol=1e-3)  # the same model, the same answers
     assert [int(np.argmax(p)) for p in fp32] == list(expected.argmax(1))
+    assert shown["answers"] == answers  # and the same answers: a digit, "unsure: a or b", or "not a digit"
+    assert [a["reason"] for a in answers[-2:]] == ["not a digit"] * 2 and answers[0]["label"] is not None
     # The INT8 reader, chosen on the page, answers as onnxruntime does with the site's cnn-int8.onnx: the same
     # digits, with probabilities a little apart (8-bit kernels round differently in WebAssembly and on x86).
     images = digits[:, None] / np.float32(255)
@@ -65,6 +74,7 @@ def test_the_page_reads_and_draws_offline_from_file_as_predict_and_generate_do(s
     assert np.mean(np.array(shown["grid"]) > 0) > 0.05  # and the page's own grid has digits in it
     predicted = load(cnn_run.dir).predict([str(photo)], abstain=False)[0]
     assert shown["photo_label"] == predicted["label"]
+    assert shown["photo_digitness"].startswith("Digit-like: more than ")
     seen = np.reshape(shown["seen"], (28, 28)) / 255
     assert np.abs(seen - to_mnist(str(photo))).mean() < 0.08  # close to predict: canvas, not Lanczos
     assert shown["drawn"] in load(cnn_run.dir).classes

@@ -47,17 +47,32 @@ function inTurn(task) {
 const readers = site.reader ? site.reader.models : [];
 let reader = readers.find((m) => `#${m.name}` === location.hash) || readers[0];  // #int8 picks the small one
 
-/** The calibrated probabilities of one framed digit (784 numbers in [0, 1], light ink on black). */
-function classify(pixels) {
+/** One framed digit (784 numbers in [0, 1], light ink on black) as `predict` sees it: its calibrated
+ * probabilities, and its digitness (the share of the run's validation digits less digit-like; null for a run
+ * made before the scale). */
+function assess(pixels) {
   return inTurn(async () => {
     const input = new ort.Tensor("float32", Float32Array.from(pixels), [1, 1, SIZE, SIZE]);
     const output = await (await session(reader)).run({ images: input });
-    const logits = Array.from(Object.values(output)[0].data);  // already divided by the run's temperature
+    const logits = Array.from(output.logits.data);  // already divided by the run's temperature
     const peak = Math.max(...logits);
     const e = logits.map((v) => Math.exp(v - peak));
     const total = e.reduce((a, b) => a + b, 0);
-    return e.map((v) => v / total);
+    return { probabilities: e.map((v) => v / total), digitness: output.digitness ? output.digitness.data[0] : null };
   });
+}
+
+const classify = async (pixels) => (await assess(pixels)).probabilities;
+
+/** What `predict` answers, by the run's own rule (mnistlab.ood): the digit, or why none is named. */
+function answer({ probabilities, digitness }) {
+  const classes = site.reader.classes;
+  const [first, second] = probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).map(([, i]) => i);
+  if (digitness !== null && digitness < 1 - site.reader.keep) return { label: null, reason: "not a digit" };
+  if (probabilities[first] < site.reader.unsure) {
+    return { label: null, reason: `unsure: ${classes[first]} or ${classes[second]}` };
+  }
+  return { label: classes[first], reason: null };
 }
 
 /** An image (ImageData) of one digit -> 784 numbers, framed as `predict` frames a clean image: ink measured
@@ -121,12 +136,19 @@ function frame(image) {
   return out;
 }
 
-function show(pixels, probabilities) {
+const percent = (p) => `${(100 * p).toFixed(1)}%`;
+
+function show(pixels, assessed) {
+  const { probabilities, digitness } = assessed;
   const best = probabilities.indexOf(Math.max(...probabilities));
-  $("prediction").textContent = site.reader.classes[best];
+  const { label, reason } = answer(assessed);
+  $("prediction").textContent = label ?? (reason === "not a digit" ? "not a digit" : `${reason.slice(8)}?`);
+  $("digitness").textContent = digitness === null ? "" : reason === "not a digit"
+    ? `Not a digit: less digit-like than ${percent(site.reader.keep)} of the digits the model was checked on.`
+    : `Digit-like: more than ${percent(digitness)} of the digits the model was checked on.`;
   [...$("probabilities").children].forEach((li, i) => {
-    li.querySelector(".fill").style.width = `${(100 * probabilities[i]).toFixed(1)}%`;
-    li.querySelector(".pct").textContent = `${(100 * probabilities[i]).toFixed(1)}%`;
+    li.querySelector(".fill").style.width = percent(probabilities[i]);
+    li.querySelector(".pct").textContent = percent(probabilities[i]);
     li.classList.toggle("top", i === best);
   });
   const seen = new ImageData(SIZE, SIZE);
@@ -141,10 +163,11 @@ async function read(image) {
   shown = null;
   if (!pixels.some((v) => v > 0)) {
     $("prediction").textContent = "–";
+    $("digitness").textContent = "";
     $("status").textContent = "No ink found: draw a digit, or open a photo of one.";
     return;
   }
-  show(pixels, await classify(pixels));
+  show(pixels, await assess(pixels));
   shown = pixels;
   $("status").textContent = "Read in this page.";
 }
@@ -158,6 +181,7 @@ function clear() {
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   $("prediction").textContent = "–";
+  $("digitness").textContent = "";
 }
 
 function point(event) {
@@ -214,7 +238,7 @@ function use(name) {
 
 $("model").addEventListener("change", async () => {
   await use($("model").value);
-  if (shown) show(shown, await classify(shown));
+  if (shown) show(shown, await assess(shown));
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -327,4 +351,4 @@ if (generator) {
   }));
 }
 $("about").textContent = `Models: ${about.join("; ")}; run by onnxruntime-web in this page.`;
-window.mnistlab = { classify, frame, draw, use, ready: Promise.all(ready).then(() => true) };
+window.mnistlab = { classify, assess, answer, frame, draw, use, ready: Promise.all(ready).then(() => true) };
