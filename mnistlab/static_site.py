@@ -8,9 +8,10 @@ base64 (the page turns them into blob: URLs, which need no fetch), and each mode
 its own, which the page adds only when it is used. `site.js` says what the site holds. The `.onnx` files
 beside them are the same models, for anyone who wants them. Nothing is loaded from elsewhere at run time.
 
-The reader ships in fp32 (the same answers as `predict`, to ~1e-6) and, when it reads the run's test split
-at most QUANTISED_LOSS worse, in INT8 too (onnxruntime's dynamic quantisation: weights in 8 bits, about a
-quarter of the size), which the page offers as a choice.
+The reader ships in fp32 (the same answers as `predict`, to ~1e-6, "not a digit" included: the ONNX reader
+carries the run's digitness) and, when it reads the run's test split at most QUANTISED_LOSS worse, in INT8
+too (onnxruntime's dynamic quantisation of the network, weights in 8 bits, the digitness left in fp32),
+which the page offers as a choice.
 
 The runtime comes from `npm pack onnxruntime-web@ORT_WEB_VERSION`, checked against its pinned SHA-512
 (npm's integrity) and cached under the data root; only the three files the page needs are read out of the
