@@ -129,17 +129,21 @@ class _Calibrated(torch.nn.Module):
 
 class _MahalanobisDigitness(torch.nn.Module):
     """`ood.Digitness.digitness` of the "mahalanobis" scorer in operators ONNX has: minus the smallest squared
-    distance of the features to a class mean, placed on the validation digits' quantiles as `np.interp` does."""
+    distance of the features to a class mean, placed on the validation digits' quantiles as `np.interp` does.
+
+    With the precision P = L Lᵀ (Cholesky), (f − μ)ᵀ P (f − μ) = ‖fL − μL‖²: one d×d product per input, not
+    one per class, and a difference of vectors rather than of large quadratic terms, which float32 keeps."""
 
     def __init__(self, scale: Any):
         super().__init__()
-        self.register_buffer("means", torch.from_numpy(scale.means).float())  # (classes, d)
-        self.register_buffer("precision", torch.from_numpy(scale.precisions).float())  # (d, d)
+        factor = np.linalg.cholesky(scale.precisions)  # P is the inverse of a ridged covariance: positive definite
+        self.register_buffer("factor", torch.from_numpy(factor).float())  # (d, d)
+        self.register_buffer("means", torch.from_numpy(scale.means @ factor).float())  # (classes, d), whitened
         self.register_buffer("quantiles", torch.from_numpy(scale.quantiles).float())  # (Q,), ascending
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        centred = features[:, None, :] - self.means[None]  # (N, classes, d): no large terms that cancel
-        score = -((centred @ self.precision) * centred).sum(-1).min(1).values  # (N,)
+        whitened = features @ self.factor  # (N, d)
+        score = -((whitened[:, None, :] - self.means[None]) ** 2).sum(-1).min(1).values  # (N,)
         q, last = self.quantiles, len(self.quantiles) - 1
         i = (score[:, None] >= q[None]).sum(1).clamp(1, last)  # q[i-1] <= score < q[i], away from the ends
         lo, hi = q[i - 1], q[i]
