@@ -172,6 +172,11 @@ def bench_table(path: Path, k: int, text: str | None = None) -> list[str]:
     return found[k - 1 if k > 0 else k]
 
 
+# ----------------------------------------------------------------------------------------------
+# Benchmarks run on several runs of a sweep: mean ± sd per preset
+
+NUMBER = re.compile(r"\d+\.\d+")
+
 # What scripts/ood_bench.py says of each run as it answers, in its lines under `## RUN`: (column, pattern).
 OOD_ANSWERS = [
     ("test digits kept", r"digits kept (\S+);"),
@@ -185,12 +190,6 @@ OOD_ANSWERS = [
     ("non-digit photos refused", r"no digit named at all (\S+)$"),
     ("non-digit photos refused, threshold moved to keep 98 % of digit photos", r"photos refused (\S+)$"),
 ]
-
-
-# ----------------------------------------------------------------------------------------------
-# Benchmarks run on several runs of a sweep: mean ± sd per preset
-
-NUMBER = re.compile(r"\d+\.\d+")
 
 
 def _cells(line: str) -> list[str]:
@@ -212,7 +211,7 @@ def _summarise(cells: list[str]) -> str:
     if any(NUMBER.sub("{}", c) != template or len(n) != len(numbers[0]) for c, n in zip(cells, numbers)):
         return "–"
     if not numbers[0] or len(set(cells)) == 1:
-        return cells[0] + (", each" if len(cells) > 1 and numbers[0] and "of" in cells[0] else "")
+        return cells[0]
     spreads = []
     for column in zip(*numbers):
         digits = len(column[0].split(".")[1])
