@@ -83,7 +83,7 @@ class Classifier:
         for p, likeness, img in zip(probs, digitness, batch):
             digit, reason = answer(likeness, p, self.classes, abstain)
             results.append({"digit": digit, "label": None if reason else self.classes[digit],
-                            "probabilities": [round(float(v), 6) for v in p], "digitness": likeness,
+                            "probabilities": [round(float(v), 6) for v in p], "digitness": _shown(likeness),
                             **({"reason": reason} if reason else {}), "image": img.numpy()})
         return results
 
@@ -92,11 +92,12 @@ class Classifier:
         return self._assessed(torch.as_tensor(np.asarray(digits)), with_digitness=False)[0]
 
     def assess(self, digits: np.ndarray | torch.Tensor) -> tuple[np.ndarray, list[float | None]]:
-        """`probabilities(digits)`, and each digit's digitness (None without the scale)."""
+        """`probabilities(digits)`, and each digit's digitness (None without the scale), unrounded: the
+        verdicts are made on these, and only what is shown is rounded."""
         probabilities, digitness = self._assessed(torch.as_tensor(np.asarray(digits)))
         if digitness is None:
             return probabilities, [None] * len(probabilities)
-        return probabilities, [round(float(v), 4) for v in digitness]
+        return probabilities, [float(v) for v in digitness]
 
     def _assessed(self, digits: torch.Tensor, with_digitness: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         logits, features = classify(self.model, digits, self.device, self.dtype)
@@ -128,7 +129,7 @@ class Classifier:
         probabilities, digitness = self.assess(digit)
         models = [member.model for member in (self, *self.members)]
         return {**explain(models, digit[0].numpy(), probabilities[0], self.classes),
-                "probabilities": [round(float(v), 6) for v in probabilities[0]], "digitness": digitness[0],
+                "probabilities": [round(float(v), 6) for v in probabilities[0]], "digitness": _shown(digitness[0]),
                 "image": digit[0].numpy()}
 
     def read(self, images: Sequence[Any] | Any, names: Sequence[str] | None = None,
@@ -166,7 +167,7 @@ class Classifier:
         digits = []
         for read, likeness in zip(reading.digits, digitness):
             _, reason = answer(likeness, np.asarray(read.probabilities), self.classes, abstain)
-            digits.append({**read.to_dict(), "digit": None if reason else read.digit, "digitness": likeness,
+            digits.append({**read.to_dict(), "digit": None if reason else read.digit, "digitness": _shown(likeness),
                            "image": read.image,
                            **({"reason": reason} if reason else {})})
         return {"text": "".join("?" if d["digit"] is None else str(d["digit"]) for d in digits), "digits": digits}
@@ -301,3 +302,8 @@ def _ensemble(runs: Sequence[str | Path] | str, device: str, kind: str | None, p
                                 f"{', '.join(first.classes)}: an ensemble's runs must share their classes")
     first.members = models[1:]
     return first
+
+
+def _shown(digitness: float | None) -> float | None:
+    """A digitness as the answers show it: to 4 places (the verdict was made on the whole value)."""
+    return None if digitness is None else round(digitness, 4)
