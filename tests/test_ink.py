@@ -32,7 +32,7 @@ def box_error(found, true) -> float:
 ])
 def test_the_digit_is_found_where_the_generator_put_it(condition):
     photos = make_photos(6, seed=3, size=SIZE, **condition)
-    errors = [box_error(found_box(p), p.boxes[0]) if found_box(p) else np.inf for p in photos]
+    errors = [box_error(found, p.boxes[0]) if (found := found_box(p)) else np.inf for p in photos]
     # Blur and JPEG soften the ink's edge by a few pixels; 12 % of the height is well inside the digit.
     assert sum(e <= 0.12 for e in errors) >= 5, errors
 
