@@ -29,16 +29,13 @@ def idx_dataset(tmp_path_factory):
 
 
 def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(idx_dataset, tmp_path):
-    fi = _fault_injection()
-    # Both trainers at once: their processes spend much of their life importing, so this halves the wait.
-    with ThreadPoolExecutor(2) as pool:
-        results = dict(zip(("cnn", "gan"), pool.map(
-            lambda kind: fi.inject(kind, idx_dataset, kills=1, seed=3, window=0.0, workdir=tmp_path),
-            ("cnn", "gan"))))
-    for kind, result in results.items():
-        assert result["kills"] >= 1, (kind, result)  # at least one kill landed mid-training
-        assert result["corrupt_checkpoints"] == 0, (kind, result)
-        assert result["identical_to_uninterrupted"], (kind, result)
+    # The CNN: one kill, three processes. Both trainers write checkpoints through the same atomic files, and the
+    # GAN's resume is held bit-exact by test_train_gan; `scripts/fault_injection.py --kind both --kills 20` is
+    # the long check of both kinds.
+    result = _fault_injection().inject("cnn", idx_dataset, kills=1, seed=3, window=0.0, workdir=tmp_path)
+    assert result["kills"] >= 1, result  # at least one kill landed mid-training
+    assert result["corrupt_checkpoints"] == 0, result
+    assert result["identical_to_uninterrupted"], result
 
 
 def test_torchrun_two_cpu_processes_match_one_process_with_the_same_global_batch(idx_dataset, tmp_path):
