@@ -4,11 +4,10 @@ read by every consumer, and fitted afterwards for runs made before."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
+from test_cli import run_cli
 
 from mnistlab.calibration import expected_calibration_error, fit_temperature, nll, reliability
 from mnistlab.checkpoint import load_checkpoint, save_checkpoint
@@ -67,13 +66,12 @@ def test_calibrate_fits_a_run_made_before_and_refuses_a_gan(cnn_run, gan_run, tm
     from mnistlab import load
 
     assert load(old).temperature == 1.0 and load(old).digitness is None
-    done = subprocess.run([sys.executable, "-m", "mnistlab", "calibrate", str(old)], capture_output=True, text=True)
+    done = run_cli("calibrate", old)
     assert done.returncode == 0, done.stderr
     fitted = load(old).temperature  # on the run's dataset's own validation split, which the run never trained on
     assert 0.05 < fitted < 20 and fitted != 1.0 and f"temperature {fitted:.3f}" in done.stdout
     before, after = (float(x) for x in done.stdout.split("NLL ")[1].split(")")[0].split(" -> "))
     assert after < before
     assert load(old).digitness is not None and "digitness scale fitted" in done.stdout
-    refused = subprocess.run([sys.executable, "-m", "mnistlab", "calibrate", str(gan_run.dir)], capture_output=True,
-                             text=True)
+    refused = run_cli("calibrate", gan_run.dir)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "cnn" in refused.stderr

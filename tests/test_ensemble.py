@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from test_cli import run_cli
 
 from mnistlab import evaluate_classifier, load
 from mnistlab.errors import MnistlabError
@@ -36,8 +35,7 @@ def test_evaluate_an_ensemble_through_the_api_and_the_cli(cnn_run, second_run):
     runs = f"{cnn_run.dir},{second_run.dir}"
     report = evaluate_classifier(runs)
     assert report["members"] == [str(run.dir / "checkpoint.safetensors") for run in (cnn_run, second_run)]
-    done = subprocess.run([sys.executable, "-m", "mnistlab", "evaluate", "cnn", runs, "--json"], capture_output=True,
-                          text=True)
+    done = run_cli("evaluate", "cnn", runs, "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["accuracy"] == report["accuracy"]
 
@@ -45,8 +43,7 @@ def test_evaluate_an_ensemble_through_the_api_and_the_cli(cnn_run, second_run):
 def test_an_ensemble_of_a_gan_is_one_line(cnn_run, gan_run):
     with pytest.raises(MnistlabError, match="cnn checkpoint is needed"):
         load([cnn_run.dir, gan_run.dir])
-    done = subprocess.run([sys.executable, "-m", "mnistlab", "predict", f"{cnn_run.dir},{gan_run.dir}", "x.png"],
-                          capture_output=True, text=True)
+    done = run_cli("predict", f"{cnn_run.dir},{gan_run.dir}", "x.png")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
 
 
@@ -67,9 +64,9 @@ def test_an_ensemble_exports_as_one_onnx_graph_that_predicts_as_it_does(cnn_run,
 @pytest.mark.slow
 def test_train_seeds_makes_a_group_that_loads_as_one_ensemble_and_finishes_where_it_stopped(tmp_path):
     group = tmp_path / "group"
-    command = [sys.executable, "-m", "mnistlab", "train", "cnn", "--preset", "seed", "--seeds", "3-4", "--epochs", "1",
-               "--dataset", "mnist-sample", "--out", str(group), "--no-progress"]
-    done = subprocess.run(command, capture_output=True, text=True)
+    command = ["train", "cnn", "--preset", "seed", "--seeds", "3-4", "--epochs", "1", "--dataset", "mnist-sample",
+               "--out", group, "--no-progress"]
+    done = run_cli(*command)
     assert done.returncode == 0, done.stderr
     assert json.loads((group / "group.json").read_text()) == {"members": ["seed-3", "seed-4"]}
     assert [json.loads((group / m / "config.json").read_text())["run"]["seed"] for m in ("seed-3", "seed-4")] == [3, 4]
@@ -81,7 +78,7 @@ def test_train_seeds_makes_a_group_that_loads_as_one_ensemble_and_finishes_where
 
     kept = (group / "seed-3" / "checkpoint.safetensors").stat().st_mtime_ns
     (group / "seed-4" / "checkpoint.safetensors").unlink()  # as if stopped while training the second
-    again = subprocess.run(command, capture_output=True, text=True)
+    again = run_cli(*command)
     assert again.returncode == 0, again.stderr
     assert (group / "seed-3" / "checkpoint.safetensors").stat().st_mtime_ns == kept  # not trained again
     assert (group / "seed-4" / "checkpoint.safetensors").is_file()
@@ -89,5 +86,5 @@ def test_train_seeds_makes_a_group_that_loads_as_one_ensemble_and_finishes_where
     (group / "group.json").write_text('{"members": ["../elsewhere"]}')
     with pytest.raises(MnistlabError, match="folder names inside the group"):
         load(group)
-    bad = subprocess.run(command[:8] + ["1-x"], capture_output=True, text=True)
+    bad = run_cli(*command[:5], "1-x")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--seeds takes A-B" in bad.stderr
