@@ -171,7 +171,7 @@ def read_run(path: str | Path, strict: bool = True) -> RunInfo:
 
 
 def _read_files(run_dir: Path, name: str, mtime: float) -> RunInfo:
-    has = {name: (run_dir / name).is_file() for name in RUN_FILES}
+    has = {file: (run_dir / file).is_file() for file in RUN_FILES}
     header = read_checkpoint_header(run_dir / CHECKPOINT_NAME) if has[CHECKPOINT_NAME] else None
     if has[CONFIG_NAME]:
         config = _json_file(run_dir / CONFIG_NAME, CONFIG_SCHEMA)

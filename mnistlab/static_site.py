@@ -93,17 +93,16 @@ def export_web(run: str | Path, out: str | Path, gan: str | Path | None = None,
 
 def _reader_files(run: str | Path, reader: Any, staging: Path, data_root: str | Path | None) -> dict[str, Any]:
     """The reader's ONNX (fp32, and INT8 when it holds its accuracy) into `staging`; what site.js says of it."""
+    from mnistlab import ood
     from mnistlab.export import export_onnx
 
     fp32 = staging / "cnn.onnx"
     exported = export_onnx(run, fp32)
     models = [_model_entry("fp32", fp32, staging)]
-    from mnistlab import ood
-
     described = {"classes": reader.classes, "source": str(exported["source"]), "models": models,
                  "max_abs_diff": exported["max_abs_diff"], "int8_left_out": None,
                  # its answers as `predict` gives them: "not a digit" under 1 - keep, "unsure" under unsure
-                 "digitness": "digitness" in exported["output"], "keep": ood.KEEP, "unsure": ood.UNSURE}
+                 "keep": ood.KEEP, "unsure": ood.UNSURE}
     test = _test_split(reader, data_root)
     if test is None:
         described["int8_left_out"] = f"no test split of {reader.dataset} to check its accuracy on"

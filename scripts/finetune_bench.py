@@ -82,14 +82,11 @@ def main() -> None:
     mnist_before = accuracy(args.run, mnist_check)
     settings = [(args.samples, "all", lr) for lr in args.lrs] if args.lrs else \
         [(size, tune, FINE_TUNE["lr"]) for size, tune in itertools.product(SIZES, args.tune)]
-    print(f"{args.run}: MNIST {'validation' if args.lrs else 'test'} {mnist_before:.4f}; recipe {FINE_TUNE}; "
-          f"{torch.get_num_threads()} threads")
-    if args.lrs:
-        print("| writer | samples | learning rate | n | writer's validation digits, before | after | "
-              "MNIST validation, before | after |")
-    else:
-        print("| writer | samples | layers | n | writer's held-out digits, before | after | "
-              "MNIST test, before | after |")
+    varied, writer_split, mnist_split = ("learning rate", "validation", "validation") if args.lrs else \
+        ("layers", "held-out", "test")
+    print(f"{args.run}: MNIST {mnist_split} {mnist_before:.4f}; recipe {FINE_TUNE}; {torch.get_num_threads()} threads")
+    print(f"| writer | samples | {varied} | n | writer's {writer_split} digits, before | after | "
+          f"MNIST {mnist_split}, before | after |")
     print("|---|---|---|---|---|---|---|---|")
     for writer, name in enumerate(("slanted, thick pen", "narrow, leaning back, thin pen", "wavy")):
         order = np.random.default_rng([writer, 99]).permutation(len(val_images))

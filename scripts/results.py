@@ -270,24 +270,20 @@ def bench_summary(path: Path, options: dict[str, str]) -> list[str]:
     presets, k = _presets(options["by"]), int(options.get("table", 1))
     if options.get("answers") == "true":
         return _ood_answers(path, presets)
-    if options.get("sections") == "true":
+    if options.get("sections") == "true":  # one output row per (preset, row label)
         per_run = {run: bench_table(path, k, text) for run, text in _sections(path).items()}
         header = _cells(next(iter(per_run.values()))[0])
-        rows = [[f"{run}: {_cells(line)[0]}", *_cells(line)[1:]]
-                for run, lines in per_run.items() for line in lines[2:]]
+        rows, groups = [], {}
+        for run, lines in per_run.items():
+            for cells in map(_cells, lines[2:]):
+                groups.setdefault(f"`{presets[run]}`: {cells[0]}", []).append(len(rows))
+                rows.append(cells)
     else:
         lines = bench_table(path, k)
-        header, rows = _cells(lines[0]), [_cells(line) for line in lines[2:]]
-    keep = [int(c) for c in options["columns"].split(",")] if "columns" in options else range(1, len(header))
-    out = ["| " + " | ".join([header[0] if options.get("sections") == "true" else "reader", "n",
-                             *(header[c] for c in keep)]) + " |", "|---|---|" + "---|" * len(keep)]
-    if options.get("sections") == "true":  # group by (preset, row label): one output row per pair
-        groups: dict[str, list[int]] = {}
-        for i, row in enumerate(rows):
-            run, label = row[0].split(": ", 1)
-            groups.setdefault(f"`{presets[run]}`: {label}", []).append(i)
-    else:
+        header, rows = ["reader", *_cells(lines[0])[1:]], [_cells(line) for line in lines[2:]]
         groups = _group([r[0] for r in rows], presets)
+    keep = [int(c) for c in options["columns"].split(",")] if "columns" in options else range(1, len(header))
+    out = ["| " + " | ".join([header[0], "n", *(header[c] for c in keep)]) + " |", "|---|---|" + "---|" * len(keep)]
     for label, indices in groups.items():
         out.append(f"| {label} | {len(indices)} | " + " | ".join(_summarise([rows[i][c] for i in indices])
                                                               for c in keep) + " |")
@@ -340,7 +336,7 @@ def headline() -> list[str]:
     ensemble = next(cells for name, cells in _bench_rows(RESULTS / "ensemble-bench.txt").items()
                     if name.startswith("ensemble of") and sorted(name.split()[2::2]) == sorted(best_runs))
     rows.append((f"an ensemble of the {len(best_runs)} `best` runs", f"{ensemble[2]} (validation {ensemble[1]})", 1,
-                 "mnistlab evaluate cnn RUN,RUN,RUN"))
+                 "python scripts/ensemble_bench.py RUN... --ensembles 3 5"))
 
     ood = [text for run, text in _sections(RESULTS / "ood-bench-test.txt").items() if run in best_runs]
     mahalanobis = [next(_cells(line) for line in bench_table(RESULTS / "ood-bench-test.txt", 1, text)
