@@ -3,13 +3,13 @@
 import importlib.util
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
 
 from mnistlab.checkpoint import load_checkpoint
+from test_cli import run_cli
 
 pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
 
@@ -41,13 +41,13 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(idx_dataset, tm
 def test_torchrun_two_cpu_processes_match_one_process_with_the_same_global_batch(idx_dataset, tmp_path):
     settings = ["train", "cnn", "--dataset", idx_dataset, "--epochs", "2", "--precision", "fp32", "--deterministic",
                 "--no-progress"]
-    commands = ([sys.executable, "-m", "mnistlab", *settings, "--out", str(tmp_path / "one")],
-                [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                 "-m", "mnistlab", *settings, "--out", str(tmp_path / "two")])
-    with ThreadPoolExecutor(2) as pool:  # side by side: the two runs share nothing but the CPU
-        single, ddp = pool.map(lambda c: subprocess.run(c, capture_output=True, text=True, timeout=300), commands)
+    ddp = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                            "-m", "mnistlab", *settings, "--out", str(tmp_path / "two")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    single = run_cli(*settings, "--out", tmp_path / "one")  # meanwhile, in this process: one process start fewer
+    stdout, stderr = ddp.communicate(timeout=300)
     assert single.returncode == 0, single.stderr
-    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    assert ddp.returncode == 0, stderr[-2000:]
     one, two = (load_checkpoint(tmp_path / name) for name in ("one", "two"))
     assert two["environment"]["world_size"] == 2
     # The seed CNN has no batch norm or augmentation: only the order of float sums differs.
@@ -56,7 +56,7 @@ def test_torchrun_two_cpu_processes_match_one_process_with_the_same_global_batch
         assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1 / 200)
     for key in one["model"]:
         assert torch.allclose(one["model"][key], two["model"][key], atol=1e-5), key
-    assert ddp.stdout.count("trained cnn/seed") == 1  # only rank 0 reports
+    assert stdout.count("trained cnn/seed") == 1  # only rank 0 reports
 
 
 def test_resume_refuses_data_other_than_the_run_started_on(tiny_data, idx_dataset, tmp_path):

@@ -197,6 +197,18 @@ def test_a_worker_killed_mid_trial_is_retried_and_no_trial_is_lost_or_repeated(t
         list(range(1, 7))
 
 
+def test_workers_share_the_cores_and_an_omp_num_threads_caps_them(monkeypatch):
+    from mnistlab.sweep.engine import worker_threads
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [worker_threads(w) for w in (1, cores, 2 * cores)] == [cores, 1, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as on a machine shared with other jobs, and in these tests
+    assert worker_threads(1) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(4 * cores))  # a cap, never more threads than cores
+    assert worker_threads(1) == cores
+
+
 def test_a_hopeless_trial_is_pruned_at_its_first_epoch(tmp_path, digits):
     path = sweep_file(tmp_path, digits, name="pruned", epochs=2, lrs="[0.003, 10.0]", extra='pruner = "median"')
     summary = run_sweep(path, out=tmp_path / "out", progress=False)

@@ -259,9 +259,15 @@ def redacted(url: str) -> str:
 
 
 def worker_threads(workers: int) -> int:
-    """Compute threads for each of `workers` processes on this machine, so together they never oversubscribe it."""
+    """Compute threads for each of `workers` processes on this machine, so together they never oversubscribe it.
+
+    An OMP_NUM_THREADS set by the user caps them, as it caps torch in any other process: a machine shared with
+    other jobs is told so that way.
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // workers)
+    threads = max(1, cores // workers)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
 
 
 def wait_for_stale(study: Any) -> None:
