@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import run_cli
 
 from mnistlab.checkpoint import load_checkpoint
-from test_cli import run_cli
 
 pytestmark = pytest.mark.slow  # real processes, servers or training for seconds: not in make test-fast
 
