@@ -11,8 +11,7 @@ STAMP  := $(shell date +%Y%m%d-%H%M%S)
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"  # the test tools and, through `all`, every extra
+	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[test]"  # the test tools and, through `all`, every extra
 	touch $@
 
 install: $(BIN)/.installed

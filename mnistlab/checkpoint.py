@@ -60,7 +60,8 @@ class CheckpointHeader:
 #
 # A type is an isinstance check (float: any number; bool is never a number); a tuple is "any of these";
 # a frozenset is "one of these values"; [item] is an array of items; a dict is an object with these
-# keys ("key?" optional, "*" every other key), extra keys allowed unless "*" constrains them.
+# keys ("key?" optional, "*" every other key, "+" every other key and at least one), extra keys allowed
+# unless "*" or "+" constrains them.
 
 _NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array",
           dict: "an object", type(None): "null", TensorRef: "a tensor"}
@@ -68,7 +69,7 @@ _NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolea
 CONFIG_SCHEMA = {"preset": str, "kind?": KINDS, "model?": dict, "train?": dict, "run?": {"dataset?": str}}
 METRIC_SCHEMA = {"epoch": int, "time_s?": float, "test_acc?": (float, None), "fcd?": (float, None),
                  "d_x?": (float, None), "fcd_real_floor?": (float, None)}
-_TENSORS = {"*": TensorRef}
+_TENSORS = {"+": TensorRef}  # a network's weights: never none
 _OPTIMIZER = {"state": dict, "param_groups": [dict]}
 _STATE_COMMON = {
     "config": CONFIG_SCHEMA, "model": _TENSORS, "rng": {"torch": TensorRef}, "epoch": int, "step_in_epoch": int,
@@ -99,8 +100,11 @@ def check(value: Any, schema: Any, where: str) -> None:
         _expect(value, dict, where)
         for key, sub in schema.items():
             name = key.removesuffix("?")
-            if key == "*":
-                for other in value.keys() - {k.removesuffix("?") for k in schema}:
+            if key in ("*", "+"):
+                others = value.keys() - {k.removesuffix("?") for k in schema}
+                if key == "+" and not others:
+                    raise SchemaError(f"{where} is empty")
+                for other in others:
                     check(value[other], sub, f"{where}.{other}")
             elif name in value:
                 check(value[name], sub, f"{where}.{name}")

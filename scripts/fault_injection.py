@@ -3,15 +3,17 @@
     python scripts/fault_injection.py --kind cnn --kills 20
     python scripts/fault_injection.py --kind gan --kills 20
 
-For each kind: one uninterrupted reference run; then the same run (same seed, --deterministic, CPU)
-killed `--kills` times at random moments and resumed with `--resume` after each kill, then resumed
-to the end. Reports the runs resumed, the checkpoints found corrupt after a kill (must be 0), and
+For each kind: one uninterrupted reference run (in this process); then the same run (same seed,
+--deterministic, CPU) killed `--kills` times at random moments and resumed with `--resume` after each
+kill, then resumed to the end. Reports the runs resumed, the checkpoints found corrupt after a kill (must be 0), and
 whether the final weights and metrics equal the reference run's bit for bit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import random
@@ -42,6 +44,17 @@ def train_command(kind: str, dataset: str, out: Path, resume: bool) -> list[str]
 
 def run_to_end(kind: str, dataset: str, out: Path, resume: bool) -> None:
     subprocess.run(train_command(kind, dataset, out, resume), check=True, capture_output=True, timeout=600)
+
+
+def run_reference(kind: str, dataset: str, out: Path) -> None:
+    """The uninterrupted run: the same command through the CLI's `main`, in this process (a start fewer)."""
+    from mnistlab.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(train_command(kind, dataset, out, resume=False)[3:])  # less `python -m mnistlab`
+    if code:
+        raise RuntimeError(f"the reference run exited with status {code}: {err.getvalue()}")
 
 
 def kill_once(kind: str, dataset: str, out: Path, rng: random.Random, window: float) -> bool:
@@ -76,7 +89,7 @@ def same_result(a: Path, b: Path) -> bool:
 
 def inject(kind: str, dataset: str, kills: int, seed: int, window: float, workdir: Path) -> dict:
     reference, victim = workdir / f"{kind}-reference", workdir / f"{kind}-killed"
-    run_to_end(kind, dataset, reference, resume=False)
+    run_reference(kind, dataset, reference)
     training_s = sum(m["time_s"] for m in load_checkpoint(reference)["metrics"])
     rng = random.Random(seed)
     killed = corrupt = 0

@@ -86,14 +86,15 @@ def settle(page, requests):
         assert request.response().ok
 
 
-def stroke(page, *points):
-    """One mouse stroke through `points`, given as fractions of the canvas's width and height."""
+def stroke(page, *points, steps: int = 25):
+    """One mouse stroke through `points`, given as fractions of the canvas's width and height; `steps` mouse
+    moves from each point to the next (each a round trip to the browser), so the page reads mid-stroke."""
     box = page.locator("#canvas").bounding_box()
     (x, y), *rest = [(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy) for fx, fy in points]
     page.mouse.move(x, y)
     page.mouse.down()
     for x, y in rest:
-        page.mouse.move(x, y, steps=25)
+        page.mouse.move(x, y, steps=steps)
     page.mouse.up()
 
 

@@ -160,6 +160,7 @@ def test_a_tensor_the_metadata_names_but_the_file_lacks(pristine, tmp_path):
     (lambda h, t: entry(h["state"], "metrics")[1].append("epoch 4"),
      r"state\.metrics\[3\] should be an object, not the string \"epoch 4\""),
     (lambda h, t: h["state"]["__dict__"].remove(entry(h["state"], "dataset")), r"state has no 'dataset'"),
+    (lambda h, t: entry(h["state"], "model")[1].__setitem__("__dict__", []), r"state\.model is empty"),
     (lambda h, t: h.update(kind="vae"), r"metadata\.kind is the string \"vae\", not one of cnn, gan"),
     (lambda h, t: h.update(format_version=0), r"format_version 0 was never written by mnistlab"),
     (lambda h, t: entry(h["state"], "epoch").__setitem__(1, {"__pickle__": "x"}),

