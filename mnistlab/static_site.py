@@ -44,6 +44,7 @@ RUNTIME_FILES = {  # in the npm tarball -> in the site, and the global its base6
     "package/dist/ort-wasm-simd-threaded.wasm": ("ort-wasm.js", "ORT_WASM"),
 }
 PAGE = Path(__file__).parent / "serve" / "static_site"
+SHARED = Path(__file__).parent / "serve" / "static" / "heatmap.js"  # "Why?"'s map, painted as the server's page does
 MAX_TARBALL = 64 << 20  # the 1.20.1 tarball is 20 MB
 QUANTISED_LOSS = 0.001  # the INT8 reader ships only if its test accuracy is at most 0.1 point below fp32's
 CHECK_BATCH = 1000  # digits per onnxruntime call when measuring the test split
@@ -79,6 +80,7 @@ def export_web(run: str | Path, out: str | Path, gan: str | Path | None = None,
             site["generator"] = _generator_files(generator, staging)
         for name in ("index.html", "page.js", "style.css"):
             shutil.copyfile(PAGE / name, staging / name)
+        shutil.copyfile(SHARED, staging / SHARED.name)
         (staging / "site.js").write_text(f"window.MNISTLAB_SITE = {json.dumps(site)};\n")
         for member, (name, variable) in RUNTIME_FILES.items():
             if variable is None:

@@ -14,6 +14,8 @@ from playwright.sync_api import sync_playwright
 CHROMIUM = "/usr/bin/chromium"
 CLASSIFY = "async (images) => Promise.all(images.map((x) => window.mnistlab.classify(x)))"
 ANSWER = "async (images) => Promise.all(images.map(async (x) => mnistlab.answer(await mnistlab.assess(x))))"
+WHY = "async (images) => Promise.all(images.map((x) => window.mnistlab.why(x)))"
+PAINTED = """() => Array.from(document.querySelector('#seen').getContext('2d').getImageData(0, 0, 28, 28).data)"""
 
 
 def main(site: Path, digits: np.ndarray, photo: Path, latents: np.ndarray) -> dict:
@@ -38,6 +40,13 @@ def main(site: Path, digits: np.ndarray, photo: Path, latents: np.ndarray) -> di
         photo_digitness = page.locator("#digitness").inner_text()
         seen = page.evaluate("""() => Array.from(document.querySelector('#seen').getContext('2d')
                                 .getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))""")
+        why = page.evaluate(WHY, pixels[:3])
+        page.check("#why")  # the photo's reading, explained on the page
+        page.wait_for_function("() => document.querySelector('#why-text').textContent.startsWith('Red')")
+        why_text, why_painted = page.locator("#why-text").inner_text(), page.evaluate(PAINTED)
+        page.uncheck("#why")
+        page.wait_for_function("() => document.querySelector('#why-text').hidden")
+        unexplained = page.evaluate(PAINTED)
         page.click("#clear")
         box = page.locator("#canvas").bounding_box()  # a drawn 1 is read too
         page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
@@ -55,7 +64,8 @@ def main(site: Path, digits: np.ndarray, photo: Path, latents: np.ndarray) -> di
                                 .getImageData(0, 0, 112, 112).data.filter((_, i) => i % 4 === 0))""")
         browser.close()
     return {"status": status, "probabilities": probabilities, "answers": answers, "photo_label": photo_label,
-            "photo_digitness": photo_digitness, "seen": seen,
+            "photo_digitness": photo_digitness, "seen": seen, "why": why, "why_text": why_text,
+            "why_painted": why_painted, "unexplained": unexplained,
             "drawn": drawn, "generated": drawn_digits, "grid": grid, "left": left, "problems": problems}
 
 

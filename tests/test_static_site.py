@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from captum.attr import Occlusion
 from PIL import Image
 from test_browser import CHROMIUM
 from test_cli import assert_clean_error, run_cli
@@ -78,6 +79,18 @@ def test_the_page_reads_and_draws_offline_from_file_as_predict_and_generate_do(s
     seen = np.reshape(shown["seen"], (28, 28)) / 255
     assert np.abs(seen - to_mnist(str(photo))).mean() < 0.08  # close to predict: canvas, not Lanczos
     assert shown["drawn"] in load(cnn_run.dir).classes
+    # "Why?": the page's maps are Captum's Occlusion of the answer's logit, run on the site's fp32 reader.
+    onnx_reader = onnxruntime.InferenceSession(site / "cnn.onnx")
+    occlusion = Occlusion(lambda x: torch.from_numpy(onnx_reader.run(["logits"], {"images": x.numpy()})[0]))
+    for image, target, why in zip(images, expected.argmax(1), shown["why"]):
+        assert why["target"] == target and why["label"] == reader.classes[target]
+        captum = occlusion.attribute(torch.from_numpy(image[None]), sliding_window_shapes=(1, 6, 6), strides=(1, 2, 2),
+                                     baselines=0.0, target=int(target))[0, 0].numpy()
+        np.testing.assert_allclose(np.reshape(why["map"], (28, 28)), captum, atol=1e-4 * np.abs(captum).max())
+    assert shown["why_text"].startswith(f"Red: ink that made it a {shown['photo_label']};")
+    painted, plain = (np.reshape(shown[k], (28, 28, 4)) for k in ("why_painted", "unexplained"))
+    assert (painted[..., 0] != painted[..., 2]).any()  # tinted red and blue
+    assert (plain[..., 0] == plain[..., 2]).all()  # and back to grey when "Why?" is off
     assert shown["left"] == [] and shown["problems"] == []  # nothing left the machine, no error on the page
 
 

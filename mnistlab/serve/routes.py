@@ -61,7 +61,8 @@ from mnistlab.serve.schemas import (
 from mnistlab.serve.teaching import Busy
 
 PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "reading.js": "text/javascript",
-              "camera.js": "text/javascript", "teach.js": "text/javascript", "style.css": "text/css"}
+              "camera.js": "text/javascript", "teach.js": "text/javascript", "heatmap.js": "text/javascript",
+              "style.css": "text/css"}
 # The page loads nothing from elsewhere; the policy makes the browser hold it to that.
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; base-uri 'none'; form-action 'none'"
 

@@ -126,21 +126,6 @@ export function resetReading() {
 // it pushed it down; then what would have made it the runner-up.
 let explaining = 0;  // the latest request: an older answer arriving late is dropped
 
-/** Paint `image` (0..1) in grey, tinted by `map`: red for positive, blue for negative, at full strength for
- * the map's largest magnitude. */
-function paintMap(target, image, map) {
-  const peak = Math.max(1e-9, ...map.flat().map(Math.abs));
-  const pixels = new ImageData(SIZE, SIZE);
-  image.flat().forEach((v, i) => {
-    const grey = 40 + 120 * v;
-    const m = map.flat()[i] / peak;
-    const rgb = m >= 0 ? [grey + (255 - grey) * m, grey * (1 - m), grey * (1 - m)]
-      : [grey * (1 + m), grey * (1 + m) + (120 - grey) * -m, grey + (255 - grey) * -m];
-    pixels.data.set([...rgb.map(Math.round), 255], i * 4);
-  });
-  target.getContext("2d").putImageData(pixels, 0, 0);
-}
-
 async function explainSelected() {
   const digit = shown && shown.digits[selected];
   if (!digit) return;
@@ -152,8 +137,8 @@ async function explainSelected() {
     const why = await response.json();
     if (request !== explaining || !$("why").checked) return;
     if (!response.ok) throw new Error(why.detail);
-    paintMap($("seen"), digit.image, why.attribution);
-    paintMap($("why-runner-up"), digit.image, why.toward_runner_up);
+    paintMap($("seen"), digit.image.flat(), why.attribution.flat());  // heatmap.js
+    paintMap($("why-runner-up"), digit.image.flat(), why.toward_runner_up.flat());
     $("why-text").innerHTML = '<span class="for">Red</span>: ink that made it a <b></b>; '
       + '<span class="against">blue</span>: ink against it. Beside it, the runner-up <b></b>: red where ink '
       + "argues for it instead.";

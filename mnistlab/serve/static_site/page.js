@@ -11,6 +11,8 @@ const SIZE = 28;         // what the models see and draw
 const BOX = 20;          // MNIST's digits fit a 20x20 box inside it, centred by their centre of mass
 const NOISE = 0.2;       // ink fainter than this share of the strongest is paper, as `predict` frames it
 const BRUSH = 20;        // on the 280 px canvas: ~2 px at 28x28, MNIST's stroke width
+const PATCH = 6;         // "Why?": the page blanks 6x6 patches of what the model saw,
+const STRIDE = 2;        // every 2 px: 144 patches, read in one batch
 const GRID = 4;          // the generator's grid: 4x4 digits
 const WALK_STEPS = 8;    // digits in a walk, both ends included
 const $ = (id) => document.getElementById(id);
@@ -136,6 +138,44 @@ function frame(image) {
   return out;
 }
 
+/** Why the reader answered `target` for a framed digit, without gradients (the runtime here only runs models
+ * forward): occlusion, as Captum's `Occlusion` computes it. Each 6x6 patch is blanked in turn, and a pixel's
+ * attribution is the mean fall of the answer's logit over the patches that cover it: positive where the ink
+ * argued for the answer, negative where it argued against. 784 numbers. */
+function occlusion(pixels, target) {
+  return inTurn(async () => {
+    const patches = [];
+    for (let y = 0; y + PATCH <= SIZE; y += STRIDE) for (let x = 0; x + PATCH <= SIZE; x += STRIDE) patches.push([x, y]);
+    const area = SIZE * SIZE;
+    const batch = new Float32Array((patches.length + 1) * area);  // the digit itself first, then each blanked
+    batch.set(pixels);
+    patches.forEach(([x0, y0], n) => {
+      const image = batch.subarray((n + 1) * area, (n + 2) * area);
+      image.set(pixels);
+      for (let y = y0; y < y0 + PATCH; y++) image.fill(0, y * SIZE + x0, y * SIZE + x0 + PATCH);
+    });
+    const input = new ort.Tensor("float32", batch, [patches.length + 1, 1, SIZE, SIZE]);
+    const logits = (await (await session(reader)).run({ images: input })).logits.data;
+    const classes = logits.length / (patches.length + 1);
+    const fall = new Float32Array(area), covered = new Float32Array(area);
+    patches.forEach(([x0, y0], n) => {
+      const drop = logits[target] - logits[(n + 1) * classes + target];
+      for (let y = y0; y < y0 + PATCH; y++) for (let x = x0; x < x0 + PATCH; x++) {
+        fall[y * SIZE + x] += drop;
+        covered[y * SIZE + x] += 1;
+      }
+    });
+    return Array.from(fall, (f, i) => f / covered[i]);
+  });
+}
+
+/** "Why?" for a framed digit: the class it is most likely, and that class's occlusion map. */
+async function why(pixels) {
+  const { probabilities } = await assess(pixels);
+  const target = probabilities.indexOf(Math.max(...probabilities));
+  return { target, label: site.reader.classes[target], map: await occlusion(pixels, target) };
+}
+
 const percent = (p) => `${(100 * p).toFixed(1)}%`;
 
 function show(pixels, assessed) {
@@ -154,6 +194,23 @@ function show(pixels, assessed) {
   const seen = new ImageData(SIZE, SIZE);
   pixels.forEach((v, i) => seen.data.set([255 * v, 255 * v, 255 * v, 255], 4 * i));
   $("seen").getContext("2d").putImageData(seen, 0, 0);
+  $("why-text").hidden = true;
+  if ($("why").checked) explain(pixels);
+}
+
+let explaining = 0;  // the latest "Why?": one for an older digit, finishing late, is dropped
+
+async function explain(pixels) {
+  const request = ++explaining;
+  $("why-text").textContent = "Blanking patches…";
+  $("why-text").hidden = false;
+  const { label, map } = await why(pixels);
+  if (request !== explaining || !$("why").checked) return;
+  paintMap($("seen"), pixels, map);  // heatmap.js
+  $("why-text").innerHTML = '<span class="for">Red</span>: ink that made it a <b></b>; '
+    + '<span class="against">blue</span>: ink against it. Found by blanking 6×6 patches in turn and watching '
+    + "the answer fall (the page runs the model forward only; the server explains with gradients).";
+  $("why-text").querySelector("b").textContent = label;
 }
 
 let shown = null;  // the framed digit on view, read again when the model changes
@@ -164,6 +221,8 @@ async function read(image) {
   if (!pixels.some((v) => v > 0)) {
     $("prediction").textContent = "–";
     $("digitness").textContent = "";
+    $("why-text").hidden = true;
+    explaining++;
     $("status").textContent = "No ink found: draw a digit, or open a photo of one.";
     return;
   }
@@ -182,6 +241,8 @@ function clear() {
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   $("prediction").textContent = "–";
   $("digitness").textContent = "";
+  $("why-text").hidden = true;
+  explaining++;
 }
 
 function point(event) {
@@ -235,6 +296,10 @@ function use(name) {
   history.replaceState(null, "", `#${reader.name}`);
   return session(reader);
 }
+
+$("why").addEventListener("change", async () => {
+  if (shown) show(shown, await assess(shown));  // explains when checked, shows the plain view when not
+});
 
 $("model").addEventListener("change", async () => {
   await use($("model").value);
@@ -351,4 +416,4 @@ if (generator) {
   }));
 }
 $("about").textContent = `Models: ${about.join("; ")}; run by onnxruntime-web in this page.`;
-window.mnistlab = { classify, assess, answer, frame, draw, use, ready: Promise.all(ready).then(() => true) };
+window.mnistlab = { classify, assess, answer, why, frame, draw, use, ready: Promise.all(ready).then(() => true) };
