@@ -6,8 +6,6 @@ CLI on top of them. Each property test starts from a real checkpoint the `cnn_ru
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import struct
@@ -21,9 +19,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
+from test_cli import run_cli
 
 from mnistlab.checkpoint import CHECKPOINT_NAME, load_checkpoint, read_checkpoint_header
-from mnistlab.cli import main
 from mnistlab.errors import CheckpointError, MnistlabError
 from mnistlab.runs import read_run
 
@@ -184,14 +182,6 @@ ISSUE_CASES = {
 }
 
 
-def run_cli(*args: Any) -> tuple[int, str]:
-    """`main` in this process (as tests/test_cli.py does): its exit status and stderr."""
-    err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, err.getvalue()
-
-
 @pytest.mark.parametrize("case", ISSUE_CASES)
 def test_damaged_metadata_through_the_cli_is_exit_2_and_one_line(pristine, cnn_run, tmp_path, case):
     run = tmp_path / "run"
@@ -201,9 +191,9 @@ def test_damaged_metadata_through_the_cli_is_exit_2_and_one_line(pristine, cnn_r
     Image.new("L", (28, 28), 255).save(digit)
     for command in (["evaluate", "cnn", run], ["predict", run, digit], ["generate", run, "--out", tmp_path / "x.png"],
                     ["export", run, "--onnx", tmp_path / "x.onnx"]):
-        code, err = run_cli(*command)
-        lines = err.strip().splitlines()
-        assert code == 2 and len(lines) == 1, (command, err)
+        done = run_cli(*command)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (command, done.stderr)
         assert lines[0].startswith(f"mnistlab: error: {run / CHECKPOINT_NAME}: damaged checkpoint: "), lines[0]
     assert {p.name for p in tmp_path.iterdir()} == {"run", "digit.png"}  # nothing written
     (line,) = read_run(run, strict=False).headline.splitlines()

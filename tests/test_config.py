@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_cli import assert_clean_error, run_cli
 
 from mnistlab.cli import build_parser, parse_args
 from mnistlab.config import (
@@ -47,7 +48,6 @@ from mnistlab.config import (
 )
 from mnistlab.errors import MnistlabError
 from mnistlab.fields import Range, field_help
-from tests.test_cli import assert_clean_error, run_cli
 
 ROOT = Path(__file__).parent.parent
 SECTION_TYPES = (CNNConfig, TrainConfig, DCGANConfig, GANTrainConfig, RunConfig)

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 from scipy import ndimage
+from test_cli import assert_clean_error, run_cli
 
 from mnistlab.checkpoint import load_checkpoint
-from tests.test_cli import assert_clean_error, run_cli
 
 
 @pytest.fixture

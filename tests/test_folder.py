@@ -7,13 +7,13 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from test_cli import assert_clean_error, run_cli
 
 from mnistlab.config import preset, with_overrides
 from mnistlab.data.datasets import load_dataset
 from mnistlab.data.idx import write_idx
 from mnistlab.errors import DataError, MnistlabError
 from mnistlab.photo.frame import to_mnist
-from tests.test_cli import assert_clean_error, run_cli
 
 
 @pytest.fixture
