@@ -161,6 +161,7 @@ def test_cli_and_api_train_the_same_run_for_the_same_seed(idx_dir, tmp_path, cap
         assert torch.equal(cli_model[key], value), key
 
 
+@pytest.mark.slow
 def test_trainers_take_a_dataset_name(idx_dir, tmp_path):
     run = mnistlab.train_classifier("seed", dataset="mnist-sample", epochs=1, batch_size=1000, val_size=0,
                                     out=str(tmp_path / "cnn"), progress=False)

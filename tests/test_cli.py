@@ -217,6 +217,7 @@ def test_an_existing_run_is_never_overwritten_and_resume_takes_no_settings(cnn_r
     assert (cnn_run.dir / "checkpoint.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_data_list_and_a_failed_download(tmp_path, dead_mirror):
     listing = run_cli("data", "list", "--data-root", tmp_path)
     assert listing.returncode == 0, listing.stderr
@@ -229,6 +230,7 @@ def test_data_list_and_a_failed_download(tmp_path, dead_mirror):
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing half-downloaded left behind
 
 
+@pytest.mark.slow
 def test_a_toml_config_overrides_the_preset_and_the_flags_override_it(tmp_path):
     config = tmp_path / "my.toml"
     config.write_text('[model]\nfilters = [6, 12, 18]\nbias_init = "constant"\n[train]\nepochs = 1\nlr = 0.002\n')

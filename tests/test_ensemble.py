@@ -47,6 +47,7 @@ def test_an_ensemble_of_a_gan_is_one_line(cnn_run, gan_run):
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_an_ensemble_exports_as_one_onnx_graph_that_predicts_as_it_does(cnn_run, second_run, tiny_data, tmp_path):
     import onnxruntime
     import torch
