@@ -18,6 +18,16 @@ os.environ.pop("PIP_FIND_LINKS", None)
 os.environ["MNISTLAB_DATA"] = tempfile.mkdtemp(prefix="mnistlab-test-data-")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The docstring examples run in one test process (`--dist loadgroup`), so their folder is made once; they
+    train real runs for seconds, so they are slow (`make test` runs them, `make test-fast` does not)."""
+    for item in items:
+        if isinstance(item, pytest.DoctestItem):
+            item.add_marker(pytest.mark.xdist_group("doctests"))
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def _doctest_folder(tmp_path_factory):
     from PIL import Image

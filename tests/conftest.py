@@ -31,7 +31,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     slow = Counter(file_of(item) for item in items
                    if item.get_closest_marker("slow") or item.get_closest_marker("browser"))
-    items.sort(key=lambda item: -slow[file_of(item)])  # stable: ties keep their order
+    # Stable: ties keep their order. Then the docstring examples, one process's block (../conftest.py), so that
+    # they do not come last, with the other process idle.
+    items.sort(key=lambda item: (-slow[file_of(item)], not isinstance(item, pytest.DoctestItem)))
 
 
 # ----------------------------------------------------------------------------------------------

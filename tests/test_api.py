@@ -208,6 +208,7 @@ def test_every_subcommand_has_help(capsys):
         assert capsys.readouterr().out.startswith(f"usage: mnistlab {' '.join(path)}"), path
 
 
+@pytest.mark.slow
 def test_evaluate_gan_equals_what_the_cli_prints(gan_run, capsys):
     report = mnistlab.evaluate_gan(gan_run.dir, n=300, seed=2)
     assert {"fcd", "fcd_real_floor", "inception_score", "class_entropy", "confident_fraction", "class_histogram",

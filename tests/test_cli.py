@@ -273,6 +273,7 @@ def test_gan_commands_read_the_best_generator_by_default_and_say_which(gan_run, 
         assert "default: best when the run kept one, else last" in " ".join(run_cli(*command, "-h").stdout.split())
 
 
+@pytest.mark.slow
 def test_a_missing_or_damaged_best_is_one_line(gan_run, cnn_run, tmp_path):
     run = tmp_path / "gan"
     shutil.copytree(gan_run.dir, run)

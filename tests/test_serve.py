@@ -257,6 +257,7 @@ def test_read_finds_each_digit_of_a_photo_where_the_photo_has_it(client, classif
             np.testing.assert_allclose(digit["image"], expected_digit.image, atol=5e-4)
 
 
+@pytest.mark.slow
 def test_a_large_photo_of_one_digit_is_read_on_predict_too(client, classifier):
     photo = make_photos(1, seed=3, lengths=(1,), size=(3000, 2000))[0]
     data = photo_jpeg(photo.image, noise=10)

@@ -11,7 +11,6 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from captum.attr import Occlusion
 from PIL import Image
 from test_browser import CHROMIUM
 from test_cli import assert_clean_error, run_cli
@@ -80,6 +79,8 @@ def test_the_page_reads_and_draws_offline_from_file_as_predict_and_generate_do(s
     assert np.abs(seen - to_mnist(str(photo))).mean() < 0.08  # close to predict: canvas, not Lanczos
     assert shown["drawn"] in load(cnn_run.dir).classes
     # "Why?": the page's maps are Captum's Occlusion of the answer's logit, run on the site's fp32 reader.
+    from captum.attr import Occlusion  # here, not at the top: half a second of every test process's collection
+
     onnx_reader = onnxruntime.InferenceSession(site / "cnn.onnx")
     occlusion = Occlusion(lambda x: torch.from_numpy(onnx_reader.run(["logits"], {"images": x.numpy()})[0]))
     for image, target, why in zip(images, expected.argmax(1), shown["why"]):

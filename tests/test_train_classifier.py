@@ -42,6 +42,7 @@ def test_the_checkpoint_is_safetensors_with_json_metadata_and_round_trips(cnn_ru
         assert torch.equal(classifier.model.state_dict()[key].cpu(), value.cpu()), key
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_mid_epoch_and_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
     settings = dict(epochs=2, batch_size=100, deterministic=True, progress=False)
     straight = train_classifier("seed", tiny_data, out=str(tmp_path / "a"), **settings)
@@ -63,6 +64,7 @@ def test_ctrl_c_checkpoints_mid_epoch_and_resume_equals_an_uninterrupted_run(tin
         assert torch.equal(resumed.model.state_dict()[key], value), key
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_another_seed_differs(tiny_data, tmp_path):
     runs = [train_classifier("seed", tiny_data, epochs=1, seed=s, deterministic=True, out=str(tmp_path / f"{i}"),
                              progress=False) for i, s in enumerate((7, 7, 8))]
