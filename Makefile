@@ -43,7 +43,8 @@ fashion:
 test: install browser postgres fashion
 	$(BIN)/python -m pytest -n 2
 
-# The edit loop: everything but the tests marked slow (real browsers, databases, training for seconds).
+# The edit loop: everything but the tests marked slow (real browsers, databases, training for seconds, and the
+# docstring examples, which train real runs).
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow and not browser"
 
