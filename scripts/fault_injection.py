@@ -5,8 +5,8 @@
 
 For each kind: one uninterrupted reference run (in this process); then the same run (same seed,
 --deterministic, CPU) killed `--kills` times at random moments and resumed with `--resume` after each
-kill, then resumed to the end. Reports the runs resumed, the checkpoints found corrupt after a kill (must be 0), and
-whether the final weights and metrics equal the reference run's bit for bit.
+kill, then resumed to the end. Reports the runs resumed, the checkpoints found corrupt after a kill (must
+be 0), and whether the final weights and metrics equal the reference run's bit for bit.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ import torch
 from mnistlab.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 TIMING = ("time_s", "images_per_s", "elapsed_s")  # wall-clock fields differ from run to run by nature
+MNISTLAB = [sys.executable, "-m", "mnistlab"]  # a training process of its own, for the runs that are killed
 
 
-def train_command(kind: str, dataset: str, out: Path, resume: bool) -> list[str]:
-    base = [sys.executable, "-m", "mnistlab", "train", kind, "--no-progress"]
+def train_args(kind: str, dataset: str, out: Path, resume: bool) -> list[str]:
+    """`mnistlab`'s arguments for the run, or for resuming it."""
+    base = ["train", kind, "--no-progress"]
     if resume:
         return base + ["--resume", str(out)]
     settings = ["--epochs", "3" if kind == "gan" else "12", "--checkpoint-every", "3", "--deterministic",
@@ -43,7 +45,8 @@ def train_command(kind: str, dataset: str, out: Path, resume: bool) -> list[str]
 
 
 def run_to_end(kind: str, dataset: str, out: Path, resume: bool) -> None:
-    subprocess.run(train_command(kind, dataset, out, resume), check=True, capture_output=True, timeout=600)
+    subprocess.run([*MNISTLAB, *train_args(kind, dataset, out, resume)], check=True, capture_output=True,
+                   timeout=600)
 
 
 def run_reference(kind: str, dataset: str, out: Path) -> None:
@@ -52,7 +55,7 @@ def run_reference(kind: str, dataset: str, out: Path) -> None:
 
     err = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        code = main(train_command(kind, dataset, out, resume=False)[3:])  # less `python -m mnistlab`
+        code = main(train_args(kind, dataset, out, resume=False))
     if code:
         raise RuntimeError(f"the reference run exited with status {code}: {err.getvalue()}")
 
@@ -63,7 +66,7 @@ def kill_once(kind: str, dataset: str, out: Path, rng: random.Random, window: fl
     checkpoint = out / CHECKPOINT_NAME
     resume = checkpoint.exists()
     last_write = checkpoint.stat().st_mtime_ns if resume else 0
-    proc = subprocess.Popen(train_command(kind, dataset, out, resume), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([*MNISTLAB, *train_args(kind, dataset, out, resume)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     while proc.poll() is None and not (checkpoint.exists() and checkpoint.stat().st_mtime_ns != last_write):
         time.sleep(0.005)

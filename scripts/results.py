@@ -313,7 +313,8 @@ def _bench_rows(path: Path, k: int = 1) -> dict[str, list[str]]:
 
 
 def headline() -> list[str]:
-    """The README's table of results: a row per result, its figure, n and command."""
+    """The README's table of results: a row per result, its figure, n and command (a figure with a
+    validation accuracy beside it also names the bench that measured that)."""
     seed, presets = _study("cnn-seed-mnist"), _study("cnn-presets-mnist")
     gan, gan_seed = _study("gan-mnist-600s"), _study("gan-seed-mnist")
     best_runs = [run for run, preset in _presets("cnn-presets-mnist").items() if preset == "best"]
@@ -329,21 +330,23 @@ def headline() -> list[str]:
         figure = _spread(row["values"], "acc")
         if preset == "best":  # and its validation accuracy, where the recipe below was chosen
             figure += f" (validation {_spread([float(members[run][1]) for run in best_runs], 'acc')})"
+        command = presets["command"] if preset == "gorner" else "the same"
         rows.append((f"`{preset}`, {epochs} epochs", figure, row["n"],
-                     presets["command"] if preset == "gorner" else "the same"))
+                     [command, "python scripts/ensemble_bench.py RUN... --ensembles 3 5"] if preset == "best"
+                     else command))
     rotated = _study("cnn-best-rotate-mnist")
     (row,) = rotated["configurations"]
     validation = [float(_bench_rows(RESULTS / "ensemble-bench-rotate.txt")[run][1]) for run in row["runs"]]
     rows.append(("`best`, 30 epochs, rotations up to 8°",
                  f"**{_spread(row['values'], 'acc')}** (validation {_spread(validation, 'acc')})", row["n"],
-                 rotated["command"]))
+                 [rotated["command"], "python scripts/ensemble_bench.py RUN RUN RUN --ensembles 3"]))
     fits = _row(presets, preset="best")["calibration"]
     rows.append(("`best`, calibrated: expected calibration error",
                  f"{_pct([f['ece_before'] for f in fits], 2)} → **{_pct([f['ece_after'] for f in fits], 2)}** "
                  f"(T = {statistics.fmean(f['temperature'] for f in fits):.2f}, fitted on validation)", len(fits),
                  "mnistlab evaluate cnn RUN"))
 
-    ensemble = next(cells for name, cells in _bench_rows(RESULTS / "ensemble-bench.txt").items()
+    ensemble = next(cells for name, cells in members.items()
                     if name.startswith("ensemble of") and sorted(name.split()[2::2]) == sorted(best_runs))
     rows.append((f"an ensemble of the {len(best_runs)} `best` runs", f"{ensemble[2]} (validation {ensemble[1]})", 1,
                  "python scripts/ensemble_bench.py RUN... --ensembles 3 5"))
@@ -392,9 +395,12 @@ def headline() -> list[str]:
                  f"FCD {q['fcd']:.2f} ({q['fcd'] / q['fcd_real_floor']:.0f}× the floor); the evaluator sure of "
                  f"{_pct([q['confident_fraction']], 0)} of its digits", 1, gan_seed["command"]))
 
+    def shown(commands: str | list[str]) -> str:  # a row's command, or its commands (the sweep's, then a bench's)
+        return "; ".join(c if c == "the same" else f"`{c}`" for c in ([commands] if isinstance(commands, str)
+                                                                      else commands))
+
     return ["| what | figure | n | command |", "|---|---|---|---|"] + [
-        f"| {what} | {figure} | {n} | {command if command == 'the same' else f'`{command}`'} |"
-        for what, figure, n, command in rows]
+        f"| {what} | {figure} | {n} | {shown(commands)} |" for what, figure, n, commands in rows]
 
 def render(text: str) -> str:
     """`text` with every marked table regenerated."""

@@ -171,16 +171,12 @@ def test_two_workers_never_start_the_same_queued_trial_on_sqlite(tmp_path):
 
 
 def test_a_worker_killed_mid_trial_is_retried_and_no_trial_is_lost_or_repeated(tmp_path, digits):
-    from mnistlab.sweep import engine
-    from mnistlab.sweep.spec import load_spec
+    from mnistlab.sweep.run import open_sweep, start_worker
 
     # Two trials, seeds 0 and 1: the second is killed, so the retry must come back for it and for nothing else.
     spec = sweep_file(tmp_path, digits, name="killed", epochs=4, lrs="[0.003]", settings="checkpoint_every = 5")
-    out = tmp_path / "out"
-    url, loaded = engine.storage_url(out, None), load_spec(spec)
-    storage = engine.open_storage(url)
-    engine.enqueue_missing(engine.open_study(loaded, storage), loaded, storage)  # what `mnistlab sweep` does first
-    worker = subprocess.Popen([sys.executable, "-m", "mnistlab.sweep.worker", str(spec), url, str(out), "1"])
+    _, out, url, _ = open_sweep(spec, tmp_path / "out")  # as `mnistlab sweep` starts, with one worker
+    worker = start_worker(spec, url, out, threads=1)
     try:
         deadline = time.monotonic() + 120
         while not glob.glob(str(out / "killed-trial-0001" / "checkpoint.safetensors")):  # trial 1 is under way

@@ -32,13 +32,8 @@ def run_sweep(path: str | Path, workers: int | None = None, storage: str | None 
     `workers` processes share this machine's cores (default: one per GPU, else 1); `storage` is a
     SQLAlchemy URL shared by every machine's workers (default: SQLite in `out`, `sweeps/<name>`).
     """
-    require_extra("mnistlab sweep", "sweep", SWEEP_STACK)
-    spec = load_spec(path)
-    given_out, out = out, Path(out or Path("sweeps") / spec.name)
-    url = engine.storage_url(out, storage)
-    database = engine.open_storage(url)  # an unreachable database fails here, before anything starts
-    study = engine.open_study(spec, database)
-    engine.enqueue_missing(study, spec, database)
+    given_out = out
+    spec, out, url, study = open_sweep(path, out, storage)
     gpus = _gpu_count()
     workers = workers or max(1, gpus)
     if workers < 1:
@@ -46,8 +41,7 @@ def run_sweep(path: str | Path, workers: int | None = None, storage: str | None 
     threads = engine.worker_threads(workers)
     hint = f"mnistlab sweep {path}" + (f" --workers {workers}" if workers > 1 else "") + \
         (f" --storage {engine.redacted(url)}" if storage else "") + (f" --out {given_out}" if given_out else "")
-    procs = [subprocess.Popen([sys.executable, "-m", "mnistlab.sweep.worker", str(path), url, str(out), str(threads)],
-                              env=_worker_env(i, threads, gpus)) for i in range(workers)]
+    procs = [start_worker(path, url, out, threads, i, gpus) for i in range(workers)]
     try:
         with _terminate_as_interrupt():
             _watch(study, spec, procs, progress)
@@ -64,6 +58,27 @@ def run_sweep(path: str | Path, workers: int | None = None, storage: str | None 
         raise MnistlabError(f"{left} of {state.total} trials are not done ({why}); continue with: {hint}")
     report.plot(summary, out / "sweep.png")
     return summary
+
+
+def open_sweep(path: str | Path, out: str | Path | None = None,
+               storage: str | None = None) -> tuple[Any, Path, str, Any]:
+    """Check the sweep file, open its study in the storage and enqueue what is left of it: (spec, out, the
+    storage's URL, study). An unreachable database fails here, before any worker starts."""
+    require_extra("mnistlab sweep", "sweep", SWEEP_STACK)
+    spec = load_spec(path)
+    out = Path(out or Path("sweeps") / spec.name)
+    url = engine.storage_url(out, storage)
+    database = engine.open_storage(url)
+    study = engine.open_study(spec, database)
+    engine.enqueue_missing(study, spec, database)
+    return spec, out, url, study
+
+
+def start_worker(path: str | Path, url: str, out: Path, threads: int, index: int = 0,
+                 gpus: int = 0) -> subprocess.Popen:
+    """Worker `index`: a process that takes the sweep's trials until none is left (mnistlab/sweep/worker.py)."""
+    return subprocess.Popen([sys.executable, "-m", "mnistlab.sweep.worker", str(path), url, str(out), str(threads)],
+                            env=_worker_env(index, threads, gpus))
 
 
 def _watch(study: Any, spec: Any, procs: list[subprocess.Popen], progress: bool) -> None:

@@ -138,11 +138,12 @@ function frame(image) {
   return out;
 }
 
-/** Why the reader answered `target` for a framed digit, without gradients (the runtime here only runs models
- * forward): occlusion, as Captum's `Occlusion` computes it. Each 6x6 patch is blanked in turn, and a pixel's
- * attribution is the mean fall of the answer's logit over the patches that cover it: positive where the ink
- * argued for the answer, negative where it argued against. 784 numbers. */
-function occlusion(pixels, target) {
+/** "Why?" for a framed digit, without gradients (the runtime here only runs models forward): occlusion, as
+ * Captum's `Occlusion` computes it. The digit and each copy of it with a 6x6 patch blanked go through in one
+ * batch; the answer is the digit's likeliest class, and a pixel's attribution the mean fall of that class's
+ * logit over the patches that cover it: positive where the ink argued for the answer, negative against.
+ * Returns the answer's index and label, and its map (784 numbers). */
+function why(pixels) {
   return inTurn(async () => {
     const patches = [];
     for (let y = 0; y + PATCH <= SIZE; y += STRIDE) for (let x = 0; x + PATCH <= SIZE; x += STRIDE) patches.push([x, y]);
@@ -157,6 +158,8 @@ function occlusion(pixels, target) {
     const input = new ort.Tensor("float32", batch, [patches.length + 1, 1, SIZE, SIZE]);
     const logits = (await (await session(reader)).run({ images: input })).logits.data;
     const classes = logits.length / (patches.length + 1);
+    const whole = Array.from(logits.subarray(0, classes));
+    const target = whole.indexOf(Math.max(...whole));  // the likeliest class: softmax keeps the order
     const fall = new Float32Array(area), covered = new Float32Array(area);
     patches.forEach(([x0, y0], n) => {
       const drop = logits[target] - logits[(n + 1) * classes + target];
@@ -165,15 +168,8 @@ function occlusion(pixels, target) {
         covered[y * SIZE + x] += 1;
       }
     });
-    return Array.from(fall, (f, i) => f / covered[i]);
+    return { target, label: site.reader.classes[target], map: Array.from(fall, (f, i) => f / covered[i]) };
   });
-}
-
-/** "Why?" for a framed digit: the class it is most likely, and that class's occlusion map. */
-async function why(pixels) {
-  const { probabilities } = await assess(pixels);
-  const target = probabilities.indexOf(Math.max(...probabilities));
-  return { target, label: site.reader.classes[target], map: await occlusion(pixels, target) };
 }
 
 const percent = (p) => `${(100 * p).toFixed(1)}%`;
@@ -191,14 +187,24 @@ function show(pixels, assessed) {
     li.querySelector(".pct").textContent = percent(probabilities[i]);
     li.classList.toggle("top", i === best);
   });
+  paintSeen(pixels);
+}
+
+/** What the model saw, in grey; with "Why?" on, tinted by its map once that is computed. */
+function paintSeen(pixels) {
   const seen = new ImageData(SIZE, SIZE);
   pixels.forEach((v, i) => seen.data.set([255 * v, 255 * v, 255 * v, 255], 4 * i));
   $("seen").getContext("2d").putImageData(seen, 0, 0);
-  $("why-text").hidden = true;
+  forgetWhy();
   if ($("why").checked) explain(pixels);
 }
 
 let explaining = 0;  // the latest "Why?": one for an older digit, finishing late, is dropped
+
+function forgetWhy() {
+  explaining++;
+  $("why-text").hidden = true;
+}
 
 async function explain(pixels) {
   const request = ++explaining;
@@ -221,8 +227,7 @@ async function read(image) {
   if (!pixels.some((v) => v > 0)) {
     $("prediction").textContent = "–";
     $("digitness").textContent = "";
-    $("why-text").hidden = true;
-    explaining++;
+    forgetWhy();
     $("status").textContent = "No ink found: draw a digit, or open a photo of one.";
     return;
   }
@@ -241,8 +246,7 @@ function clear() {
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   $("prediction").textContent = "–";
   $("digitness").textContent = "";
-  $("why-text").hidden = true;
-  explaining++;
+  forgetWhy();
 }
 
 function point(event) {
@@ -297,8 +301,8 @@ function use(name) {
   return session(reader);
 }
 
-$("why").addEventListener("change", async () => {
-  if (shown) show(shown, await assess(shown));  // explains when checked, shows the plain view when not
+$("why").addEventListener("change", () => {
+  if (shown) paintSeen(shown);  // explained when checked, the plain view when not
 });
 
 $("model").addEventListener("change", async () => {
